@@ -1,0 +1,1 @@
+"""authscale services: auth, orders, gateway and the shared library they import."""

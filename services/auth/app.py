@@ -1,0 +1,74 @@
+"""The auth app factory: key ring, stores, verifier and routes, opened and closed in cleanup_ctx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from argon2 import PasswordHasher, Type
+
+from services.auth.keyring import KeyRing
+from services.auth.routes import keyring_key, routes, tokens_key, users_key
+from services.auth.settings import Settings
+from services.auth.tokens import Tokens
+from services.auth.users import Users
+from services.common.observability import metrics_key, ready_checks_key
+from services.common.runtime import new_app, session_redis_key
+from services.common.store import make_redis
+from services.common.verify import Verifier, verifier_key
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = new_app("auth")
+    keyring = KeyRing.load(settings.keys_dir)
+    app[keyring_key] = keyring
+    timeout = settings.verifier.store_timeout_seconds
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        metrics = app[metrics_key]
+        sessions = make_redis(settings.verifier.session_store_url, timeout)
+        data = make_redis(settings.data_store_url, timeout)
+        verifier = Verifier(settings.verifier, metrics, sessions)
+        verifier.keystore.set_static(keyring.public)
+        hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            type=Type.ID,
+        )
+        users = Users(
+            data, sessions, metrics, hasher,
+            timeout=timeout,
+            max_failures=settings.login_max_failures,
+            window_seconds=settings.login_window_seconds,
+        )
+        app[session_redis_key] = sessions
+        app[verifier_key] = verifier
+        app[users_key] = users
+        app[tokens_key] = Tokens(
+            keyring, data, sessions, metrics,
+            issuer=settings.verifier.issuer,
+            audience=settings.verifier.audience,
+            access_seconds=settings.access_token_seconds,
+            refresh_seconds=settings.refresh_token_seconds,
+            session_idle_seconds=settings.verifier.session_idle_seconds,
+            timeout=timeout,
+        )
+        await verifier.start()
+        await users.start()
+
+        async def data_ready() -> None:
+            await data.ping()
+
+        app[ready_checks_key].extend([verifier.ready, data_ready])
+        try:
+            yield
+        finally:
+            users.close()
+            await verifier.close()
+            await sessions.aclose()
+            await data.aclose()
+
+    app.cleanup_ctx.append(resources)
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,114 @@
+"""Auth endpoints: thin handlers that parse, call the domain, and answer per the contract."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.auth.keyring import KeyRing
+from services.auth.tokens import Tokens
+from services.auth.users import Users, validate_credentials
+from services.common.problems import ProblemError, read_json_object
+from services.common.verify import Principal, Verifier, require_csrf, verifier_key
+
+users_key = web.AppKey("users", Users)
+tokens_key = web.AppKey("tokens", Tokens)
+keyring_key = web.AppKey("keyring", KeyRing)
+
+routes = web.RouteTableDef()
+
+
+def _set_session_cookie(response: web.Response, verifier: Verifier, value: str, *, clear: bool = False) -> None:
+    response.set_cookie(
+        verifier.settings.cookie_name,
+        value,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=verifier.settings.cookie_secure,
+        max_age=0 if clear else None,
+    )
+
+
+@routes.post("/users")
+async def create_user(request: web.Request) -> web.Response:
+    username, password = validate_credentials(await read_json_object(request))
+    user = await request.app[users_key].create(username, password)
+    return web.json_response(user.public(), status=201)
+
+
+@routes.post("/token")
+async def token(request: web.Request) -> web.Response:
+    username, password = validate_credentials(await read_json_object(request))
+    user = await request.app[users_key].login(username, password)
+    pair = await request.app[tokens_key].issue(user)
+    return web.json_response(pair.body(), headers={"Cache-Control": "no-store"})
+
+
+@routes.post("/refresh")
+async def refresh(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    token = body.get("refresh_token")
+    if not isinstance(token, str):
+        raise ProblemError(422, "Body needs a string field 'refresh_token'.")
+    pair = await request.app[tokens_key].rotate(token)
+    return web.json_response(pair.body(), headers={"Cache-Control": "no-store"})
+
+
+@routes.post("/session")
+async def session(request: web.Request) -> web.Response:
+    username, password = validate_credentials(await read_json_object(request))
+    user = await request.app[users_key].login(username, password)
+    verifier = request.app[verifier_key]
+    previous = request.cookies.get(verifier.settings.cookie_name)
+    sid, csrf = await request.app[tokens_key].create_session(user, previous)
+    response = web.json_response({"csrf_token": csrf}, headers={"Cache-Control": "no-store"})
+    _set_session_cookie(response, verifier, sid)
+    return response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    verifier = request.app[verifier_key]
+    principal = await verifier.authenticate(request)
+    require_csrf(request, principal)
+    tokens = request.app[tokens_key]
+    response = web.Response(status=204)
+    if principal.mode == "session":
+        assert principal.session_id is not None
+        await tokens.delete_session(principal.session_id)
+        verifier.forget_session(principal.session_id)
+        _set_session_cookie(response, verifier, "", clear=True)
+        return response
+    refresh = await _optional_refresh_token(request)
+    await tokens.revoke_access(principal)
+    if principal.family:
+        await tokens.revoke_family(principal.family)
+    if refresh:
+        await tokens.revoke_family_of(refresh, principal.sub)
+    return response
+
+
+async def _optional_refresh_token(request: web.Request) -> str | None:
+    if not request.can_read_body:
+        return None
+    body = await read_json_object(request)
+    token = body.get("refresh_token")
+    if token is not None and not isinstance(token, str):
+        raise ProblemError(422, "'refresh_token' must be a string.")
+    return token
+
+
+@routes.get("/me")
+async def me(request: web.Request) -> web.Response:
+    principal: Principal = await request.app[verifier_key].authenticate(request)
+    user = await request.app[users_key].get(principal.sub)
+    if user is None or not user.active:
+        raise ProblemError(401, "Account not found or disabled.", headers={"WWW-Authenticate": "Bearer"})
+    return web.json_response({"sub": user.id, "username": user.username, "auth": principal.mode})
+
+
+@routes.get("/.well-known/jwks.json")
+async def jwks(request: web.Request) -> web.Response:
+    return web.json_response(
+        request.app[keyring_key].jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )

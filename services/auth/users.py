@@ -1,0 +1,176 @@
+"""Accounts in the data store, argon2id hashing off the event loop, and failed-login limiting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from redis.asyncio import Redis
+
+from services.common.observability import Metrics
+from services.common.problems import ProblemError
+from services.common.store import LOGIN_FAILURES_PREFIX, timed
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,64}")
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+DATA_STORE = "data_store"
+SESSION_STORE = "session_store"
+
+# Index and record are written by one script so a crash never leaves one without the other.
+_CREATE_USER = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    username: str
+    password_hash: str
+    active: bool = True
+
+    def public(self) -> dict[str, str]:
+        return {"id": self.id, "username": self.username}
+
+
+def user_key(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def username_key(username: str) -> str:
+    return f"username:{username.lower()}"
+
+
+def validate_credentials(body: dict[str, object]) -> tuple[str, str]:
+    """Shape check shared by sign-up and login: two strings, or 422."""
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise ProblemError(422, "Body needs string fields 'username' and 'password'.")
+    return username, password
+
+
+def validate_new_account(username: str, password: str) -> None:
+    if not USERNAME_RE.fullmatch(username):
+        raise ProblemError(422, "Username must be 3-64 characters of A-Z, a-z, 0-9, '_', '.', '-'.")
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise ProblemError(422, f"Password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters.")
+
+
+class Users:
+    def __init__(
+        self,
+        data: Redis,
+        sessions: Redis,
+        metrics: Metrics,
+        hasher: PasswordHasher,
+        *,
+        timeout: float,
+        max_failures: int,
+        window_seconds: int,
+    ) -> None:
+        self.data = data
+        self.sessions = sessions
+        self.metrics = metrics
+        self.hasher = hasher
+        self.timeout = timeout
+        self.max_failures = max_failures
+        self.window_seconds = window_seconds
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+        self._create = data.register_script(_CREATE_USER)
+        self._dummy_hash = ""
+
+    async def start(self) -> None:
+        # A real hash to verify against for unknown users, so their timing matches real ones.
+        self._dummy_hash = await self._run(self.hasher.hash, uuid.uuid4().hex)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, fn: object, *args: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)  # type: ignore[arg-type]
+
+    async def create(self, username: str, password: str) -> User:
+        validate_new_account(username, password)
+        password_hash = await self._run(self.hasher.hash, password)
+        user = User(id=uuid.uuid4().hex, username=username, password_hash=password_hash)
+        record = json.dumps(
+            {"id": user.id, "username": username, "hash": password_hash, "active": True,
+             "created_at": time.time()}
+        )
+        created = await timed(
+            self.metrics, DATA_STORE, "create_user",
+            self._create(keys=[username_key(username), user_key(user.id)], args=[user.id, record]),
+            self.timeout,
+        )
+        if not created:
+            raise ProblemError(409, "That username is taken.")
+        return user
+
+    async def get(self, user_id: str) -> User | None:
+        raw = await timed(self.metrics, DATA_STORE, "get_user", self.data.get(user_key(user_id)), self.timeout)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return User(
+            id=data["id"], username=data["username"], password_hash=data["hash"],
+            active=bool(data.get("active", True)),
+        )
+
+    async def find(self, username: str) -> User | None:
+        user_id = await timed(
+            self.metrics, DATA_STORE, "get_username", self.data.get(username_key(username)), self.timeout
+        )
+        return None if user_id is None else await self.get(user_id.decode())
+
+    async def login(self, username: str, password: str) -> User:
+        """Check a password under the per-account failure limit; 401 and 429 reveal nothing."""
+        if len(username) > 64 or len(password) > PASSWORD_MAX:
+            # Never a valid account; refuse before hashing an attacker-sized input.
+            raise _bad_login()
+        failures_key = LOGIN_FAILURES_PREFIX + username.lower()
+        failures = await timed(
+            self.metrics, SESSION_STORE, "get_failures", self.sessions.get(failures_key), self.timeout
+        )
+        if failures is not None and int(failures) >= self.max_failures:
+            ttl = await timed(self.metrics, SESSION_STORE, "ttl", self.sessions.ttl(failures_key), self.timeout)
+            raise ProblemError(
+                429,
+                "Too many failed logins for this account; try again later.",
+                headers={"Retry-After": str(max(int(ttl), 1))},
+            )
+        user = await self.find(username) if USERNAME_RE.fullmatch(username) else None
+        ok = await self._verify(user.password_hash if user else self._dummy_hash, password)
+        if user is None or not ok or not user.active:
+            pipe = self.sessions.pipeline(transaction=True)
+            pipe.incr(failures_key)
+            pipe.expire(failures_key, self.window_seconds, nx=True)
+            await timed(self.metrics, SESSION_STORE, "count_failure", pipe.execute(), self.timeout)
+            raise _bad_login()
+        if failures is not None:
+            await timed(self.metrics, SESSION_STORE, "reset_failures", self.sessions.delete(failures_key), self.timeout)
+        return user
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, self.hasher.verify, password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def _bad_login() -> ProblemError:
+    return ProblemError(
+        401, "Unknown username or wrong password.", headers={"WWW-Authenticate": "Bearer"}
+    )

@@ -1,0 +1,1 @@
+"""The internal library every authscale service imports: verification, problems, settings, observability."""

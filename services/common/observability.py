@@ -1,0 +1,234 @@
+"""JSON logs carrying the request id, Prometheus metrics, and the /healthz, /readyz, /metrics routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+from services.common.problems import Handler, problem_response
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Latency buckets from 100 us to 5 s: auth checks live at the bottom, timeouts at the top.
+_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with the current request id."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": round(record.created, 6),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "request_id": request_id_var.get(),
+            "msg": record.getMessage(),
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            entry.update(extra)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's own access log would duplicate ours without the request id.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@dataclass
+class Metrics:
+    """The metric families every service exports, in a registry of its own per app."""
+
+    service: str
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered",
+            ["service", "route", "method", "status", "auth_mode"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["service", "route", "auth_mode"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.auth_checks = Counter(
+            "auth_checks_total",
+            "Credential verifications performed",
+            ["service", "mode", "result"],
+            registry=r,
+        )
+        self.auth_latency = Histogram(
+            "auth_check_duration_seconds",
+            "Time spent verifying one credential",
+            ["service", "mode"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.store_calls = Counter(
+            "store_calls_total",
+            "Calls made to a Redis store",
+            ["service", "store", "op", "result"],
+            registry=r,
+        )
+        self.store_latency = Histogram(
+            "store_call_duration_seconds",
+            "Latency of calls to a Redis store",
+            ["service", "store", "op"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.upstream_calls = Counter(
+            "upstream_calls_total",
+            "Calls made to another authscale service",
+            ["service", "upstream", "result"],
+            registry=r,
+        )
+
+    def observe_auth(self, mode: str, result: str, seconds: float) -> None:
+        self.auth_checks.labels(self.service, mode, result).inc()
+        self.auth_latency.labels(self.service, mode).observe(seconds)
+
+    def observe_store(self, store: str, op: str, result: str, seconds: float) -> None:
+        self.store_calls.labels(self.service, store, op, result).inc()
+        self.store_latency.labels(self.service, store, op).observe(seconds)
+
+    def observe_upstream(self, upstream: str, result: str) -> None:
+        self.upstream_calls.labels(self.service, upstream, result).inc()
+
+
+metrics_key = web.AppKey("metrics", Metrics)
+ReadyCheck = Callable[[], Awaitable[None]]
+ready_checks_key = web.AppKey("ready_checks", list[ReadyCheck])
+
+AUTH_MODE = "auth_mode"  # request key set by the verifier
+
+
+def _route_label(request: web.Request) -> str:
+    info = request.match_info
+    route = info.route if info is not None else None
+    if route is None or route.resource is None:
+        return "unmatched"
+    return route.resource.canonical
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def request_id_from(request: web.Request) -> str:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    return incoming if _REQUEST_ID_RE.match(incoming) else new_request_id()
+
+
+def make_observability_middleware(metrics: Metrics) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    access = logging.getLogger("authscale.access")
+
+    @web.middleware
+    async def observability_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        rid = request_id_from(request)
+        token = request_id_var.set(rid)
+        request["request_id"] = rid
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers[REQUEST_ID_HEADER] = rid
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = rid
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_label(request)
+            mode = request.get(AUTH_MODE, "none")
+            metrics.requests.labels(metrics.service, route, request.method, str(status), mode).inc()
+            metrics.latency.labels(metrics.service, route, mode).observe(elapsed)
+            if route not in {"/metrics", "/healthz", "/readyz"} and access.isEnabledFor(logging.INFO):
+                access.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "method": request.method,
+                            "path": request.path,
+                            "status": status,
+                            "auth_mode": mode,
+                            "ms": round(elapsed * 1000, 3),
+                        }
+                    },
+                )
+            request_id_var.reset(token)
+
+    return observability_middleware
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = request.app[ready_checks_key]
+    try:
+        async with asyncio.timeout(1.0):
+            await asyncio.gather(*(check() for check in checks))
+    except Exception as exc:  # any failing dependency means not ready
+        logging.getLogger("authscale.ready").warning("not ready: %s", type(exc).__name__)
+        return problem_response(503, "A dependency is not answering.")
+    return web.json_response({"status": "ready"})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[metrics_key].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def install_observability(app: web.Application, service: str, checks: Sequence[ReadyCheck] = ()) -> Metrics:
+    """Give an app its metrics, its health routes and the request-id middleware (outermost)."""
+    metrics = Metrics(service)
+    app[metrics_key] = metrics
+    app[ready_checks_key] = list(checks)
+    app.middlewares.insert(0, make_observability_middleware(metrics))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return metrics

@@ -1,0 +1,74 @@
+"""Building and running a service app the same way everywhere: middlewares, verifier, uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from services.common.observability import (
+    configure_logging,
+    install_observability,
+    metrics_key,
+    ready_checks_key,
+)
+from services.common.problems import problem_middleware
+from services.common.settings import ServerSettings, VerifierSettings
+from services.common.store import make_redis
+from services.common.verify import Verifier, verifier_key
+
+MAX_BODY_BYTES = 64 * 1024
+session_redis_key = web.AppKey("session_redis", Redis)
+
+
+def new_app(service: str, *, client_max_size: int = MAX_BODY_BYTES) -> web.Application:
+    """An app with problem details, request ids, metrics and health routes installed."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=client_max_size)
+    install_observability(app, service)
+    return app
+
+
+def add_verifier(app: web.Application, settings: VerifierSettings) -> None:
+    """Open the session store and start a Verifier for the app's lifetime (cleanup_ctx)."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        redis = make_redis(settings.session_store_url, settings.store_timeout_seconds)
+        verifier = Verifier(settings, app[metrics_key], redis)
+        app[session_redis_key] = redis
+        app[verifier_key] = verifier
+        await verifier.start()
+        app[ready_checks_key].append(verifier.ready)
+        try:
+            yield
+        finally:
+            await verifier.close()
+            await redis.aclose()
+
+    app.cleanup_ctx.append(context)
+
+
+def serve(
+    service: str,
+    server: ServerSettings,
+    build: Callable[[], web.Application],
+) -> None:
+    """Configure logging and run the app on uvloop until SIGINT/SIGTERM."""
+    configure_logging(service, server.log_level)
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    web.run_app(
+        build(),
+        host=server.host,
+        port=server.port,
+        access_log=None,
+        print=None,
+        loop=loop,
+        shutdown_timeout=5.0,
+    )

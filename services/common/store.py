@@ -1,0 +1,67 @@
+"""Redis clients with bounded timeouts, the key names the services share, and timed store calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from services.common.observability import Metrics
+from services.common.problems import ProblemError
+
+T = TypeVar("T")
+
+# Session store
+SESSION_PREFIX = "session:"
+REVOKED_SET = "revoked:jti"  # sorted set: jti scored by its exp
+REVOKED_CHANNEL = "revoked:jti"  # pub/sub channel: "jti exp"
+LOGIN_FAILURES_PREFIX = "loginfail:"
+
+
+def session_key(session_id: str) -> str:
+    return SESSION_PREFIX + session_id
+
+
+class StoreUnavailable(ProblemError):
+    """A Redis store did not answer in time; the client gets 503, never 401."""
+
+    def __init__(self, store: str) -> None:
+        super().__init__(
+            503,
+            f"The {store} is unavailable; try again shortly.",
+            headers={"Retry-After": "1"},
+        )
+        self.store = store
+
+
+def make_redis(url: str, timeout: float) -> Redis:
+    """A pooled client whose every call is bounded: connect and read time out, one quick retry."""
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=0,
+        max_connections=256,
+    )
+
+
+async def timed(
+    metrics: Metrics, store: str, op: str, call: Awaitable[T], timeout: float
+) -> T:
+    """Await one store call under a deadline; failures become StoreUnavailable (503)."""
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            result = await call
+    except (RedisError, OSError, TimeoutError):
+        metrics.observe_store(store, op, "error", time.perf_counter() - start)
+        raise StoreUnavailable(store.replace("_", " ")) from None
+    metrics.observe_store(store, op, "ok", time.perf_counter() - start)
+    return result

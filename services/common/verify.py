@@ -1,0 +1,482 @@
+"""Credential verification for every service: RS256 access tokens and store-backed sessions -> Principal."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jwt
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from cryptography.hazmat.primitives.asymmetric import rsa
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.common import keys as keylib
+from services.common.observability import AUTH_MODE, Metrics
+from services.common.problems import ProblemError
+from services.common.settings import VerifierSettings
+from services.common.store import (
+    REVOKED_CHANNEL,
+    REVOKED_SET,
+    StoreUnavailable,
+    session_key,
+    timed,
+)
+
+log = logging.getLogger("authscale.verify")
+
+MAX_TOKEN_BYTES = 8192
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
+ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
+# Session ids are 32 random bytes, base64url: anything else is refused without a store call.
+SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+SESSION_STORE = "session_store"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made the request, and with what."""
+
+    sub: str
+    username: str
+    mode: str  # "jwt" or "session"
+    jti: str | None = None
+    exp: int | None = None
+    family: str | None = None  # refresh-token family of a JWT (its `sid` claim)
+    session_id: str | None = None
+    csrf: str | None = None
+
+
+class AuthError(ProblemError):
+    """The credential was refused (401); the client sees an opaque message, the log the reason."""
+
+    def __init__(self, reason: str, *, token_sent: bool) -> None:
+        challenge = 'Bearer error="invalid_token"' if token_sent else "Bearer"
+        detail = "Invalid or expired credentials." if token_sent else "Authentication required."
+        super().__init__(401, detail, headers={"WWW-Authenticate": challenge})
+        self.reason = reason
+
+
+class MissingCredential(AuthError):
+    """No bearer token and no session cookie."""
+
+    def __init__(self) -> None:
+        super().__init__("no credential", token_sent=False)
+
+
+class InvalidToken(AuthError):
+    """The bearer token broke a verification rule."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, token_sent=True)
+
+
+class InvalidSession(AuthError):
+    """The session cookie names no live session."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, token_sent=False)
+
+
+class _UnknownKey(Exception):
+    """The token's kid is not among the loaded keys."""
+
+
+class KeysUnavailable(ProblemError):
+    """No verification key has been loaded yet (JWKS never reached)."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "Token verification keys are not loaded yet.", headers={"Retry-After": "1"})
+
+
+def _b64url_json(segment: str) -> object:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return json.loads(raw)
+    except (binascii.Error, ValueError, RecursionError):
+        return None
+
+
+class KeyStore:
+    """Public keys by kid, from PEM files (static) or a JWKS URL (refreshed in the background)."""
+
+    def __init__(self, settings: VerifierSettings, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.keys: dict[str, rsa.RSAPublicKey] = {}
+        self.fetches = 0
+        self._last_attempt = float("-inf")
+        self._lock = asyncio.Lock()
+        self._http: ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def from_jwks(self) -> bool:
+        return self.settings.jwks_url is not None
+
+    def set_static(self, keys: dict[str, rsa.RSAPublicKey]) -> None:
+        """Use these keys as they are (the auth service verifies with its own key ring)."""
+        self.keys = dict(keys)
+
+    async def start(self) -> None:
+        if self.keys:
+            return
+        if not self.from_jwks:
+            self.keys = keylib.load_public_files(self.settings.public_key_files)
+            return
+        self._http = ClientSession(timeout=ClientTimeout(total=2.0, connect=1.0))
+        await self.fetch()
+        self._task = asyncio.create_task(self._refresh_loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._http is not None:
+            await self._http.close()
+
+    async def fetch(self) -> bool:
+        """Fetch the JWKS once; keep the last good keys on any failure."""
+        assert self._http is not None and self.settings.jwks_url is not None
+        self._last_attempt = self.clock()
+        self.fetches += 1
+        try:
+            async with self._http.get(self.settings.jwks_url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise ClientError(f"JWKS answered {response.status}")
+                body = await response.content.read(65_536)
+            fresh = keylib.parse_jwks(json.loads(body))
+        except (ClientError, TimeoutError, ValueError, keylib.KeyError_) as exc:
+            log.warning("JWKS fetch failed, keeping %d known keys: %s", len(self.keys), exc)
+            return False
+        if fresh:
+            self.keys = fresh
+        return bool(fresh)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            # Retry quickly until the first keys arrive, then at the configured interval.
+            await asyncio.sleep(self.settings.jwks_refresh_seconds if self.keys else 1.0)
+            async with self._lock:
+                await self.fetch()
+
+    async def refetch_for_unknown_kid(self) -> None:
+        """Refetch at most once per cooldown, however many unknown kids arrive."""
+        if not self.from_jwks:
+            return
+        async with self._lock:
+            if self.clock() - self._last_attempt < self.settings.jwks_cooldown_seconds:
+                return
+            await self.fetch()
+
+
+class RevocationList:
+    """Revoked jtis held in memory, fed by the session store's channel (JWT_REVOCATION=push)."""
+
+    def __init__(self, redis: Redis | None, clock: Callable[[], float]) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.revoked: dict[str, float] = {}
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def __contains__(self, jti: str) -> bool:
+        return jti in self.revoked
+
+    def add(self, jti: str, exp: float) -> None:
+        if exp > self.clock():
+            self.revoked[jti] = exp
+
+    def prune(self) -> None:
+        now = self.clock()
+        self.revoked = {jti: exp for jti, exp in self.revoked.items() if exp > now}
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _reload(self, redis: Redis) -> None:
+        entries = await redis.zrangebyscore(REVOKED_SET, self.clock(), "+inf", withscores=True)
+        self.revoked = {
+            (jti.decode() if isinstance(jti, bytes) else str(jti)): float(score)
+            for jti, score in entries
+        }
+
+    async def _run(self) -> None:
+        assert self.redis is not None
+        backoff = 0.1
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                # Subscribe first, then load: a revocation published in between is not lost.
+                await pubsub.subscribe(REVOKED_CHANNEL)
+                await self._reload(self.redis)
+                self.connected.set()
+                backoff = 0.1
+                last_prune = self.clock()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._apply(message.get("data"))
+                    if self.clock() - last_prune > 60:
+                        self.prune()
+                        last_prune = self.clock()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, TimeoutError) as exc:
+                if self.connected.is_set():
+                    log.warning("revocation stream lost, reconnecting: %s", type(exc).__name__)
+                self.connected.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _apply(self, data: object) -> None:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        jti, _, exp = text.partition(" ")
+        try:
+            self.add(jti, float(exp))
+        except ValueError:
+            log.warning("ignoring malformed revocation message")
+
+
+class Verifier:
+    """One call for both credential types: `await verifier.authenticate(request) -> Principal`."""
+
+    def __init__(
+        self,
+        settings: VerifierSettings,
+        metrics: Metrics,
+        session_redis: Redis | None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.session_redis = session_redis
+        self.clock = clock
+        self.keystore = KeyStore(settings, clock)
+        push = settings.revocation == "push" and session_redis is not None
+        self.revocations = RevocationList(session_redis if push else None, clock)
+        self._push = push
+        self._cache: dict[str, Principal] = {}
+        self._touched: dict[str, float] = {}
+        self._background: set[asyncio.Task[object]] = set()
+
+    async def start(self) -> None:
+        await self.keystore.start()
+        if self._push:
+            await self.revocations.start()
+
+    async def close(self) -> None:
+        await self.revocations.close()
+        await self.keystore.close()
+        for task in list(self._background):
+            task.cancel()
+
+    # -- request entry point ------------------------------------------------------------------
+
+    async def authenticate(self, request: web.Request) -> Principal:
+        start = time.perf_counter()
+        header = request.headers.get("Authorization")
+        mode = "jwt" if header is not None else "session"
+        request[AUTH_MODE] = mode
+        try:
+            if header is not None:
+                scheme, _, token = header.partition(" ")
+                if scheme.lower() != "bearer" or not token.strip():
+                    raise InvalidToken("Authorization header is not a bearer token")
+                principal = await self.authenticate_token(token.strip())
+            else:
+                sid = request.cookies.get(self.settings.cookie_name)
+                if not sid:
+                    request[AUTH_MODE] = "none"
+                    raise MissingCredential()
+                principal = await self.authenticate_session(sid)
+        except AuthError as exc:
+            self.metrics.observe_auth(mode, "refused", time.perf_counter() - start)
+            log.info("credential refused: %s", exc.reason)
+            raise
+        except ProblemError:
+            self.metrics.observe_auth(mode, "unavailable", time.perf_counter() - start)
+            raise
+        self.metrics.observe_auth(mode, "ok", time.perf_counter() - start)
+        return principal
+
+    # -- JWT ----------------------------------------------------------------------------------
+
+    async def authenticate_token(self, token: str) -> Principal:
+        try:
+            return self.verify_token(token)
+        except _UnknownKey:
+            await self.keystore.refetch_for_unknown_kid()
+            try:
+                return self.verify_token(token)
+            except _UnknownKey:
+                if not self.keystore.keys:
+                    raise KeysUnavailable() from None
+                raise InvalidToken("unknown kid") from None
+
+    def verify_token(self, token: str) -> Principal:
+        """Verify an access token with the loaded keys (CPU only, no I/O)."""
+        now = self.clock()
+        cached = self._cache.get(token)
+        if cached is not None:
+            assert cached.exp is not None and cached.jti is not None
+            if now < cached.exp:
+                if cached.jti in self.revocations:
+                    raise InvalidToken("token revoked")
+                return cached
+            del self._cache[token]
+        principal = self._decode(token, now)
+        if principal.jti in self.revocations:
+            raise InvalidToken("token revoked")
+        if self.settings.token_cache_size and principal.exp is not None and now < principal.exp:
+            if len(self._cache) >= self.settings.token_cache_size:
+                # Drop the oldest entry: dicts keep insertion order.
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[token] = principal
+        return principal
+
+    def _decode(self, token: str, now: float) -> Principal:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("token larger than 8 KiB")
+        header_segment, dot, _ = token.partition(".")
+        header = _b64url_json(header_segment) if dot else None
+        if not isinstance(header, dict):
+            raise InvalidToken("malformed token header")
+        if header.get("alg") != "RS256":
+            raise InvalidToken("algorithm is not RS256")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP:
+            raise InvalidToken("typ is not at+jwt")
+        if "crit" in header:
+            raise InvalidToken("crit header present")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise InvalidToken("kid missing")
+        key = self.keystore.keys.get(kid)
+        if key is None:
+            raise _UnknownKey(kid)
+        leeway = self.settings.leeway_seconds
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=["RS256"],
+                issuer=self.settings.issuer,
+                audience=self.settings.audience,
+                leeway=leeway,
+                options={"require": list(REQUIRED_CLAIMS), "strict_aud": True},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"{type(exc).__name__}: {exc}") from None
+        sub, jti, exp, iat = claims["sub"], claims["jti"], claims["exp"], claims["iat"]
+        if not isinstance(sub, str) or not sub or not isinstance(jti, str) or not jti:
+            raise InvalidToken("sub and jti must be non-empty strings")
+        if not isinstance(exp, int) or not isinstance(iat, int) or iat > now + leeway:
+            raise InvalidToken("iat is in the future")
+        username = claims.get("username")
+        family = claims.get("sid")
+        return Principal(
+            sub=sub,
+            username=username if isinstance(username, str) else "",
+            mode="jwt",
+            jti=jti,
+            exp=exp,
+            family=family if isinstance(family, str) else None,
+        )
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def authenticate_session(self, session_id: str) -> Principal:
+        if not SESSION_ID_RE.fullmatch(session_id):
+            raise InvalidSession("malformed session id")
+        if self.session_redis is None:
+            raise InvalidSession("sessions are not configured")
+        timeout = self.settings.store_timeout_seconds
+        raw = await timed(
+            self.metrics, SESSION_STORE, "get", self.session_redis.get(session_key(session_id)), timeout
+        )
+        if raw is None:
+            raise InvalidSession("unknown or expired session")
+        try:
+            data = json.loads(raw)
+            sub, username, csrf = str(data["sub"]), str(data["username"]), str(data["csrf"])
+            created_at = float(data["created_at"])
+        except (ValueError, KeyError, TypeError):
+            raise InvalidSession("corrupt session record") from None
+        now = self.clock()
+        absolute_end = created_at + self.settings.session_absolute_seconds
+        if now >= absolute_end:
+            self._spawn(self.session_redis.delete(session_key(session_id)))
+            raise InvalidSession("session passed its absolute timeout")
+        self._touch(session_id, now, absolute_end)
+        return Principal(sub=sub, username=username, mode="session", session_id=session_id, csrf=csrf)
+
+    def _touch(self, session_id: str, now: float, absolute_end: float) -> None:
+        """Slide the idle timeout, at most once per SESSION_TOUCH_SECONDS per process."""
+        assert self.session_redis is not None
+        last = self._touched.get(session_id)
+        if last is not None and now - last < self.settings.session_touch_seconds:
+            return
+        if len(self._touched) > 100_000:
+            self._touched.clear()
+        self._touched[session_id] = now
+        ttl = int(min(self.settings.session_idle_seconds, absolute_end - now)) or 1
+        # EXPIRE on a deleted key does nothing, so a logout is never undone.
+        self._spawn(self.session_redis.expire(session_key(session_id), ttl))
+
+    def forget_session(self, session_id: str) -> None:
+        self._touched.pop(session_id, None)
+
+    def _spawn(self, call: object) -> None:
+        async def run() -> object:
+            try:
+                async with asyncio.timeout(self.settings.store_timeout_seconds):
+                    return await call  # type: ignore[misc]
+            except (RedisError, OSError, TimeoutError):
+                return None
+
+        task: asyncio.Task[object] = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- readiness ----------------------------------------------------------------------------
+
+    async def ready(self) -> None:
+        if not self.keystore.keys:
+            raise RuntimeError("no verification keys")
+        if self.session_redis is not None:
+            async with asyncio.timeout(self.settings.store_timeout_seconds):
+                await self.session_redis.ping()
+
+
+def require_csrf(request: web.Request, principal: Principal) -> None:
+    """Cookie-authenticated unsafe requests must echo the session's CSRF token."""
+    if principal.mode != "session" or request.method in {"GET", "HEAD", "OPTIONS"}:
+        return
+    sent = request.headers.get("X-CSRF-Token", "")
+    if not principal.csrf or not hmac.compare_digest(sent.encode(), principal.csrf.encode()):
+        raise ProblemError(403, "Missing or wrong X-CSRF-Token for this session.")
+
+
+verifier_key = web.AppKey("verifier", Verifier)
+

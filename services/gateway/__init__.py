@@ -1,0 +1,1 @@
+"""The gateway: single entry, reverse proxy, replica balancing and failover, request ids."""

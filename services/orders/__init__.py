@@ -1,0 +1,1 @@
+"""The orders service: a protected downstream API verifying credentials locally."""
