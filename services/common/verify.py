@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, DummyCookieJar, web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -133,7 +133,9 @@ class KeyStore:
         if not self.from_jwks:
             self.keys = keylib.load_public_files(self.settings.public_key_files)
             return
-        self._http = ClientSession(timeout=ClientTimeout(total=2.0, connect=1.0))
+        self._http = ClientSession(
+            timeout=ClientTimeout(total=2.0, connect=1.0), cookie_jar=DummyCookieJar()
+        )
         await self.fetch()
         self._task = asyncio.create_task(self._refresh_loop())
 
@@ -296,7 +298,9 @@ class Verifier:
     async def authenticate(self, request: web.Request) -> Principal:
         start = time.perf_counter()
         header = request.headers.get("Authorization")
-        mode = "jwt" if header is not None else "session"
+        sid = request.cookies.get(self.settings.cookie_name) if header is None else None
+        # A request with a bearer token is judged by the token alone.
+        mode = "jwt" if header is not None else ("session" if sid else "none")
         request[AUTH_MODE] = mode
         try:
             if header is not None:
@@ -304,12 +308,10 @@ class Verifier:
                 if scheme.lower() != "bearer" or not token.strip():
                     raise InvalidToken("Authorization header is not a bearer token")
                 principal = await self.authenticate_token(token.strip())
-            else:
-                sid = request.cookies.get(self.settings.cookie_name)
-                if not sid:
-                    request[AUTH_MODE] = "none"
-                    raise MissingCredential()
+            elif sid:
                 principal = await self.authenticate_session(sid)
+            else:
+                raise MissingCredential()
         except AuthError as exc:
             self.metrics.observe_auth(mode, "refused", time.perf_counter() - start)
             log.info("credential refused: %s", exc.reason)

@@ -1,0 +1,82 @@
+"""The gateway app factory: /auth/* to auth, /orders* to the orders replicas, own health routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import ClientSession, DummyCookieJar, TCPConnector, web
+
+from services.common.observability import metrics_key, ready_checks_key
+from services.common.runtime import add_verifier, new_app
+from services.common.verify import verifier_key
+from services.gateway.proxy import Proxy, UpstreamPool, check_path, health_loop
+from services.gateway.settings import Settings
+
+proxy_key = web.AppKey("proxy", Proxy)
+auth_pool_key = web.AppKey("auth_pool", UpstreamPool)
+orders_pool_key = web.AppKey("orders_pool", UpstreamPool)
+gateway_settings_key = web.AppKey("gateway_settings", Settings)
+
+
+async def auth_route(request: web.Request) -> web.Response:
+    path = check_path(request.raw_path)
+    return await request.app[proxy_key].forward(request, request.app[auth_pool_key], path[len("/auth"):])
+
+
+async def orders_route(request: web.Request) -> web.Response:
+    path = check_path(request.raw_path)
+    if request.app[gateway_settings_key].edge_auth:
+        # Refuse at the edge: requests without a valid credential never reach orders.
+        await request.app[verifier_key].authenticate(request)
+    return await request.app[proxy_key].forward(request, request.app[orders_pool_key], path)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = new_app("gateway", client_max_size=settings.max_body_bytes)
+    app[gateway_settings_key] = settings
+    app[auth_pool_key] = UpstreamPool("auth", settings.auth_upstreams)
+    app[orders_pool_key] = UpstreamPool("orders", settings.orders_upstreams)
+    if settings.edge_auth:
+        add_verifier(app, settings.verifier)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        client = ClientSession(
+            connector=TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30),
+            auto_decompress=False,
+            cookie_jar=DummyCookieJar(),  # never carry one client's cookies to another
+        )
+        app[proxy_key] = Proxy(
+            client,
+            app[metrics_key],
+            timeout=settings.upstream_timeout_seconds,
+            connect_timeout=settings.connect_timeout_seconds,
+        )
+        pools = [app[auth_pool_key], app[orders_pool_key]]
+
+        async def upstreams_ready() -> None:
+            for pool in pools:
+                if not any(r.healthy for r in pool.replicas):
+                    raise RuntimeError(f"no healthy {pool.name} replica")
+
+        app[ready_checks_key].append(upstreams_ready)
+        if settings.dns_refresh_seconds:
+            for pool in pools:
+                await pool.resolve()
+        checker = asyncio.create_task(
+            health_loop(client, pools, settings.health_interval_seconds, settings.dns_refresh_seconds)
+        )
+        try:
+            yield
+        finally:
+            checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checker
+            await client.close()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_route("*", "/auth/{tail:.*}", auth_route)
+    app.router.add_route("*", "/orders", orders_route)
+    app.router.add_route("*", "/orders/{tail:.*}", orders_route)
+    return app

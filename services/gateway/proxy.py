@@ -1,0 +1,196 @@
+"""Reverse proxying: path policing, header hygiene, replica pools with health checks and failover."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiohttp import ClientConnectorError, ClientError, ClientSession, ClientTimeout, web
+from multidict import CIMultiDict
+from yarl import URL
+
+from services.common.observability import REQUEST_ID_HEADER, Metrics
+from services.common.problems import ProblemError
+
+log = logging.getLogger("authscale.gateway")
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+        "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+    }
+)
+# Headers a client could use to claim an identity the services might trust: never forwarded.
+IDENTITY_PREFIXES = ("x-user", "x-auth", "x-remote-user", "x-forwarded-user", "x-principal", "x-sub")
+NOT_FORWARDED = frozenset({"host", "content-length", "x-forwarded-for", "forwarded", "x-real-ip"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Plain segments only: no percent-encoding, no backslash, no empty, "." or ".." segment.
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def check_path(raw_path: str) -> str:
+    """The raw request path, if every segment is plain; otherwise a 400 problem."""
+    path = raw_path.partition("?")[0]
+    segments = path.split("/")
+    plain = all(_SEGMENT.fullmatch(s) and s not in {".", ".."} for s in segments[1:])
+    if not path.startswith("/") or not plain:
+        raise ProblemError(400, "Malformed request path.")
+    return path
+
+
+def forward_headers(request: web.Request) -> CIMultiDict[str]:
+    listed = {
+        token.strip().lower()
+        for value in request.headers.getall("Connection", [])
+        for token in value.split(",")
+    }
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in listed or lower in NOT_FORWARDED:
+            continue
+        if lower.startswith(IDENTITY_PREFIXES):
+            continue
+        headers.add(name, value)
+    if request.remote:
+        headers["X-Forwarded-For"] = request.remote
+    headers[REQUEST_ID_HEADER] = request["request_id"]
+    return headers
+
+
+def response_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in {"content-length", "server", "date"}:
+            continue
+        headers.add(name, value)
+    return headers
+
+
+@dataclass
+class Replica:
+    url: URL
+    healthy: bool = True
+
+
+@dataclass
+class UpstreamPool:
+    """Replicas of one service, balanced round-robin over the healthy ones."""
+
+    name: str
+    configured: tuple[str, ...]
+    replicas: list[Replica] = field(default_factory=list)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        if not self.replicas:
+            self.replicas = [Replica(URL(u)) for u in self.configured]
+
+    def order(self) -> list[Replica]:
+        """Every replica once, healthy ones first, starting at the next round-robin position."""
+        replicas = self.replicas
+        if not replicas:
+            return []
+        start = next(self._counter) % len(replicas)
+        rotated = replicas[start:] + replicas[:start]
+        return [r for r in rotated if r.healthy] + [r for r in rotated if not r.healthy]
+
+    async def resolve(self) -> None:
+        """Expand each configured host to all of its addresses (compose DNS lists every replica)."""
+        loop = asyncio.get_running_loop()
+        fresh: list[Replica] = []
+        for configured in self.configured:
+            url = URL(configured)
+            assert url.host is not None
+            try:
+                infos = await loop.getaddrinfo(url.host, url.port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                log.warning("cannot resolve %s: %s", url.host, exc)
+                continue
+            for address in sorted({str(info[4][0]) for info in infos}):
+                host = f"[{address}]" if ":" in address else address
+                fresh.append(Replica(URL(f"{url.scheme}://{host}:{url.port}")))
+        if fresh:
+            known = {r.url: r.healthy for r in self.replicas}
+            self.replicas = [Replica(r.url, known.get(r.url, True)) for r in fresh]
+
+
+class Proxy:
+    def __init__(self, client: ClientSession, metrics: Metrics, *, timeout: float, connect_timeout: float) -> None:
+        self.client = client
+        self.metrics = metrics
+        self.timeout = ClientTimeout(total=timeout, connect=connect_timeout, sock_connect=connect_timeout)
+
+    async def forward(self, request: web.Request, pool: UpstreamPool, path: str) -> web.Response:
+        body = await request.read() if request.can_read_body else None
+        headers = forward_headers(request)
+        query = request.raw_path.partition("?")[2]
+        target = path + ("?" + query if query else "")
+        retry_any = request.method in IDEMPOTENT or "Idempotency-Key" in request.headers
+        last_error = "no replica configured"
+        for replica in pool.order():
+            url = URL(str(replica.url).rstrip("/") + target, encoded=True)
+            try:
+                async with self.client.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                    timeout=self.timeout,
+                ) as upstream:
+                    payload = await upstream.read()
+                    self.metrics.observe_upstream(pool.name, "ok")
+                    return web.Response(
+                        status=upstream.status,
+                        body=payload,
+                        headers=response_headers(upstream.headers.items()),
+                    )
+            except ClientConnectorError as exc:
+                # Never connected: safe to try another replica for any method.
+                replica.healthy = False
+                last_error = type(exc).__name__
+            except (ClientError, TimeoutError) as exc:
+                replica.healthy = False
+                last_error = type(exc).__name__
+                if not retry_any:
+                    self.metrics.observe_upstream(pool.name, "error")
+                    log.warning("upstream %s failed after sending a non-idempotent request: %s", pool.name, last_error)
+                    raise ProblemError(502, f"The {pool.name} service failed to answer.") from None
+            self.metrics.observe_upstream(pool.name, "retry")
+            log.warning("upstream %s replica %s failed (%s); trying the next", pool.name, replica.url, last_error)
+        self.metrics.observe_upstream(pool.name, "unavailable")
+        raise ProblemError(502, f"No {pool.name} replica answered.", headers={"Retry-After": "1"})
+
+
+async def health_loop(client: ClientSession, pools: list[UpstreamPool], interval: float, dns_every: float) -> None:
+    """Actively probe every replica's /healthz; resolve names again every dns_every seconds."""
+    timeout = ClientTimeout(total=min(0.5, interval))
+    loop = asyncio.get_running_loop()
+    last_dns = float("-inf")
+
+    async def probe(replica: Replica) -> None:
+        try:
+            async with client.get(replica.url.with_path("/healthz"), timeout=timeout, allow_redirects=False) as r:
+                healthy = r.status == 200
+        except (ClientError, TimeoutError):
+            healthy = False
+        if healthy != replica.healthy:
+            log.warning("replica %s is now %s", replica.url, "healthy" if healthy else "down")
+        replica.healthy = healthy
+
+    while True:
+        if dns_every and loop.time() - last_dns >= dns_every:
+            last_dns = loop.time()
+            for pool in pools:
+                await pool.resolve()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*(probe(r) for pool in pools for r in pool.replicas))
+        await asyncio.sleep(interval)
