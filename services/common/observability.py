@@ -139,7 +139,8 @@ metrics_key = web.AppKey("metrics", Metrics)
 ReadyCheck = Callable[[], Awaitable[None]]
 ready_checks_key = web.AppKey("ready_checks", list[ReadyCheck])
 
-AUTH_MODE = "auth_mode"  # request key set by the verifier
+auth_mode_key = web.RequestKey("auth_mode", str)  # set by the verifier
+request_id_key = web.RequestKey("request_id", str)
 
 
 def _route_label(request: web.Request) -> str:
@@ -166,7 +167,7 @@ def make_observability_middleware(metrics: Metrics) -> Callable[[web.Request, Ha
     async def observability_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         rid = request_id_from(request)
         token = request_id_var.set(rid)
-        request["request_id"] = rid
+        request[request_id_key] = rid
         start = time.perf_counter()
         status = 500
         try:
@@ -181,7 +182,7 @@ def make_observability_middleware(metrics: Metrics) -> Callable[[web.Request, Ha
         finally:
             elapsed = time.perf_counter() - start
             route = _route_label(request)
-            mode = request.get(AUTH_MODE, "none")
+            mode = request.get(auth_mode_key, "none")
             metrics.requests.labels(metrics.service, route, request.method, str(status), mode).inc()
             metrics.latency.labels(metrics.service, route, mode).observe(elapsed)
             if route not in {"/metrics", "/healthz", "/readyz"} and access.isEnabledFor(logging.INFO):

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.common import keys as keylib
-from services.common.observability import AUTH_MODE, Metrics
+from services.common.observability import Metrics, auth_mode_key
 from services.common.problems import ProblemError
 from services.common.settings import VerifierSettings
 from services.common.store import (
@@ -301,7 +301,7 @@ class Verifier:
         sid = request.cookies.get(self.settings.cookie_name) if header is None else None
         # A request with a bearer token is judged by the token alone.
         mode = "jwt" if header is not None else ("session" if sid else "none")
-        request[AUTH_MODE] = mode
+        request[auth_mode_key] = mode
         try:
             if header is not None:
                 scheme, _, token = header.partition(" ")
@@ -386,15 +386,27 @@ class Verifier:
                 issuer=self.settings.issuer,
                 audience=self.settings.audience,
                 leeway=leeway,
-                options={"require": list(REQUIRED_CLAIMS), "strict_aud": True},
+                # Time claims are checked below against our clock, so tests can move it.
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    "strict_aud": True,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"{type(exc).__name__}: {exc}") from None
         sub, jti, exp, iat = claims["sub"], claims["jti"], claims["exp"], claims["iat"]
         if not isinstance(sub, str) or not sub or not isinstance(jti, str) or not jti:
             raise InvalidToken("sub and jti must be non-empty strings")
-        if not isinstance(exp, int) or not isinstance(iat, int) or iat > now + leeway:
-            raise InvalidToken("iat is in the future")
+        nbf = claims.get("nbf", iat)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (exp, iat, nbf)):
+            raise InvalidToken("exp, iat and nbf must be integers")
+        if exp <= now - leeway:
+            raise InvalidToken("ExpiredSignatureError: token has expired")
+        if iat > now + leeway or nbf > now + leeway:
+            raise InvalidToken("ImmatureSignatureError: token is not valid yet")
         username = claims.get("username")
         family = claims.get("sid")
         return Principal(

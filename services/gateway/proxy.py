@@ -15,7 +15,7 @@ from aiohttp import ClientConnectorError, ClientError, ClientSession, ClientTime
 from multidict import CIMultiDict
 from yarl import URL
 
-from services.common.observability import REQUEST_ID_HEADER, Metrics
+from services.common.observability import REQUEST_ID_HEADER, Metrics, request_id_key
 from services.common.problems import ProblemError
 
 log = logging.getLogger("authscale.gateway")
@@ -60,7 +60,7 @@ def forward_headers(request: web.Request) -> CIMultiDict[str]:
         headers.add(name, value)
     if request.remote:
         headers["X-Forwarded-For"] = request.remote
-    headers[REQUEST_ID_HEADER] = request["request_id"]
+    headers[REQUEST_ID_HEADER] = request[request_id_key]
     return headers
 
 

@@ -1,0 +1,1 @@
+"""Load tests, the comparison runner and its report."""
