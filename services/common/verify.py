@@ -9,6 +9,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -454,7 +455,7 @@ class Verifier:
         if len(self._touched) > 100_000:
             self._touched.clear()
         self._touched[session_id] = now
-        ttl = int(min(self.settings.session_idle_seconds, absolute_end - now)) or 1
+        ttl = max(math.ceil(min(self.settings.session_idle_seconds, absolute_end - now)), 1)
         # EXPIRE on a deleted key does nothing, so a logout is never undone.
         self._spawn(self.session_redis.expire(session_key(session_id), ttl))
 
