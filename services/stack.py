@@ -263,6 +263,8 @@ class Stack:
                 process.wait(timeout)
         if component.pump is not None:
             component.pump.join(timeout)
+        if process.stdout is not None:
+            process.stdout.close()
         component.process = None
 
     def restart(self, name: str, timeout: float = 30.0) -> None:
