@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
 
 T = TypeVar("T")
+log = logging.getLogger("authscale.store")
 
 # Session store
 SESSION_PREFIX = "session:"
@@ -46,7 +49,10 @@ def make_redis(url: str, timeout: float) -> Redis:
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        # One immediate retry on a dropped connection (a pooled socket after a store restart);
+        # timeouts are not retried, the caller's deadline decides.
         retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
         health_check_interval=0,
         max_connections=256,
     )
@@ -60,8 +66,9 @@ async def timed(
     try:
         async with asyncio.timeout(timeout):
             result = await call
-    except (RedisError, OSError, TimeoutError):
+    except (RedisError, OSError, TimeoutError) as exc:
         metrics.observe_store(store, op, "error", time.perf_counter() - start)
+        log.warning("%s %s failed: %s", store, op, type(exc).__name__)
         raise StoreUnavailable(store.replace("_", " ")) from None
     metrics.observe_store(store, op, "ok", time.perf_counter() - start)
     return result

@@ -1,0 +1,135 @@
+"""Failure behaviour of the contract on a launched stack of its own: stores, auth, replicas fail."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from services.stack import Stack, _redis_ping
+from tests.e2e.conftest import Api, launch
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> Iterator[Stack]:
+    """A stack only these tests break, so the contract tests never see a half-broken one."""
+    running = launch(tmp_path_factory.mktemp("faults"))
+    yield running
+    running.stop()
+    running.log.close()
+
+
+async def timed_call(api: Api, method: str, path: str, **kwargs: object) -> tuple[int, float]:
+    started = time.monotonic()
+    response, _ = await api.call(method, path, **kwargs)  # type: ignore[arg-type]
+    return response.status, time.monotonic() - started
+
+
+def restore(stack: Stack, name: str) -> None:
+    stack.start_component(name)
+    stack.wait_ready(name, 30)
+
+
+async def test_session_store_stalled(api: Api, stack: Stack) -> None:
+    username, _ = await api.signup()
+    jwt, session = await api.jwt_login(username), await api.session_login(username)
+    port = stack.components["session-store"].port
+    stall = subprocess.Popen(["redis-cli", "-p", str(port), "DEBUG", "SLEEP", "3"], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 2
+        while _redis_ping(port) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        status, seconds = await timed_call(api, "GET", "/orders", headers=session)
+        assert status == 503 and seconds < 1.0, (status, seconds)
+        status, seconds = await timed_call(api, "GET", "/orders", headers=jwt)
+        assert status == 200, status
+    finally:
+        stall.wait(10)
+
+
+async def test_session_store_down(api: Api, stack: Stack) -> None:
+    username, _ = await api.signup()
+    jwt, session = await api.jwt_login(username), await api.session_login(username)
+    stack.kill("session-store")
+    try:
+        for _ in range(3):
+            status, seconds = await timed_call(api, "GET", "/orders", headers=session)
+            assert status == 503 and seconds < 1.0, (status, seconds)
+            response, problem = await api.call("GET", "/orders", headers=session)
+            assert problem["status"] == 503 and response.headers.get("Retry-After")
+            status, _ = await timed_call(api, "GET", "/orders", headers=jwt)
+            assert status == 200
+        response, created = await api.call("POST", "/orders", headers=jwt, json={"item": "offline", "quantity": 1})
+        assert response.status == 201, created
+    finally:
+        restore(stack, "session-store")
+
+
+async def test_auth_down_jwt_orders_keep_working(api: Api, stack: Stack) -> None:
+    username, _ = await api.signup()
+    jwt = await api.jwt_login(username)
+    stack.kill("auth")
+    try:
+        status, _ = await timed_call(api, "GET", "/orders", headers=jwt)
+        assert status == 200
+        response, created = await api.call("POST", "/orders", headers=jwt, json={"item": "no auth", "quantity": 1})
+        assert response.status == 201, created
+        response, _ = await api.call("GET", f"/orders/{created['id']}", headers=jwt)
+        assert response.status == 200
+        response, problem = await api.call("GET", "/auth/me", headers=jwt)
+        assert response.status == 502 and problem["status"] == 502
+    finally:
+        restore(stack, "auth")
+
+
+async def test_orders_replica_down_gets_keep_succeeding(api: Api, stack: Stack) -> None:
+    username, _ = await api.signup()
+    jwt = await api.jwt_login(username)
+    _, order = await api.call("POST", "/orders", headers=jwt, json={"item": "replicated", "quantity": 1})
+    stack.kill("orders-1")
+    try:
+        statuses = [(await api.call("GET", f"/orders/{order['id']}", headers=jwt))[0].status for _ in range(40)]
+        assert statuses == [200] * 40
+        statuses = [(await api.call("GET", "/orders", headers=jwt))[0].status for _ in range(10)]
+        assert statuses == [200] * 10
+    finally:
+        restore(stack, "orders-1")
+
+
+async def test_data_store_crash_loses_no_acknowledged_order(api: Api, stack: Stack) -> None:
+    username, _ = await api.signup()
+    jwt = await api.jwt_login(username)
+
+    async def create(i: int) -> str | None:
+        response, body = await api.call("POST", "/orders", headers=jwt, json={"item": f"durable-{i}", "quantity": 1})
+        return body["id"] if response.status == 201 else None
+
+    before = [await create(i) for i in range(20)]
+    assert all(before)
+    # Keep writing while the data store is killed: every 201 must survive the crash.
+    writer = asyncio.gather(*(create(i) for i in range(20, 80)))
+    await asyncio.sleep(0)  # let the writes start before the crash
+    stack.kill("data-store", signal.SIGKILL)
+    acknowledged = [order_id for order_id in [*before, *await writer] if order_id]
+    assert len(acknowledged) >= 20
+    try:
+        status, seconds = await timed_call(api, "GET", "/orders", headers=jwt)
+        assert status == 503 and seconds < 1.5, (status, seconds)
+    finally:
+        restore(stack, "data-store")
+    deadline = time.monotonic() + 10
+    while True:
+        response, listed = await api.call("GET", "/orders?limit=100", headers=jwt)
+        if response.status == 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert response.status == 200
+    stored = {o["id"] for o in listed["orders"]}
+    assert set(acknowledged) <= stored
+    for order_id in acknowledged:
+        response, _ = await api.call("GET", f"/orders/{order_id}", headers=jwt)
+        assert response.status == 200
