@@ -151,29 +151,52 @@ class Stack:
         base["PYTHONPATH"] = str(REPO_ROOT)
         svc = {**base, **self.service_env()}
         for name, port, extra in (
-            ("session-store", self.ports.session_store,
-             ["--save", "", "--appendonly", "no", "--enable-debug-command", "local"]),
-            ("data-store", self.ports.data_store,
-             ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]),
+            (
+                "session-store",
+                self.ports.session_store,
+                ["--save", "", "--appendonly", "no", "--enable-debug-command", "local"],
+            ),
+            (
+                "data-store",
+                self.ports.data_store,
+                ["--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            ),
         ):
             directory = self.workdir / name
             directory.mkdir(exist_ok=True)
-            argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                    "--dir", str(directory), *extra]
+            argv = [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(directory),
+                *extra,
+            ]
             self.components[name] = Component(name, argv, base, None, port)
         python = sys.executable
         self.components["auth"] = Component(
-            "auth", [python, "-m", "services.auth"], {**svc, "PORT": str(self.ports.auth)},
-            f"{self.auth_url}/readyz", self.ports.auth,
+            "auth",
+            [python, "-m", "services.auth"],
+            {**svc, "PORT": str(self.ports.auth)},
+            f"{self.auth_url}/readyz",
+            self.ports.auth,
         )
         for index, port in enumerate(self.ports.orders, start=1):
             self.components[f"orders-{index}"] = Component(
-                f"orders-{index}", [python, "-m", "services.orders"], {**svc, "PORT": str(port)},
-                f"http://127.0.0.1:{port}/readyz", port,
+                f"orders-{index}",
+                [python, "-m", "services.orders"],
+                {**svc, "PORT": str(port)},
+                f"http://127.0.0.1:{port}/readyz",
+                port,
             )
         self.components["gateway"] = Component(
-            "gateway", [python, "-m", "services.gateway"], {**svc, "PORT": str(self.ports.gateway)},
-            f"{self.gateway_url}/readyz", self.ports.gateway,
+            "gateway",
+            [python, "-m", "services.gateway"],
+            {**svc, "PORT": str(self.ports.gateway)},
+            f"{self.gateway_url}/readyz",
+            self.ports.gateway,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -217,10 +240,9 @@ class Stack:
         assert process.stdout is not None
         for raw in process.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
-            with self._lock:
-                with contextlib.suppress(ValueError, OSError):
-                    self.log.write(f"[{name:>13}] {line}\n")
-                    self.log.flush()
+            with self._lock, contextlib.suppress(ValueError, OSError):
+                self.log.write(f"[{name:>13}] {line}\n")
+                self.log.flush()
 
     def is_ready(self, name: str) -> bool:
         component = self.components[name]
@@ -237,7 +259,9 @@ class Stack:
         component = self.components[name]
         while time.monotonic() < deadline:
             if component.process is not None and component.process.poll() is not None:
-                raise StackError(f"{name} exited with {component.process.returncode}; see its log lines")
+                raise StackError(
+                    f"{name} exited with {component.process.returncode}; see its log lines"
+                )
             if self.is_ready(name):
                 return
             time.sleep(0.05)
@@ -312,7 +336,9 @@ def http_json(
 
 
 def ensure_user(gateway_url: str, username: str, password: str) -> None:
-    status, body = http_json("POST", f"{gateway_url}/auth/users", {"username": username, "password": password})
+    status, body = http_json(
+        "POST", f"{gateway_url}/auth/users", {"username": username, "password": password}
+    )
     if status not in (201, 409):
         raise StackError(f"could not create user {username}: {status} {body}")
 
@@ -332,18 +358,49 @@ def _signals_stop() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+def banner(stack: Stack, revocation: str) -> str:
+    user, password = DEMO_USER
+    login = json.dumps({"username": user, "password": password})
+    lines = [
+        "",
+        "authscale is up.",
+        f"  gateway        {stack.gateway_url}   (clients talk to this one)",
+        f"  auth           {stack.auth_url}",
+        *(f"  orders         {url}" for url in stack.orders_urls),
+        f"  session store  {stack.redis_url('session-store')}",
+        f"  data store     {stack.redis_url('data-store')}  (AOF, appendfsync always)",
+        f"  JWT revocation {revocation}",
+        f"  demo user      {user} / {password}",
+        f"  try:  curl -s -X POST {stack.gateway_url}/auth/token \\",
+        f"          -H 'Content-Type: application/json' -d '{login}'",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     defaults = Ports.from_env(os.environ)
     parser.add_argument("--gateway-port", type=int, default=defaults.gateway)
     parser.add_argument("--auth-port", type=int, default=defaults.auth)
-    parser.add_argument("--orders-ports", default=",".join(map(str, defaults.orders)),
-                        help="comma-separated, one per replica")
+    parser.add_argument(
+        "--orders-ports",
+        default=",".join(map(str, defaults.orders)),
+        help="comma-separated, one per replica",
+    )
     parser.add_argument("--session-store-port", type=int, default=defaults.session_store)
     parser.add_argument("--data-store-port", type=int, default=defaults.data_store)
-    parser.add_argument("--revocation", choices=("push", "off"), default=os.environ.get("JWT_REVOCATION", "push"))
-    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".stack",
-                        help="where the Redis stores keep their files (default .stack/)")
+    parser.add_argument(
+        "--revocation", choices=("push", "off"), default=os.environ.get("JWT_REVOCATION", "push")
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO_ROOT / ".stack",
+        help="where the Redis stores keep their files (default .stack/)",
+    )
     args = parser.parse_args(argv)
     ports = Ports(
         gateway=args.gateway_port,
@@ -358,24 +415,14 @@ def main(argv: list[str] | None = None) -> int:
             stack.start()
             try:
                 ensure_user(stack.gateway_url, *DEMO_USER)
-                print(
-                    "\nauthscale is up.\n"
-                    f"  gateway        {stack.gateway_url}   (clients talk to this one)\n"
-                    f"  auth           {stack.auth_url}\n"
-                    + "".join(f"  orders         {u}\n" for u in stack.orders_urls)
-                    + f"  session store  redis://127.0.0.1:{ports.session_store}\n"
-                    f"  data store     redis://127.0.0.1:{ports.data_store}  (AOF, appendfsync always)\n"
-                    f"  JWT revocation {args.revocation}\n"
-                    f"  demo user      {DEMO_USER[0]} / {DEMO_USER[1]}\n"
-                    f"  try:  curl -s -X POST {stack.gateway_url}/auth/token -H 'Content-Type: application/json' "
-                    f"-d '{{\"username\": \"{DEMO_USER[0]}\", \"password\": \"{DEMO_USER[1]}\"}}'\n"
-                    "Ctrl-C stops everything.\n",
-                    flush=True,
-                )
+                print(banner(stack, args.revocation), flush=True)
                 while not stop.wait(0.5):
                     for component in stack.components.values():
                         if component.process is not None and component.process.poll() is not None:
-                            print(f"{component.name} exited with {component.process.returncode}", flush=True)
+                            print(
+                                f"{component.name} exited with {component.process.returncode}",
+                                flush=True,
+                            )
                             component.process = None
             finally:
                 print("stopping...", flush=True)

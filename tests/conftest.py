@@ -1,4 +1,4 @@
-"""Shared fixtures: real redis-server processes on free ports, keys, settings and token factories."""
+"""Shared fixtures: real redis-server processes on free ports, keys and token factories."""
 
 from __future__ import annotations
 
@@ -37,8 +37,20 @@ class RedisProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--dir", str(self.directory), "--enable-debug-command", "local", *self.extra],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(self.directory),
+                "--enable-debug-command",
+                "local",
+                *self.extra,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -37,7 +37,10 @@ def create_app(settings: Settings) -> web.Application:
             type=Type.ID,
         )
         users = Users(
-            data, sessions, metrics, hasher,
+            data,
+            sessions,
+            metrics,
+            hasher,
             timeout=timeout,
             max_failures=settings.login_max_failures,
             window_seconds=settings.login_window_seconds,
@@ -46,7 +49,10 @@ def create_app(settings: Settings) -> web.Application:
         app[verifier_key] = verifier
         app[users_key] = users
         app[tokens_key] = Tokens(
-            keyring, data, sessions, metrics,
+            keyring,
+            data,
+            sessions,
+            metrics,
             issuer=settings.verifier.issuer,
             audience=settings.verifier.audience,
             access_seconds=settings.access_token_seconds,

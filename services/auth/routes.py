@@ -17,7 +17,9 @@ keyring_key = web.AppKey("keyring", KeyRing)
 routes = web.RouteTableDef()
 
 
-def _set_session_cookie(response: web.Response, verifier: Verifier, value: str, *, clear: bool = False) -> None:
+def _set_session_cookie(
+    response: web.Response, verifier: Verifier, value: str, *, clear: bool = False
+) -> None:
     response.set_cookie(
         verifier.settings.cookie_name,
         value,
@@ -103,7 +105,9 @@ async def me(request: web.Request) -> web.Response:
     principal: Principal = await request.app[verifier_key].authenticate(request)
     user = await request.app[users_key].get(principal.sub)
     if user is None or not user.active:
-        raise ProblemError(401, "Account not found or disabled.", headers={"WWW-Authenticate": "Bearer"})
+        raise ProblemError(
+            401, "Account not found or disabled.", headers={"WWW-Authenticate": "Bearer"}
+        )
     return web.json_response({"sub": user.id, "username": user.username, "auth": principal.mode})
 
 

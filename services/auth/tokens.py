@@ -36,7 +36,8 @@ if rec.used then
 end
 rec.used = true
 redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
-redis.call('SET', KEYS[2], cjson.encode({family = rec.family, sub = rec.sub, username = rec.username}), 'EX', ARGV[1])
+local successor = {family = rec.family, sub = rec.sub, username = rec.username}
+redis.call('SET', KEYS[2], cjson.encode(successor), 'EX', ARGV[1])
 redis.call('EXPIRE', family, ARGV[1])
 return {1, rec.family, rec.sub, rec.username}
 """
@@ -126,15 +127,21 @@ class Tokens:
         pipe.set(family_key(family), user.id, ex=self.refresh_seconds)
         pipe.set(refresh_key(refresh), record, ex=self.refresh_seconds)
         await timed(self.metrics, DATA_STORE, "issue_refresh", pipe.execute(), self.timeout)
-        return TokenPair(self.sign_access(user.id, user.username, family), refresh, self.access_seconds)
+        return TokenPair(
+            self.sign_access(user.id, user.username, family), refresh, self.access_seconds
+        )
 
     async def rotate(self, refresh: str) -> TokenPair:
         if not refresh or len(refresh) > 256:
             raise _refused()
         successor = secrets.token_urlsafe(32)
         result = await timed(
-            self.metrics, DATA_STORE, "rotate_refresh",
-            self._rotate(keys=[refresh_key(refresh), refresh_key(successor)], args=[self.refresh_seconds]),
+            self.metrics,
+            DATA_STORE,
+            "rotate_refresh",
+            self._rotate(
+                keys=[refresh_key(refresh), refresh_key(successor)], args=[self.refresh_seconds]
+            ),
             self.timeout,
         )
         if result[0] != 1:
@@ -146,7 +153,13 @@ class Tokens:
         """Logout with a refresh token: its family dies if it belongs to the caller."""
         if not refresh or len(refresh) > 256:
             return
-        raw = await timed(self.metrics, DATA_STORE, "get_refresh", self.data.get(refresh_key(refresh)), self.timeout)
+        raw = await timed(
+            self.metrics,
+            DATA_STORE,
+            "get_refresh",
+            self.data.get(refresh_key(refresh)),
+            self.timeout,
+        )
         if raw is None:
             return
         record = json.loads(raw)
@@ -154,7 +167,13 @@ class Tokens:
             await self.revoke_family(str(record["family"]))
 
     async def revoke_family(self, family: str) -> None:
-        await timed(self.metrics, DATA_STORE, "revoke_family", self.data.delete(family_key(family)), self.timeout)
+        await timed(
+            self.metrics,
+            DATA_STORE,
+            "revoke_family",
+            self.data.delete(family_key(family)),
+            self.timeout,
+        )
 
     async def revoke_access(self, principal: Principal) -> None:
         """Record the jti until its exp and tell every verifier at once."""
@@ -180,4 +199,10 @@ class Tokens:
         return sid, csrf
 
     async def delete_session(self, sid: str) -> None:
-        await timed(self.metrics, SESSION_STORE, "delete_session", self.sessions.delete(session_key(sid)), self.timeout)
+        await timed(
+            self.metrics,
+            SESSION_STORE,
+            "delete_session",
+            self.sessions.delete(session_key(sid)),
+            self.timeout,
+        )

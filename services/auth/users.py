@@ -106,11 +106,18 @@ class Users:
         password_hash = await self._run(self.hasher.hash, password)
         user = User(id=uuid.uuid4().hex, username=username, password_hash=password_hash)
         record = json.dumps(
-            {"id": user.id, "username": username, "hash": password_hash, "active": True,
-             "created_at": time.time()}
+            {
+                "id": user.id,
+                "username": username,
+                "hash": password_hash,
+                "active": True,
+                "created_at": time.time(),
+            }
         )
         created = await timed(
-            self.metrics, DATA_STORE, "create_user",
+            self.metrics,
+            DATA_STORE,
+            "create_user",
             self._create(keys=[username_key(username), user_key(user.id)], args=[user.id, record]),
             self.timeout,
         )
@@ -119,20 +126,30 @@ class Users:
         return user
 
     async def get(self, user_id: str) -> User | None:
-        raw = await timed(self.metrics, DATA_STORE, "get_user", self.data.get(user_key(user_id)), self.timeout)
+        raw = await timed(
+            self.metrics, DATA_STORE, "get_user", self.data.get(user_key(user_id)), self.timeout
+        )
         if raw is None:
             return None
         data = json.loads(raw)
         return User(
-            id=data["id"], username=data["username"], password_hash=data["hash"],
+            id=data["id"],
+            username=data["username"],
+            password_hash=data["hash"],
             active=bool(data.get("active", True)),
         )
 
     async def find(self, username: str) -> User | None:
         user_id = await timed(
-            self.metrics, DATA_STORE, "get_username", self.data.get(username_key(username)), self.timeout
+            self.metrics,
+            DATA_STORE,
+            "get_username",
+            self.data.get(username_key(username)),
+            self.timeout,
         )
-        return None if user_id is None else await self.get(user_id.decode())
+        if user_id is None:
+            return None
+        return await self.get(user_id.decode() if isinstance(user_id, bytes) else user_id)
 
     async def login(self, username: str, password: str) -> User:
         """Check a password under the per-account failure limit; 401 and 429 reveal nothing."""
@@ -141,10 +158,16 @@ class Users:
             raise _bad_login()
         failures_key = LOGIN_FAILURES_PREFIX + username.lower()
         failures = await timed(
-            self.metrics, SESSION_STORE, "get_failures", self.sessions.get(failures_key), self.timeout
+            self.metrics,
+            SESSION_STORE,
+            "get_failures",
+            self.sessions.get(failures_key),
+            self.timeout,
         )
         if failures is not None and int(failures) >= self.max_failures:
-            ttl = await timed(self.metrics, SESSION_STORE, "ttl", self.sessions.ttl(failures_key), self.timeout)
+            ttl = await timed(
+                self.metrics, SESSION_STORE, "ttl", self.sessions.ttl(failures_key), self.timeout
+            )
             raise ProblemError(
                 429,
                 "Too many failed logins for this account; try again later.",
@@ -159,13 +182,21 @@ class Users:
             await timed(self.metrics, SESSION_STORE, "count_failure", pipe.execute(), self.timeout)
             raise _bad_login()
         if failures is not None:
-            await timed(self.metrics, SESSION_STORE, "reset_failures", self.sessions.delete(failures_key), self.timeout)
+            await timed(
+                self.metrics,
+                SESSION_STORE,
+                "reset_failures",
+                self.sessions.delete(failures_key),
+                self.timeout,
+            )
         return user
 
     async def _verify(self, password_hash: str, password: str) -> bool:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, self.hasher.verify, password_hash, password)
+            return await loop.run_in_executor(
+                self._pool, self.hasher.verify, password_hash, password
+            )
         except (VerificationError, InvalidHashError):
             return False
 

@@ -1,1 +1,1 @@
-"""The internal library every authscale service imports: verification, problems, settings, observability."""
+"""The internal library every service imports: verification, problems, settings, observability."""

@@ -74,7 +74,11 @@ def load_public_files(paths: Iterable[str]) -> dict[str, rsa.RSAPublicKey]:
 
 
 def from_jwk(jwk: Mapping[str, object]) -> rsa.RSAPublicKey:
-    if jwk.get("kty") != "RSA" or jwk.get("alg", "RS256") != "RS256" or jwk.get("use", "sig") != "sig":
+    if (
+        jwk.get("kty") != "RSA"
+        or jwk.get("alg", "RS256") != "RS256"
+        or jwk.get("use", "sig") != "sig"
+    ):
         raise KeyError_("JWK is not an RS256 signing key")
     n, e = jwk.get("n"), jwk.get("e")
     if not isinstance(n, str) or not isinstance(e, str):

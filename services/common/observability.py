@@ -1,4 +1,4 @@
-"""JSON logs carrying the request id, Prometheus metrics, and the /healthz, /readyz, /metrics routes."""
+"""JSON logs with the request id, Prometheus metrics, and the /healthz, /readyz, /metrics routes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -30,7 +31,23 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 # Latency buckets from 100 us to 5 s: auth checks live at the bottom, timeouts at the top.
-_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,7 +89,9 @@ class Metrics:
     """The metric families every service exports, in a registry of its own per app."""
 
     service: str
-    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -160,11 +179,13 @@ def request_id_from(request: web.Request) -> str:
     return incoming if _REQUEST_ID_RE.match(incoming) else new_request_id()
 
 
-def make_observability_middleware(metrics: Metrics) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def make_observability_middleware(metrics: Metrics) -> Middleware:
     access = logging.getLogger("authscale.access")
 
     @web.middleware
-    async def observability_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def observability_middleware(
+        request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
         rid = request_id_from(request)
         token = request_id_var.set(rid)
         request[request_id_key] = rid
@@ -185,7 +206,9 @@ def make_observability_middleware(metrics: Metrics) -> Callable[[web.Request, Ha
             mode = request.get(auth_mode_key, "none")
             metrics.requests.labels(metrics.service, route, request.method, str(status), mode).inc()
             metrics.latency.labels(metrics.service, route, mode).observe(elapsed)
-            if route not in {"/metrics", "/healthz", "/readyz"} and access.isEnabledFor(logging.INFO):
+            if route not in {"/metrics", "/healthz", "/readyz"} and access.isEnabledFor(
+                logging.INFO
+            ):
                 access.info(
                     "request",
                     extra={
@@ -223,7 +246,9 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def install_observability(app: web.Application, service: str, checks: Sequence[ReadyCheck] = ()) -> Metrics:
+def install_observability(
+    app: web.Application, service: str, checks: Sequence[ReadyCheck] = ()
+) -> Metrics:
     """Give an app its metrics, its health routes and the request-id middleware (outermost)."""
     metrics = Metrics(service)
     app[metrics_key] = metrics

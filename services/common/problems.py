@@ -81,9 +81,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {
-            k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}
-        }
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
         detail = _HTTP_DETAILS.get(exc.status, exc.reason)
         return problem_response(exc.status, detail, headers=headers)
     except Exception:

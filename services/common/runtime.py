@@ -56,6 +56,7 @@ def serve(
 ) -> None:
     """Configure logging and run the app on uvloop until SIGINT/SIGTERM."""
     configure_logging(service, server.log_level)
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
 

@@ -89,9 +89,7 @@ class ServerSettings:
         return cls(
             host=env_str(env, "HOST", "127.0.0.1"),
             port=env_int(env, "PORT", default_port, minimum=0, maximum=65535),
-            log_level=env_choice(
-                env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
-            ),
+            log_level=env_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
 
 
@@ -124,9 +122,7 @@ class VerifierSettings:
         jwks_url = env.get("JWT_JWKS_URL") or None
         key_files: tuple[str, ...] = ()
         if jwks_url is None:
-            key_files = env_list(
-                env, "JWT_PUBLIC_KEY_FILE", str(REPO_ROOT / "keys" / "public.pem")
-            )
+            key_files = env_list(env, "JWT_PUBLIC_KEY_FILE", str(REPO_ROOT / "keys" / "public.pem"))
         return cls(
             issuer=env_str(env, "JWT_ISSUER", "http://authscale-auth"),
             audience=env_str(env, "JWT_AUDIENCE", "authscale"),

@@ -9,10 +9,10 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.asyncio.retry import Retry
 
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
@@ -58,13 +58,11 @@ def make_redis(url: str, timeout: float) -> Redis:
     )
 
 
-async def timed(
-    metrics: Metrics, store: str, op: str, call: Awaitable[T], timeout: float
-) -> T:
+async def timed(metrics: Metrics, store: str, op: str, call: Awaitable[T], limit: float) -> T:
     """Await one store call under a deadline; failures become StoreUnavailable (503)."""
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             result = await call
     except (RedisError, OSError, TimeoutError) as exc:
         metrics.observe_store(store, op, "error", time.perf_counter() - start)

@@ -1,4 +1,4 @@
-"""Credential verification for every service: RS256 access tokens and store-backed sessions -> Principal."""
+"""Credential verification for every service: RS256 access tokens and sessions -> Principal."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import jwt
 from aiohttp import ClientError, ClientSession, ClientTimeout, DummyCookieJar, web
@@ -28,7 +29,6 @@ from services.common.settings import VerifierSettings
 from services.common.store import (
     REVOKED_CHANNEL,
     REVOKED_SET,
-    StoreUnavailable,
     session_key,
     timed,
 )
@@ -96,7 +96,9 @@ class KeysUnavailable(ProblemError):
     """No verification key has been loaded yet (JWKS never reached)."""
 
     def __init__(self) -> None:
-        super().__init__(503, "Token verification keys are not loaded yet.", headers={"Retry-After": "1"})
+        super().__init__(
+            503, "Token verification keys are not loaded yet.", headers={"Retry-After": "1"}
+        )
 
 
 def _b64url_json(segment: str) -> object:
@@ -215,10 +217,10 @@ class RevocationList:
 
     async def _reload(self, redis: Redis) -> None:
         entries = await redis.zrangebyscore(REVOKED_SET, self.clock(), "+inf", withscores=True)
-        self.revoked = {
-            (jti.decode() if isinstance(jti, bytes) else str(jti)): float(score)
-            for jti, score in entries
-        }
+        revoked: dict[str, float] = {}
+        for jti, score in cast(list[tuple[bytes, float]], entries):
+            revoked[jti.decode()] = float(score)
+        self.revoked = revoked
 
     async def _run(self) -> None:
         assert self.redis is not None
@@ -249,7 +251,7 @@ class RevocationList:
                 backoff = min(backoff * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _apply(self, data: object) -> None:
         text = data.decode() if isinstance(data, bytes) else str(data)
@@ -349,6 +351,7 @@ class Verifier:
                 return cached
             del self._cache[token]
         principal = self._decode(token, now)
+        assert principal.jti is not None
         if principal.jti in self.revocations:
             raise InvalidToken("token revoked")
         if self.settings.token_cache_size and principal.exp is not None and now < principal.exp:
@@ -428,7 +431,11 @@ class Verifier:
             raise InvalidSession("sessions are not configured")
         timeout = self.settings.store_timeout_seconds
         raw = await timed(
-            self.metrics, SESSION_STORE, "get", self.session_redis.get(session_key(session_id)), timeout
+            self.metrics,
+            SESSION_STORE,
+            "get",
+            self.session_redis.get(session_key(session_id)),
+            timeout,
         )
         if raw is None:
             raise InvalidSession("unknown or expired session")
@@ -444,7 +451,9 @@ class Verifier:
             self._spawn(self.session_redis.delete(session_key(session_id)))
             raise InvalidSession("session passed its absolute timeout")
         self._touch(session_id, now, absolute_end)
-        return Principal(sub=sub, username=username, mode="session", session_id=session_id, csrf=csrf)
+        return Principal(
+            sub=sub, username=username, mode="session", session_id=session_id, csrf=csrf
+        )
 
     def _touch(self, session_id: str, now: float, absolute_end: float) -> None:
         """Slide the idle timeout, at most once per SESSION_TOUCH_SECONDS per process."""
@@ -494,4 +503,3 @@ def require_csrf(request: web.Request, principal: Principal) -> None:
 
 
 verifier_key = web.AppKey("verifier", Verifier)
-

@@ -22,7 +22,9 @@ gateway_settings_key = web.AppKey("gateway_settings", Settings)
 
 async def auth_route(request: web.Request) -> web.Response:
     path = check_path(request.raw_path)
-    return await request.app[proxy_key].forward(request, request.app[auth_pool_key], path[len("/auth"):])
+    return await request.app[proxy_key].forward(
+        request, request.app[auth_pool_key], path[len("/auth") :]
+    )
 
 
 async def orders_route(request: web.Request) -> web.Response:
@@ -65,7 +67,9 @@ def create_app(settings: Settings) -> web.Application:
             for pool in pools:
                 await pool.resolve()
         checker = asyncio.create_task(
-            health_loop(client, pools, settings.health_interval_seconds, settings.dns_refresh_seconds)
+            health_loop(
+                client, pools, settings.health_interval_seconds, settings.dns_refresh_seconds
+            )
         )
         try:
             yield

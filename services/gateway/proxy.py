@@ -1,4 +1,4 @@
-"""Reverse proxying: path policing, header hygiene, replica pools with health checks and failover."""
+"""Reverse proxying: path policing, header hygiene, replica pools with health checks, failover."""
 
 from __future__ import annotations
 
@@ -22,12 +22,27 @@ log = logging.getLogger("authscale.gateway")
 
 HOP_BY_HOP = frozenset(
     {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-        "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
     }
 )
 # Headers a client could use to claim an identity the services might trust: never forwarded.
-IDENTITY_PREFIXES = ("x-user", "x-auth", "x-remote-user", "x-forwarded-user", "x-principal", "x-sub")
+IDENTITY_PREFIXES = (
+    "x-user",
+    "x-auth",
+    "x-remote-user",
+    "x-forwarded-user",
+    "x-principal",
+    "x-sub",
+)
 NOT_FORWARDED = frozenset({"host", "content-length", "x-forwarded-for", "forwarded", "x-real-ip"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Plain segments only: no percent-encoding, no backslash, no empty, "." or ".." segment.
@@ -123,10 +138,14 @@ class UpstreamPool:
 
 
 class Proxy:
-    def __init__(self, client: ClientSession, metrics: Metrics, *, timeout: float, connect_timeout: float) -> None:
+    def __init__(
+        self, client: ClientSession, metrics: Metrics, *, timeout: float, connect_timeout: float
+    ) -> None:
         self.client = client
         self.metrics = metrics
-        self.timeout = ClientTimeout(total=timeout, connect=connect_timeout, sock_connect=connect_timeout)
+        self.timeout = ClientTimeout(
+            total=timeout, connect=connect_timeout, sock_connect=connect_timeout
+        )
 
     async def forward(self, request: web.Request, pool: UpstreamPool, path: str) -> web.Response:
         body = await request.read() if request.can_read_body else None
@@ -162,15 +181,26 @@ class Proxy:
                 last_error = type(exc).__name__
                 if not retry_any:
                     self.metrics.observe_upstream(pool.name, "error")
-                    log.warning("upstream %s failed after sending a non-idempotent request: %s", pool.name, last_error)
+                    log.warning(
+                        "upstream %s failed after sending a non-idempotent request: %s",
+                        pool.name,
+                        last_error,
+                    )
                     raise ProblemError(502, f"The {pool.name} service failed to answer.") from None
             self.metrics.observe_upstream(pool.name, "retry")
-            log.warning("upstream %s replica %s failed (%s); trying the next", pool.name, replica.url, last_error)
+            log.warning(
+                "upstream %s replica %s failed (%s); trying the next",
+                pool.name,
+                replica.url,
+                last_error,
+            )
         self.metrics.observe_upstream(pool.name, "unavailable")
         raise ProblemError(502, f"No {pool.name} replica answered.", headers={"Retry-After": "1"})
 
 
-async def health_loop(client: ClientSession, pools: list[UpstreamPool], interval: float, dns_every: float) -> None:
+async def health_loop(
+    client: ClientSession, pools: list[UpstreamPool], interval: float, dns_every: float
+) -> None:
     """Actively probe every replica's /healthz; resolve names again every dns_every seconds."""
     timeout = ClientTimeout(total=min(0.5, interval))
     loop = asyncio.get_running_loop()
@@ -178,7 +208,9 @@ async def health_loop(client: ClientSession, pools: list[UpstreamPool], interval
 
     async def probe(replica: Replica) -> None:
         try:
-            async with client.get(replica.url.with_path("/healthz"), timeout=timeout, allow_redirects=False) as r:
+            async with client.get(
+                replica.url.with_path("/healthz"), timeout=timeout, allow_redirects=False
+            ) as r:
                 healthy = r.status == 200
         except (ClientError, TimeoutError):
             healthy = False

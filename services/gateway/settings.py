@@ -39,7 +39,9 @@ class Settings:
             ),
             edge_auth=env_bool(env, "GATEWAY_EDGE_AUTH", True),
             upstream_timeout_seconds=env_float(env, "UPSTREAM_TIMEOUT_SECONDS", 5.0, minimum=0.1),
-            connect_timeout_seconds=env_float(env, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 1.0, minimum=0.05),
+            connect_timeout_seconds=env_float(
+                env, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 1.0, minimum=0.05
+            ),
             health_interval_seconds=env_float(env, "HEALTH_INTERVAL_SECONDS", 1.0, minimum=0.05),
             dns_refresh_seconds=env_float(env, "UPSTREAM_DNS_REFRESH_SECONDS", 0.0, minimum=0.0),
             max_body_bytes=env_int(env, "MAX_BODY_BYTES", 64 * 1024, minimum=1024),

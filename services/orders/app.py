@@ -23,7 +23,10 @@ def create_app(settings: Settings) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         data = make_redis(settings.data_store_url, timeout)
         app[store_key] = OrderStore(
-            data, app[metrics_key], timeout=timeout, idempotency_seconds=settings.idempotency_seconds
+            data,
+            app[metrics_key],
+            timeout=timeout,
+            idempotency_seconds=settings.idempotency_seconds,
         )
         limit = settings.account_check_timeout_seconds
         client = ClientSession(

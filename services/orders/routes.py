@@ -51,7 +51,9 @@ async def confirm_account(request: web.Request, principal: Principal) -> None:
         return
     if status == 401:
         metrics.observe_upstream("auth", "refused")
-        raise ProblemError(401, "Account not found or disabled.", headers={"WWW-Authenticate": "Bearer"})
+        raise ProblemError(
+            401, "Account not found or disabled.", headers={"WWW-Authenticate": "Bearer"}
+        )
     metrics.observe_upstream("auth", "error")
     log.warning("account check skipped, auth answered %d", status)
 

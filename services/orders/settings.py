@@ -33,6 +33,8 @@ class Settings:
             data_store_url=env_str(env, "DATA_STORE_URL", "redis://127.0.0.1:6380/0"),
             auth_url=env_str(env, "AUTH_URL", "http://127.0.0.1:8081").rstrip("/"),
             account_check=env_bool(env, "ORDERS_ACCOUNT_CHECK", True),
-            account_check_timeout_seconds=env_float(env, "ACCOUNT_CHECK_TIMEOUT_SECONDS", 1.0, minimum=0.01),
+            account_check_timeout_seconds=env_float(
+                env, "ACCOUNT_CHECK_TIMEOUT_SECONDS", 1.0, minimum=0.01
+            ),
             idempotency_seconds=env_int(env, "IDEMPOTENCY_SECONDS", 86_400, minimum=1),
         )

@@ -76,7 +76,9 @@ def owner_index(owner: str) -> str:
 
 
 class OrderStore:
-    def __init__(self, data: Redis, metrics: Metrics, *, timeout: float, idempotency_seconds: int) -> None:
+    def __init__(
+        self, data: Redis, metrics: Metrics, *, timeout: float, idempotency_seconds: int
+    ) -> None:
         self.data = data
         self.metrics = metrics
         self.timeout = timeout
@@ -95,7 +97,9 @@ class OrderStore:
             "item": item,
             "quantity": quantity,
             "owner": owner,
-            "created_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "created_at": datetime.fromtimestamp(now, UTC)
+            .isoformat(timespec="microseconds")
+            .replace("+00:00", "Z"),
         }
         record = json.dumps(order)
         keys = [order_key(order_id), owner_index(owner)]
@@ -106,7 +110,11 @@ class OrderStore:
             fingerprint = hashlib.sha256(json.dumps([item, quantity]).encode()).hexdigest()
             args += [fingerprint, self.idempotency_seconds]
         result = await timed(
-            self.metrics, DATA_STORE, "create_order", self._create(keys=keys, args=args), self.timeout
+            self.metrics,
+            DATA_STORE,
+            "create_order",
+            self._create(keys=keys, args=args),
+            self.timeout,
         )
         if result[0] == -1:
             raise ProblemError(409, "This Idempotency-Key was used with a different body.")
@@ -116,7 +124,9 @@ class OrderStore:
     async def get(self, owner: str, order_id: str) -> dict[str, object] | None:
         if not ORDER_ID_RE.fullmatch(order_id):
             return None
-        raw = await timed(self.metrics, DATA_STORE, "get_order", self.data.get(order_key(order_id)), self.timeout)
+        raw = await timed(
+            self.metrics, DATA_STORE, "get_order", self.data.get(order_key(order_id)), self.timeout
+        )
         if raw is None:
             return None
         order: dict[str, object] = json.loads(raw)
@@ -125,6 +135,10 @@ class OrderStore:
 
     async def list(self, owner: str, limit: int) -> list[dict[str, object]]:
         raws = await timed(
-            self.metrics, DATA_STORE, "list_orders", self._list(keys=[owner_index(owner)], args=[limit]), self.timeout
+            self.metrics,
+            DATA_STORE,
+            "list_orders",
+            self._list(keys=[owner_index(owner)], args=[limit]),
+            self.timeout,
         )
         return [json.loads(raw) for raw in raws if raw is not None]

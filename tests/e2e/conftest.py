@@ -54,19 +54,28 @@ class Api:
 
     async def signup(self, password: str = "correct horse") -> tuple[str, str]:
         username = "u" + uuid.uuid4().hex[:12]
-        response, body = await self.call("POST", "/auth/users", json={"username": username, "password": password})
+        response, body = await self.call(
+            "POST", "/auth/users", json={"username": username, "password": password}
+        )
         assert response.status == 201, body
         return username, body["id"]
 
     async def jwt_login(self, username: str, password: str = "correct horse") -> dict[str, str]:
-        response, body = await self.call("POST", "/auth/token", json={"username": username, "password": password})
+        response, body = await self.call(
+            "POST", "/auth/token", json={"username": username, "password": password}
+        )
         assert response.status == 200, body
         return {"Authorization": f"Bearer {body['access_token']}"}
 
     async def session_login(self, username: str, password: str = "correct horse") -> dict[str, str]:
-        response, body = await self.call("POST", "/auth/session", json={"username": username, "password": password})
+        response, body = await self.call(
+            "POST", "/auth/session", json={"username": username, "password": password}
+        )
         assert response.status == 200, body
-        return {"Cookie": f"sid={response.cookies['sid'].value}", "X-CSRF-Token": body["csrf_token"]}
+        return {
+            "Cookie": f"sid={response.cookies['sid'].value}",
+            "X-CSRF-Token": body["csrf_token"],
+        }
 
     async def login(self, mode: str, username: str) -> dict[str, str]:
         return await (self.jwt_login(username) if mode == "jwt" else self.session_login(username))

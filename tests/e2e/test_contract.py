@@ -21,23 +21,32 @@ async def test_order_lifecycle(api: Api, mode: str) -> None:
     me, body = await api.call("GET", "/auth/me", headers=auth)
     assert me.status == 200 and body == {"sub": user_id, "username": username, "auth": mode}
 
-    created, first = await api.call("POST", "/orders", headers=auth, json={"item": "tea", "quantity": 3})
+    created, first = await api.call(
+        "POST", "/orders", headers=auth, json={"item": "tea", "quantity": 3}
+    )
     assert created.status == 201, first
     assert created.headers["Location"] == f"/orders/{first['id']}"
     assert first["owner"] == user_id and first["item"] == "tea" and first["quantity"] == 3
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", first["created_at"])
 
     key = {"Idempotency-Key": uuid.uuid4().hex}
-    one, a = await api.call("POST", "/orders", headers={**auth, **key}, json={"item": "cake", "quantity": 1})
-    two, b = await api.call("POST", "/orders", headers={**auth, **key}, json={"item": "cake", "quantity": 1})
+    one, a = await api.call(
+        "POST", "/orders", headers={**auth, **key}, json={"item": "cake", "quantity": 1}
+    )
+    two, b = await api.call(
+        "POST", "/orders", headers={**auth, **key}, json={"item": "cake", "quantity": 1}
+    )
     assert one.status == two.status == 201 and a == b
-    clash, problem = await api.call("POST", "/orders", headers={**auth, **key}, json={"item": "cake", "quantity": 2})
+    clash, problem = await api.call(
+        "POST", "/orders", headers={**auth, **key}, json={"item": "cake", "quantity": 2}
+    )
     assert clash.status == 409 and problem["status"] == 409
 
     listed, orders = await api.call("GET", "/orders", headers=auth)
     assert listed.status == 200
     assert [o["id"] for o in orders["orders"]] == [a["id"], first["id"]]  # newest first, one cake
     limited, orders = await api.call("GET", "/orders?limit=1", headers=auth)
+    assert limited.status == 200
     assert [o["id"] for o in orders["orders"]] == [a["id"]]
     for bad in ("0", "101", "x", "1.5", "-1", ""):
         response, problem = await api.call("GET", f"/orders?limit={bad}", headers=auth)
@@ -58,7 +67,11 @@ async def test_order_lifecycle(api: Api, mode: str) -> None:
     # Logout, then the same credential is refused everywhere.
     out, _ = await api.call("POST", "/auth/logout", headers=auth)
     assert out.status == 204
-    for method, path in (("GET", "/orders"), ("GET", f"/orders/{first['id']}"), ("GET", "/auth/me")):
+    for method, path in (
+        ("GET", "/orders"),
+        ("GET", f"/orders/{first['id']}"),
+        ("GET", "/auth/me"),
+    ):
         response, problem = await api.call(method, path, headers=auth)
         assert response.status == 401, (method, path)
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -69,7 +82,9 @@ async def test_csrf_is_enforced_for_cookie_requests(api: Api) -> None:
     auth = await api.session_login(username)
     cookie = {"Cookie": auth["Cookie"]}
     for headers in (cookie, {**cookie, "X-CSRF-Token": "wrong"}):
-        response, problem = await api.call("POST", "/orders", headers=headers, json={"item": "x", "quantity": 1})
+        response, problem = await api.call(
+            "POST", "/orders", headers=headers, json={"item": "x", "quantity": 1}
+        )
         assert response.status == 403 and problem["status"] == 403
     response, orders = await api.call("GET", "/orders", headers=cookie)
     assert response.status == 200 and orders == {"orders": []}  # nothing was created
@@ -82,7 +97,9 @@ async def test_csrf_is_enforced_for_cookie_requests(api: Api) -> None:
 async def test_bearer_token_is_judged_alone(api: Api) -> None:
     username, _ = await api.signup()
     session = await api.session_login(username)
-    response, _ = await api.call("GET", "/orders", headers={**session, "Authorization": "Bearer forged"})
+    response, _ = await api.call(
+        "GET", "/orders", headers={**session, "Authorization": "Bearer forged"}
+    )
     assert response.status == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
@@ -90,18 +107,24 @@ async def test_bearer_token_is_judged_alone(api: Api) -> None:
 async def test_spoofed_identity_headers_change_nothing(api: Api) -> None:
     victim_name, victim_id = await api.signup()
     victim = await api.jwt_login(victim_name)
-    _, order = await api.call("POST", "/orders", headers=victim, json={"item": "secret", "quantity": 1})
+    _, order = await api.call(
+        "POST", "/orders", headers=victim, json={"item": "secret", "quantity": 1}
+    )
     attacker_name, attacker_id = await api.signup()
     attacker = await api.jwt_login(attacker_name)
     spoof = {"X-User-Id": victim_id, "X-Auth-User": victim_id, "X-Forwarded-User": victim_id}
     response, _ = await api.call("GET", f"/orders/{order['id']}", headers={**attacker, **spoof})
     assert response.status == 404
-    response, created = await api.call("POST", "/orders", headers={**attacker, **spoof}, json={"item": "y", "quantity": 1})
+    response, created = await api.call(
+        "POST", "/orders", headers={**attacker, **spoof}, json={"item": "y", "quantity": 1}
+    )
     assert created["owner"] == attacker_id
 
 
 async def test_request_ids_are_created_or_forwarded(api: Api, stack: Stack) -> None:
-    response, _ = await api.call("GET", "/auth/.well-known/jwks.json", headers={"X-Request-ID": "trace-me-123"})
+    response, _ = await api.call(
+        "GET", "/auth/.well-known/jwks.json", headers={"X-Request-ID": "trace-me-123"}
+    )
     assert response.status == 200 and response.headers["X-Request-ID"] == "trace-me-123"
     response, _ = await api.call("GET", "/orders")
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
@@ -116,7 +139,9 @@ async def test_gateway_refuses_path_tricks_and_unknown_routes(api: Api) -> None:
         assert problem["status"] == 400
     response, problem = await api.call("GET", "/admin")
     assert response.status == 404 and problem["status"] == 404
-    response, problem = await api.call("POST", "/auth/users", data=b"x" * 70_000, headers={"Content-Type": "application/json"})
+    response, problem = await api.call(
+        "POST", "/auth/users", data=b"x" * 70_000, headers={"Content-Type": "application/json"}
+    )
     assert response.status == 413 and problem["status"] == 413
 
 
@@ -135,7 +160,9 @@ async def test_every_hop_verifies_and_metrics_show_it(api: Api, stack: Stack) ->
     username, _ = await api.signup()
     auth = await api.jwt_login(username)
     before = [await checks(u) for u in urls]
-    response, _ = await api.call("POST", "/orders", headers=auth, json={"item": "fan-out", "quantity": 1})
+    response, _ = await api.call(
+        "POST", "/orders", headers=auth, json={"item": "fan-out", "quantity": 1}
+    )
     assert response.status == 201
     after = [await checks(u) for u in urls]
     delta = [b - a for a, b in zip(before, after, strict=True)]

@@ -38,7 +38,9 @@ async def test_session_store_stalled(api: Api, stack: Stack) -> None:
     username, _ = await api.signup()
     jwt, session = await api.jwt_login(username), await api.session_login(username)
     port = stack.components["session-store"].port
-    stall = subprocess.Popen(["redis-cli", "-p", str(port), "DEBUG", "SLEEP", "3"], stdout=subprocess.DEVNULL)
+    stall = subprocess.Popen(
+        ["redis-cli", "-p", str(port), "DEBUG", "SLEEP", "3"], stdout=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 2
         while _redis_ping(port) and time.monotonic() < deadline:
@@ -63,7 +65,9 @@ async def test_session_store_down(api: Api, stack: Stack) -> None:
             assert problem["status"] == 503 and response.headers.get("Retry-After")
             status, _ = await timed_call(api, "GET", "/orders", headers=jwt)
             assert status == 200
-        response, created = await api.call("POST", "/orders", headers=jwt, json={"item": "offline", "quantity": 1})
+        response, created = await api.call(
+            "POST", "/orders", headers=jwt, json={"item": "offline", "quantity": 1}
+        )
         assert response.status == 201, created
     finally:
         restore(stack, "session-store")
@@ -76,7 +80,9 @@ async def test_auth_down_jwt_orders_keep_working(api: Api, stack: Stack) -> None
     try:
         status, _ = await timed_call(api, "GET", "/orders", headers=jwt)
         assert status == 200
-        response, created = await api.call("POST", "/orders", headers=jwt, json={"item": "no auth", "quantity": 1})
+        response, created = await api.call(
+            "POST", "/orders", headers=jwt, json={"item": "no auth", "quantity": 1}
+        )
         assert response.status == 201, created
         response, _ = await api.call("GET", f"/orders/{created['id']}", headers=jwt)
         assert response.status == 200
@@ -89,10 +95,15 @@ async def test_auth_down_jwt_orders_keep_working(api: Api, stack: Stack) -> None
 async def test_orders_replica_down_gets_keep_succeeding(api: Api, stack: Stack) -> None:
     username, _ = await api.signup()
     jwt = await api.jwt_login(username)
-    _, order = await api.call("POST", "/orders", headers=jwt, json={"item": "replicated", "quantity": 1})
+    _, order = await api.call(
+        "POST", "/orders", headers=jwt, json={"item": "replicated", "quantity": 1}
+    )
     stack.kill("orders-1")
     try:
-        statuses = [(await api.call("GET", f"/orders/{order['id']}", headers=jwt))[0].status for _ in range(40)]
+        statuses = [
+            (await api.call("GET", f"/orders/{order['id']}", headers=jwt))[0].status
+            for _ in range(40)
+        ]
         assert statuses == [200] * 40
         statuses = [(await api.call("GET", "/orders", headers=jwt))[0].status for _ in range(10)]
         assert statuses == [200] * 10
@@ -105,7 +116,9 @@ async def test_data_store_crash_loses_no_acknowledged_order(api: Api, stack: Sta
     jwt = await api.jwt_login(username)
 
     async def create(i: int) -> str | None:
-        response, body = await api.call("POST", "/orders", headers=jwt, json={"item": f"durable-{i}", "quantity": 1})
+        response, body = await api.call(
+            "POST", "/orders", headers=jwt, json={"item": f"durable-{i}", "quantity": 1}
+        )
         return body["id"] if response.status == 201 else None
 
     before = [await create(i) for i in range(20)]

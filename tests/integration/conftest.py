@@ -49,7 +49,9 @@ def auth_client(aiohttp_client: Any, stores: Stores, key_material: KeyMaterial) 
     return factory
 
 
-async def signup_and_login(client: TestClient[Any, Any], username: str, password: str = "correct horse") -> dict[str, Any]:
+async def signup_and_login(
+    client: TestClient[Any, Any], username: str, password: str = "correct horse"
+) -> dict[str, Any]:
     response = await client.post("/users", json={"username": username, "password": password})
     assert response.status == 201, await response.text()
     response = await client.post("/token", json={"username": username, "password": password})
@@ -58,10 +60,16 @@ async def signup_and_login(client: TestClient[Any, Any], username: str, password
     return body
 
 
-async def session_login(client: TestClient[Any, Any], username: str, password: str = "correct horse",
-                        cookie: str | None = None) -> tuple[str, str]:
+async def session_login(
+    client: TestClient[Any, Any],
+    username: str,
+    password: str = "correct horse",
+    cookie: str | None = None,
+) -> tuple[str, str]:
     headers = {"Cookie": f"sid={cookie}"} if cookie else {}
-    response = await client.post("/session", json={"username": username, "password": password}, headers=headers)
+    response = await client.post(
+        "/session", json={"username": username, "password": password}, headers=headers
+    )
     assert response.status == 200, await response.text()
     sid = response.cookies["sid"].value
     client.session.cookie_jar.clear()

@@ -36,7 +36,9 @@ async def test_signup_rules(auth_client: AuthClient) -> None:
     assert created.status == 201
     body = await created.json()
     assert body["username"] == "Alice.B-1" and len(body["id"]) == 32
-    await problem(await client.post("/users", json={"username": "alice.b-1", "password": "other pass"}), 409)
+    await problem(
+        await client.post("/users", json={"username": "alice.b-1", "password": "other pass"}), 409
+    )
     for bad in (
         {"username": "ab", "password": "long enough"},
         {"username": "x" * 65, "password": "long enough"},
@@ -49,13 +51,24 @@ async def test_signup_rules(auth_client: AuthClient) -> None:
         {"username": "nopass"},
     ):
         await problem(await client.post("/users", json=bad), 422)
-    await problem(await client.post("/users", data=b"{not json", headers={"Content-Type": "application/json"}), 422)
-    await problem(await client.post("/users", data=b"[]", headers={"Content-Type": "application/json"}), 422)
-    await problem(await client.post("/users", data=b"username=a", headers={"Content-Type": "text/plain"}), 415)
+    await problem(
+        await client.post(
+            "/users", data=b"{not json", headers={"Content-Type": "application/json"}
+        ),
+        422,
+    )
+    await problem(
+        await client.post("/users", data=b"[]", headers={"Content-Type": "application/json"}), 422
+    )
+    await problem(
+        await client.post("/users", data=b"username=a", headers={"Content-Type": "text/plain"}), 415
+    )
     await problem(await client.get("/users"), 405)
 
 
-async def test_token_shape_and_verifies_with_an_independent_library(auth_client: AuthClient) -> None:
+async def test_token_shape_and_verifies_with_an_independent_library(
+    auth_client: AuthClient,
+) -> None:
     client = await auth_client()
     body = await signup_and_login(client, "jose")
     assert body["token_type"] == "Bearer" and body["expires_in"] == 300 and body["refresh_token"]
@@ -66,7 +79,11 @@ async def test_token_shape_and_verifies_with_an_independent_library(auth_client:
     token = jose_jwt.decode(body["access_token"], KeySet.import_key_set(jwks), algorithms=["RS256"])
     assert token.header["typ"] == "at+jwt" and token.header["kid"] == jwks["keys"][0]["kid"]
     claims = token.claims
-    assert claims["iss"] == ISSUER and claims["aud"] == AUDIENCE and claims["exp"] - claims["iat"] == 300
+    assert (
+        claims["iss"] == ISSUER
+        and claims["aud"] == AUDIENCE
+        and claims["exp"] - claims["iat"] == 300
+    )
     assert claims["username"] == "jose" and claims["jti"] and claims["sub"]
 
 
@@ -84,13 +101,20 @@ async def test_failed_logins_lock_the_account_known_or_unknown(auth_client: Auth
     await signup_and_login(client, "dave")
     for name in ("dave", "ghost"):
         for _ in range(3):
-            await problem(await client.post("/token", json={"username": name, "password": "bad password"}), 401)
+            await problem(
+                await client.post("/token", json={"username": name, "password": "bad password"}),
+                401,
+            )
         locked = await client.post("/token", json={"username": name, "password": "bad password"})
         await problem(locked, 429)
         assert 1 <= int(locked.headers["Retry-After"]) <= 120
     # During the lockout even the right password is refused, for tokens and sessions alike.
-    await problem(await client.post("/token", json={"username": "dave", "password": "correct horse"}), 429)
-    await problem(await client.post("/session", json={"username": "dave", "password": "correct horse"}), 429)
+    await problem(
+        await client.post("/token", json={"username": "dave", "password": "correct horse"}), 429
+    )
+    await problem(
+        await client.post("/session", json={"username": "dave", "password": "correct horse"}), 429
+    )
 
 
 async def test_refresh_rotation_and_reuse_kills_the_family(auth_client: AuthClient) -> None:
@@ -99,12 +123,19 @@ async def test_refresh_rotation_and_reuse_kills_the_family(auth_client: AuthClie
     rotated = await client.post("/refresh", json={"refresh_token": first["refresh_token"]})
     assert rotated.status == 200
     second = await rotated.json()
-    assert second["refresh_token"] != first["refresh_token"] and second["access_token"] != first["access_token"]
+    assert (
+        second["refresh_token"] != first["refresh_token"]
+        and second["access_token"] != first["access_token"]
+    )
     me = await client.get("/me", headers={"Authorization": f"Bearer {second['access_token']}"})
     assert (await me.json())["username"] == "erin"
     # Replaying the spent token is refused and revokes the whole family, the newest token too.
-    await problem(await client.post("/refresh", json={"refresh_token": first["refresh_token"]}), 401)
-    await problem(await client.post("/refresh", json={"refresh_token": second["refresh_token"]}), 401)
+    await problem(
+        await client.post("/refresh", json={"refresh_token": first["refresh_token"]}), 401
+    )
+    await problem(
+        await client.post("/refresh", json={"refresh_token": second["refresh_token"]}), 401
+    )
     await problem(await client.post("/refresh", json={"refresh_token": "made-up"}), 401)
     await problem(await client.post("/refresh", json={"refresh_token": 5}), 422)
 
@@ -118,12 +149,21 @@ async def test_parallel_refresh_exactly_one_wins(auth_client: AuthClient) -> Non
     assert sorted(r.status for r in responses) == [200] + [401] * 7
 
 
-async def test_session_cookie_attributes_and_fixation(auth_client: AuthClient, stores: Stores) -> None:
+async def test_session_cookie_attributes_and_fixation(
+    auth_client: AuthClient, stores: Stores
+) -> None:
     client = await auth_client()
     await signup_and_login(client, "grace")
-    response = await client.post("/session", json={"username": "grace", "password": "correct horse"})
+    response = await client.post(
+        "/session", json={"username": "grace", "password": "correct horse"}
+    )
     cookie = response.headers["Set-Cookie"]
-    assert cookie.startswith("sid=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+    assert (
+        cookie.startswith("sid=")
+        and "HttpOnly" in cookie
+        and "SameSite=Lax" in cookie
+        and "Path=/" in cookie
+    )
     assert "Secure" not in cookie
     sid = response.cookies["sid"].value
     assert len(sid) == 43  # 32 random bytes
@@ -133,13 +173,19 @@ async def test_session_cookie_attributes_and_fixation(auth_client: AuthClient, s
     assert new_sid != sid
     await problem(await client.get("/me", headers={"Cookie": f"sid={sid}"}), 401)
     me = await client.get("/me", headers={"Cookie": f"sid={new_sid}"})
-    assert await me.json() == {"sub": (await me.json())["sub"], "username": "grace", "auth": "session"}
+    assert await me.json() == {
+        "sub": (await me.json())["sub"],
+        "username": "grace",
+        "auth": "session",
+    }
 
 
 async def test_secure_cookie_uses_host_prefix(auth_client: AuthClient) -> None:
     client = await auth_client(COOKIE_SECURE="1")
     await signup_and_login(client, "heidi")
-    response = await client.post("/session", json={"username": "heidi", "password": "correct horse"})
+    response = await client.post(
+        "/session", json={"username": "heidi", "password": "correct horse"}
+    )
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith("__Host-sid=") and "Secure" in cookie and "HttpOnly" in cookie
 
@@ -167,7 +213,9 @@ async def test_bearer_logout_revokes_everywhere_within_a_second(
 ) -> None:
     client = await auth_client()
     pair = await signup_and_login(client, "judy")
-    settings = VerifierSettings(issuer=ISSUER, audience=AUDIENCE, session_store_url=stores.sessions.url)
+    settings = VerifierSettings(
+        issuer=ISSUER, audience=AUDIENCE, session_store_url=stores.sessions.url
+    )
     from services.common.store import make_redis
 
     redis = make_redis(stores.sessions.url, 0.5)
@@ -178,8 +226,11 @@ async def test_bearer_logout_revokes_everywhere_within_a_second(
         await asyncio.wait_for(other.revocations.connected.wait(), 5)
         token = pair["access_token"]
         assert other.verify_token(token).username == "judy"  # now cached there
-        out = await client.post("/logout", headers={"Authorization": f"Bearer {token}"},
-                                json={"refresh_token": pair["refresh_token"]})
+        out = await client.post(
+            "/logout",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"refresh_token": pair["refresh_token"]},
+        )
         assert out.status == 204
         started = time.monotonic()
         while True:
@@ -191,7 +242,9 @@ async def test_bearer_logout_revokes_everywhere_within_a_second(
             assert time.monotonic() - started < 1.0, "revocation took over 1 s to arrive"
             await asyncio.sleep(0.01)
         await problem(await client.get("/me", headers={"Authorization": f"Bearer {token}"}), 401)
-        await problem(await client.post("/refresh", json={"refresh_token": pair["refresh_token"]}), 401)
+        await problem(
+            await client.post("/refresh", json={"refresh_token": pair["refresh_token"]}), 401
+        )
         # A verifier that starts later loads the revocation from the store.
         late = Verifier(settings, Metrics("late"), redis)
         late.keystore.set_static(other.keystore.keys)
@@ -218,7 +271,9 @@ async def test_me_requires_a_credential(auth_client: AuthClient) -> None:
     await problem(await client.get("/me", headers={"Cookie": "sid=" + "A" * 43}), 401)
 
 
-async def test_session_store_stopped_gives_503_fast(auth_client: AuthClient, stores: Stores) -> None:
+async def test_session_store_stopped_gives_503_fast(
+    auth_client: AuthClient, stores: Stores
+) -> None:
     client = await auth_client()
     pair = await signup_and_login(client, "karl")
     sid, _ = await session_login(client, "karl")
@@ -233,12 +288,15 @@ async def test_session_store_stopped_gives_503_fast(auth_client: AuthClient, sto
     assert ok.status == 200
 
 
-async def test_session_store_stalled_gives_503_fast(auth_client: AuthClient, stores: Stores) -> None:
+async def test_session_store_stalled_gives_503_fast(
+    auth_client: AuthClient, stores: Stores
+) -> None:
     client = await auth_client()
     await signup_and_login(client, "lena")
     sid, _ = await session_login(client, "lena")
     stall = subprocess.Popen(
-        ["redis-cli", "-p", str(stores.sessions.port), "DEBUG", "SLEEP", "2"], stdout=subprocess.DEVNULL
+        ["redis-cli", "-p", str(stores.sessions.port), "DEBUG", "SLEEP", "2"],
+        stdout=subprocess.DEVNULL,
     )
     try:
         # Wait until the stall is really in effect: a PING no longer answers quickly.
@@ -284,6 +342,12 @@ async def test_health_and_metrics(auth_client: AuthClient) -> None:
     assert (await client.get("/readyz")).status == 200
     await signup_and_login(client, "olivia")
     metrics = await (await client.get("/metrics")).text()
-    assert 'http_requests_total{auth_mode="none",method="POST",route="/token",service="auth",status="200"}' in metrics
+    assert (
+        'http_requests_total{auth_mode="none",method="POST",route="/token",service="auth",status="200"}'
+        in metrics
+    )
     assert "process_cpu_seconds_total" in metrics
-    assert 'store_calls_total{op="issue_refresh",result="ok",service="auth",store="data_store"}' in metrics
+    assert (
+        'store_calls_total{op="issue_refresh",result="ok",service="auth",store="data_store"}'
+        in metrics
+    )

@@ -17,7 +17,11 @@ from tests.integration.conftest import Stores
 
 
 async def test_jwks_keys_unknown_kid_cooldown_and_outage(
-    aiohttp_server: Any, aiohttp_client: Any, stores: Stores, key_material: KeyMaterial, make_token: Any
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    stores: Stores,
+    key_material: KeyMaterial,
+    make_token: Any,
 ) -> None:
     server = await aiohttp_server(create_auth(AuthSettings.from_env(stores.env(key_material))))
     settings = VerifierSettings(
@@ -37,7 +41,10 @@ async def test_jwks_keys_unknown_kid_cooldown_and_outage(
 
         async def flood() -> None:
             results = await asyncio.gather(
-                *(verifier.authenticate_token(make_token(headers={"kid": uuid.uuid4().hex})) for _ in range(50)),
+                *(
+                    verifier.authenticate_token(make_token(headers={"kid": uuid.uuid4().hex}))
+                    for _ in range(50)
+                ),
                 return_exceptions=True,
             )
             assert all(isinstance(r, InvalidToken) and r.reason == "unknown kid" for r in results)

@@ -38,7 +38,9 @@ def test_jwk_round_trip_and_small_keys_refused() -> None:
 def test_parse_jwks_skips_unusable_entries() -> None:
     key = keylib.generate_private_key().public_key()
     good = keylib.to_jwk(key)
-    document = {"keys": [good, {"kty": "oct", "k": "c2VjcmV0"}, {"kty": "RSA", "alg": "HS256"}, "junk"]}
+    document = {
+        "keys": [good, {"kty": "oct", "k": "c2VjcmV0"}, {"kty": "RSA", "alg": "HS256"}, "junk"]
+    }
     assert list(keylib.parse_jwks(document)) == [good["kid"]]
     with pytest.raises(keylib.KeyError_):
         keylib.parse_jwks({"not": "a set"})
@@ -68,7 +70,9 @@ def test_bad_settings_name_the_variable(env: dict[str, str], name: str) -> None:
         VerifierSettings.from_env(env)
 
 
-@pytest.mark.parametrize("path", ["/orders", "/orders/abc", "/auth/.well-known/jwks.json", "/auth/users"])
+@pytest.mark.parametrize(
+    "path", ["/orders", "/orders/abc", "/auth/.well-known/jwks.json", "/auth/users"]
+)
 def test_plain_paths_pass(path: str) -> None:
     assert check_path(path + "?limit=5") == path
 
@@ -76,8 +80,17 @@ def test_plain_paths_pass(path: str) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "/auth/../orders", "/auth/./users", "/auth/%2e%2e/orders", "/orders/%2F..", "/orders//x",
-        "/auth/..%2forders", "/orders\\..\\auth", "/orders/x;y", "/orders/", "orders", "/orders/\x00",
+        "/auth/../orders",
+        "/auth/./users",
+        "/auth/%2e%2e/orders",
+        "/orders/%2F..",
+        "/orders//x",
+        "/auth/..%2forders",
+        "/orders\\..\\auth",
+        "/orders/x;y",
+        "/orders/",
+        "orders",
+        "/orders/\x00",
         "/auth/%00",
     ],
 )
@@ -118,9 +131,16 @@ def test_identity_and_hop_by_hop_headers_are_stripped() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {}, {"item": "", "quantity": 1}, {"item": "x" * 201, "quantity": 1}, {"item": "a", "quantity": 0},
-        {"item": "a", "quantity": 1001}, {"item": "a", "quantity": True}, {"item": "a", "quantity": 1.5},
-        {"item": 5, "quantity": 1}, {"item": "a", "quantity": 1, "owner": "x"}, {"item": "a\x00", "quantity": 1},
+        {},
+        {"item": "", "quantity": 1},
+        {"item": "x" * 201, "quantity": 1},
+        {"item": "a", "quantity": 0},
+        {"item": "a", "quantity": 1001},
+        {"item": "a", "quantity": True},
+        {"item": "a", "quantity": 1.5},
+        {"item": 5, "quantity": 1},
+        {"item": "a", "quantity": 1, "owner": "x"},
+        {"item": "a\x00", "quantity": 1},
         {"item": "   ", "quantity": 1},
     ],
 )

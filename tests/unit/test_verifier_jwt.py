@@ -56,7 +56,10 @@ def refused(verifier: Verifier, token: str) -> str:
 def test_valid_token_gives_principal(verifier: Verifier, make_token: Token) -> None:
     principal = verifier.verify_token(make_token(sub="u-42", username="bob", sid="fam"))
     assert (principal.sub, principal.username, principal.mode, principal.family) == (
-        "u-42", "bob", "jwt", "fam",
+        "u-42",
+        "bob",
+        "jwt",
+        "fam",
     )
 
 
@@ -105,7 +108,9 @@ def test_future_iat_beyond_leeway_refused(
 
 
 @pytest.mark.parametrize("claim", ["iss", "aud", "sub", "exp", "iat", "jti"])
-def test_every_required_claim_is_required(verifier: Verifier, make_token: Token, claim: str) -> None:
+def test_every_required_claim_is_required(
+    verifier: Verifier, make_token: Token, claim: str
+) -> None:
     refused(verifier, make_token(**{claim: None}))
 
 
@@ -220,8 +225,15 @@ def test_oversized_token_refused_before_parsing(verifier: Verifier, make_token: 
 
 @pytest.mark.parametrize(
     "token",
-    ["", "abc", "a.b.c", "!!!.???.***", b64(b"[1,2]") + ".e30.", b64(b"{" * 5000) + ".e30.x",
-     b64(b'{"alg":"RS256"') + ".e30.x"],
+    [
+        "",
+        "abc",
+        "a.b.c",
+        "!!!.???.***",
+        b64(b"[1,2]") + ".e30.",
+        b64(b"{" * 5000) + ".e30.x",
+        b64(b'{"alg":"RS256"') + ".e30.x",
+    ],
 )
 def test_garbage_refused(verifier: Verifier, token: str) -> None:
     refused(verifier, token)
