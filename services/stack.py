@@ -317,6 +317,38 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
+@dataclass
+class RedisServer:
+    """One throwaway redis-server on a free loopback port (tests and micro-benchmarks)."""
+
+    directory: Path
+    extra: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        if shutil.which("redis-server") is None:
+            raise StackError(REDIS_HINT)
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--dir", str(self.directory), "--enable-debug-command", "local", *self.extra]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not _redis_ping(self.port):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise StackError(f"redis-server on {self.port} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+
 def http_json(
     method: str, url: str, body: object | None = None, headers: Mapping[str, str] | None = None
 ) -> tuple[int, object]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,55 +15,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common import keys as keylib
-from services.stack import _redis_ping, free_port
+from services.stack import RedisServer
 
 ISSUER = "http://authscale-auth"
 AUDIENCE = "authscale"
 
 
-@dataclass
-class RedisProcess:
-    """One real redis-server on a free loopback port, started and stopped by the tests."""
-
-    directory: Path
-    extra: list[str] = field(default_factory=list)
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                str(self.directory),
-                "--enable-debug-command",
-                "local",
-                *self.extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _redis_ping(self.port):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis-server on {self.port} did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
+RedisProcess = RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,6 @@ def create_app(settings: Settings) -> web.Application:
             sessions,
             metrics,
             hasher,
-            timeout=timeout,
             max_failures=settings.login_max_failures,
             window_seconds=settings.login_window_seconds,
         )
@@ -58,7 +57,6 @@ def create_app(settings: Settings) -> web.Application:
             access_seconds=settings.access_token_seconds,
             refresh_seconds=settings.refresh_token_seconds,
             session_idle_seconds=settings.verifier.session_idle_seconds,
-            timeout=timeout,
         )
         await verifier.start()
         await users.start()

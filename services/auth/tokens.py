@@ -84,7 +84,6 @@ class Tokens:
         access_seconds: int,
         refresh_seconds: int,
         session_idle_seconds: int,
-        timeout: float,
     ) -> None:
         self.keyring = keyring
         self.data = data
@@ -95,7 +94,6 @@ class Tokens:
         self.access_seconds = access_seconds
         self.refresh_seconds = refresh_seconds
         self.session_idle_seconds = session_idle_seconds
-        self.timeout = timeout
         self._rotate = data.register_script(_ROTATE)
 
     def sign_access(self, sub: str, username: str, family: str, now: int | None = None) -> str:
@@ -126,7 +124,7 @@ class Tokens:
         pipe = self.data.pipeline(transaction=True)
         pipe.set(family_key(family), user.id, ex=self.refresh_seconds)
         pipe.set(refresh_key(refresh), record, ex=self.refresh_seconds)
-        await timed(self.metrics, DATA_STORE, "issue_refresh", pipe.execute(), self.timeout)
+        await timed(self.metrics, DATA_STORE, "issue_refresh", pipe.execute())
         return TokenPair(
             self.sign_access(user.id, user.username, family), refresh, self.access_seconds
         )
@@ -142,7 +140,6 @@ class Tokens:
             self._rotate(
                 keys=[refresh_key(refresh), refresh_key(successor)], args=[self.refresh_seconds]
             ),
-            self.timeout,
         )
         if result[0] != 1:
             raise _refused()
@@ -154,11 +151,7 @@ class Tokens:
         if not refresh or len(refresh) > 256:
             return
         raw = await timed(
-            self.metrics,
-            DATA_STORE,
-            "get_refresh",
-            self.data.get(refresh_key(refresh)),
-            self.timeout,
+            self.metrics, DATA_STORE, "get_refresh", self.data.get(refresh_key(refresh))
         )
         if raw is None:
             return
@@ -167,13 +160,7 @@ class Tokens:
             await self.revoke_family(str(record["family"]))
 
     async def revoke_family(self, family: str) -> None:
-        await timed(
-            self.metrics,
-            DATA_STORE,
-            "revoke_family",
-            self.data.delete(family_key(family)),
-            self.timeout,
-        )
+        await timed(self.metrics, DATA_STORE, "revoke_family", self.data.delete(family_key(family)))
 
     async def revoke_access(self, principal: Principal) -> None:
         """Record the jti until its exp and tell every verifier at once."""
@@ -182,7 +169,7 @@ class Tokens:
         pipe.zadd(REVOKED_SET, {principal.jti: principal.exp})
         pipe.zremrangebyscore(REVOKED_SET, "-inf", time.time() - 60)
         pipe.publish(REVOKED_CHANNEL, f"{principal.jti} {principal.exp}")
-        await timed(self.metrics, SESSION_STORE, "revoke_jti", pipe.execute(), self.timeout)
+        await timed(self.metrics, SESSION_STORE, "revoke_jti", pipe.execute())
 
     async def create_session(self, user: User, previous_sid: str | None) -> tuple[str, str]:
         """A fresh session id (never the one the client holds) and its CSRF token."""
@@ -195,14 +182,10 @@ class Tokens:
         if previous_sid:
             pipe.delete(session_key(previous_sid[:64]))
         pipe.set(session_key(sid), record, ex=self.session_idle_seconds)
-        await timed(self.metrics, SESSION_STORE, "create_session", pipe.execute(), self.timeout)
+        await timed(self.metrics, SESSION_STORE, "create_session", pipe.execute())
         return sid, csrf
 
     async def delete_session(self, sid: str) -> None:
         await timed(
-            self.metrics,
-            SESSION_STORE,
-            "delete_session",
-            self.sessions.delete(session_key(sid)),
-            self.timeout,
+            self.metrics, SESSION_STORE, "delete_session", self.sessions.delete(session_key(sid))
         )

@@ -75,7 +75,6 @@ class Users:
         metrics: Metrics,
         hasher: PasswordHasher,
         *,
-        timeout: float,
         max_failures: int,
         window_seconds: int,
     ) -> None:
@@ -83,7 +82,6 @@ class Users:
         self.sessions = sessions
         self.metrics = metrics
         self.hasher = hasher
-        self.timeout = timeout
         self.max_failures = max_failures
         self.window_seconds = window_seconds
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
@@ -119,16 +117,13 @@ class Users:
             DATA_STORE,
             "create_user",
             self._create(keys=[username_key(username), user_key(user.id)], args=[user.id, record]),
-            self.timeout,
         )
         if not created:
             raise ProblemError(409, "That username is taken.")
         return user
 
     async def get(self, user_id: str) -> User | None:
-        raw = await timed(
-            self.metrics, DATA_STORE, "get_user", self.data.get(user_key(user_id)), self.timeout
-        )
+        raw = await timed(self.metrics, DATA_STORE, "get_user", self.data.get(user_key(user_id)))
         if raw is None:
             return None
         data = json.loads(raw)
@@ -141,11 +136,7 @@ class Users:
 
     async def find(self, username: str) -> User | None:
         user_id = await timed(
-            self.metrics,
-            DATA_STORE,
-            "get_username",
-            self.data.get(username_key(username)),
-            self.timeout,
+            self.metrics, DATA_STORE, "get_username", self.data.get(username_key(username))
         )
         if user_id is None:
             return None
@@ -158,16 +149,10 @@ class Users:
             raise _bad_login()
         failures_key = LOGIN_FAILURES_PREFIX + username.lower()
         failures = await timed(
-            self.metrics,
-            SESSION_STORE,
-            "get_failures",
-            self.sessions.get(failures_key),
-            self.timeout,
+            self.metrics, SESSION_STORE, "get_failures", self.sessions.get(failures_key)
         )
         if failures is not None and int(failures) >= self.max_failures:
-            ttl = await timed(
-                self.metrics, SESSION_STORE, "ttl", self.sessions.ttl(failures_key), self.timeout
-            )
+            ttl = await timed(self.metrics, SESSION_STORE, "ttl", self.sessions.ttl(failures_key))
             raise ProblemError(
                 429,
                 "Too many failed logins for this account; try again later.",
@@ -179,15 +164,11 @@ class Users:
             pipe = self.sessions.pipeline(transaction=True)
             pipe.incr(failures_key)
             pipe.expire(failures_key, self.window_seconds, nx=True)
-            await timed(self.metrics, SESSION_STORE, "count_failure", pipe.execute(), self.timeout)
+            await timed(self.metrics, SESSION_STORE, "count_failure", pipe.execute())
             raise _bad_login()
         if failures is not None:
             await timed(
-                self.metrics,
-                SESSION_STORE,
-                "reset_failures",
-                self.sessions.delete(failures_key),
-                self.timeout,
+                self.metrics, SESSION_STORE, "reset_failures", self.sessions.delete(failures_key)
             )
         return user
 

@@ -94,6 +94,7 @@ class Metrics:
     )
 
     def __post_init__(self) -> None:
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         r = self.registry
         ProcessCollector(registry=r)
         self.requests = Counter(
@@ -142,13 +143,31 @@ class Metrics:
             registry=r,
         )
 
+    # labels() takes a lock and builds tuples on every call; on the per-request path the
+    # labelled children are looked up once and kept.
     def observe_auth(self, mode: str, result: str, seconds: float) -> None:
-        self.auth_checks.labels(self.service, mode, result).inc()
-        self.auth_latency.labels(self.service, mode).observe(seconds)
+        key = ("auth", mode, result)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = (
+                self.auth_checks.labels(self.service, mode, result),
+                self.auth_latency.labels(self.service, mode),
+            )
+            self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def observe_store(self, store: str, op: str, result: str, seconds: float) -> None:
-        self.store_calls.labels(self.service, store, op, result).inc()
-        self.store_latency.labels(self.service, store, op).observe(seconds)
+        key = (store, op, result)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = (
+                self.store_calls.labels(self.service, store, op, result),
+                self.store_latency.labels(self.service, store, op),
+            )
+            self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def observe_upstream(self, upstream: str, result: str) -> None:
         self.upstream_calls.labels(self.service, upstream, result).inc()

@@ -429,13 +429,8 @@ class Verifier:
             raise InvalidSession("malformed session id")
         if self.session_redis is None:
             raise InvalidSession("sessions are not configured")
-        timeout = self.settings.store_timeout_seconds
         raw = await timed(
-            self.metrics,
-            SESSION_STORE,
-            "get",
-            self.session_redis.get(session_key(session_id)),
-            timeout,
+            self.metrics, SESSION_STORE, "get", self.session_redis.get(session_key(session_id))
         )
         if raw is None:
             raise InvalidSession("unknown or expired session")

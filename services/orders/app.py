@@ -25,7 +25,6 @@ def create_app(settings: Settings) -> web.Application:
         app[store_key] = OrderStore(
             data,
             app[metrics_key],
-            timeout=timeout,
             idempotency_seconds=settings.idempotency_seconds,
         )
         limit = settings.account_check_timeout_seconds

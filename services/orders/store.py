@@ -76,12 +76,9 @@ def owner_index(owner: str) -> str:
 
 
 class OrderStore:
-    def __init__(
-        self, data: Redis, metrics: Metrics, *, timeout: float, idempotency_seconds: int
-    ) -> None:
+    def __init__(self, data: Redis, metrics: Metrics, *, idempotency_seconds: int) -> None:
         self.data = data
         self.metrics = metrics
-        self.timeout = timeout
         self.idempotency_seconds = idempotency_seconds
         self._create = data.register_script(_CREATE)
         self._list = data.register_script(_LIST)
@@ -110,11 +107,7 @@ class OrderStore:
             fingerprint = hashlib.sha256(json.dumps([item, quantity]).encode()).hexdigest()
             args += [fingerprint, self.idempotency_seconds]
         result = await timed(
-            self.metrics,
-            DATA_STORE,
-            "create_order",
-            self._create(keys=keys, args=args),
-            self.timeout,
+            self.metrics, DATA_STORE, "create_order", self._create(keys=keys, args=args)
         )
         if result[0] == -1:
             raise ProblemError(409, "This Idempotency-Key was used with a different body.")
@@ -124,9 +117,7 @@ class OrderStore:
     async def get(self, owner: str, order_id: str) -> dict[str, object] | None:
         if not ORDER_ID_RE.fullmatch(order_id):
             return None
-        raw = await timed(
-            self.metrics, DATA_STORE, "get_order", self.data.get(order_key(order_id)), self.timeout
-        )
+        raw = await timed(self.metrics, DATA_STORE, "get_order", self.data.get(order_key(order_id)))
         if raw is None:
             return None
         order: dict[str, object] = json.loads(raw)
@@ -139,6 +130,5 @@ class OrderStore:
             DATA_STORE,
             "list_orders",
             self._list(keys=[owner_index(owner)], args=[limit]),
-            self.timeout,
         )
         return [json.loads(raw) for raw in raws if raw is not None]
