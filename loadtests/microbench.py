@@ -42,7 +42,12 @@ class Row:
     baseline: str | None = None  # the primitive this row is compared with
 
     def as_dict(self) -> dict[str, object]:
-        return {"name": self.name, "wall_us": self.wall_us, "cpu_us": self.cpu_us, "baseline": self.baseline}
+        return {
+            "name": self.name,
+            "wall_us": self.wall_us,
+            "cpu_us": self.cpu_us,
+            "baseline": self.baseline,
+        }
 
 
 def _measure_sync(fn: Callable[[], object], n: int, rounds: int) -> tuple[float, float]:
@@ -56,7 +61,9 @@ def _measure_sync(fn: Callable[[], object], n: int, rounds: int) -> tuple[float,
     return statistics.median(walls), statistics.median(cpus)
 
 
-async def _measure_async(fn: Callable[[], Awaitable[object]], n: int, rounds: int) -> tuple[float, float]:
+async def _measure_async(
+    fn: Callable[[], Awaitable[object]], n: int, rounds: int
+) -> tuple[float, float]:
     walls, cpus = [], []
     for _ in range(rounds):
         w, c = time.perf_counter(), time.process_time()
@@ -84,23 +91,38 @@ async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
     now = int(time.time())
 
     def token() -> str:
-        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "username": "bench", "iat": now,
-                  "exp": now + 3600, "jti": uuid.uuid4().hex}
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "u1",
+            "username": "bench",
+            "iat": now,
+            "exp": now + 3600,
+            "jti": uuid.uuid4().hex,
+        }
         return jwt.encode(claims, private, algorithm="RS256", headers={"kid": kid, "typ": "at+jwt"})
 
     access = token()
     signing_input, _, sig_b64 = access.rpartition(".")
     signature = jwt.utils.base64url_decode(sig_b64)
     redis = make_redis(redis_url, 0.5)
-    settings = VerifierSettings(issuer=ISSUER, audience=AUDIENCE, revocation="off", session_store_url=redis_url)
-    cold = Verifier(VerifierSettings(issuer=ISSUER, audience=AUDIENCE, revocation="off", token_cache_size=0),
-                    Metrics("bench-cold"), None)
+    settings = VerifierSettings(
+        issuer=ISSUER, audience=AUDIENCE, revocation="off", session_store_url=redis_url
+    )
+    cold = Verifier(
+        VerifierSettings(issuer=ISSUER, audience=AUDIENCE, revocation="off", token_cache_size=0),
+        Metrics("bench-cold"),
+        None,
+    )
     warm = Verifier(settings, Metrics("bench-warm"), redis)
     for v in (cold, warm):
         v.keystore.set_static({kid: public})
     sid = secrets.token_urlsafe(32)
-    await redis.set(session_key(sid), json.dumps(
-        {"sub": "u1", "username": "bench", "csrf": "c", "created_at": time.time()}), ex=3600)
+    await redis.set(
+        session_key(sid),
+        json.dumps({"sub": "u1", "username": "bench", "csrf": "c", "created_at": time.time()}),
+        ex=3600,
+    )
     await redis.set("plain", b"x" * 120)
 
     rows: list[Row] = []
@@ -108,28 +130,65 @@ async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
     def add(name: str, figures: tuple[float, float], baseline: str | None = None) -> None:
         rows.append(Row(name, round(figures[0], 2), round(figures[1], 2), baseline))
 
-    add("RSA-2048 verify (cryptography)", _measure_sync(
-        lambda: public.verify(signature, signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()), n, rounds))
-    add("PyJWT decode (bare)", _measure_sync(
-        lambda: jwt.decode(access, public, algorithms=["RS256"], audience=AUDIENCE, issuer=ISSUER), n, rounds))
-    add("Verifier JWT, cache miss", _measure_sync(lambda: cold.verify_token(access), n, rounds),
-        "PyJWT decode (bare)")
+    add(
+        "RSA-2048 verify (cryptography)",
+        _measure_sync(
+            lambda: public.verify(
+                signature, signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()
+            ),
+            n,
+            rounds,
+        ),
+    )
+    add(
+        "PyJWT decode (bare)",
+        _measure_sync(
+            lambda: jwt.decode(
+                access, public, algorithms=["RS256"], audience=AUDIENCE, issuer=ISSUER
+            ),
+            n,
+            rounds,
+        ),
+    )
+    add(
+        "Verifier JWT, cache miss",
+        _measure_sync(lambda: cold.verify_token(access), n, rounds),
+        "PyJWT decode (bare)",
+    )
     warm.verify_token(access)
-    add("Verifier JWT, cache hit", _measure_sync(lambda: warm.verify_token(access), n * 20, rounds),
-        "PyJWT decode (bare)")
+    add(
+        "Verifier JWT, cache hit",
+        _measure_sync(lambda: warm.verify_token(access), n * 20, rounds),
+        "PyJWT decode (bare)",
+    )
     add("redis-py asyncio GET (bare)", await _measure_async(lambda: redis.get("plain"), n, rounds))
-    add("Verifier session lookup", await _measure_async(lambda: warm.authenticate_session(sid), n, rounds),
-        "redis-py asyncio GET (bare)")
+    add(
+        "Verifier session lookup",
+        await _measure_async(lambda: warm.authenticate_session(sid), n, rounds),
+        "redis-py asyncio GET (bare)",
+    )
     add("login: RS256 sign (PyJWT encode)", _measure_sync(token, max(n // 10, 50), rounds))
 
     async def create_session() -> None:
         new = secrets.token_urlsafe(32)
-        await redis.set(session_key(new), json.dumps(
-            {"sub": "u1", "username": "bench", "csrf": secrets.token_urlsafe(32), "created_at": time.time()}),
-            ex=60)
+        await redis.set(
+            session_key(new),
+            json.dumps(
+                {
+                    "sub": "u1",
+                    "username": "bench",
+                    "csrf": secrets.token_urlsafe(32),
+                    "created_at": time.time(),
+                }
+            ),
+            ex=60,
+        )
 
-    add("login: create session (SET)", await _measure_async(create_session, n, rounds),
-        "login: RS256 sign (PyJWT encode)")
+    add(
+        "login: create session (SET)",
+        await _measure_async(create_session, n, rounds),
+        "login: RS256 sign (PyJWT encode)",
+    )
     await warm.close()
     await redis.aclose()
     return rows
@@ -151,7 +210,9 @@ def render(rows: list[Row]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=2000, help="calls per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

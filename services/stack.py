@@ -149,6 +149,7 @@ class Stack:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         base["PYTHONUNBUFFERED"] = "1"
         base["PYTHONPATH"] = str(REPO_ROOT)
+        self._base_env = base
         svc = {**base, **self.service_env()}
         for name, port, extra in (
             (
@@ -201,6 +202,23 @@ class Stack:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    @property
+    def service_names(self) -> list[str]:
+        return [n for n in self.components if n not in {"session-store", "data-store"}]
+
+    def reconfigure(self, timeout: float = 60.0, **env: str) -> None:
+        """Restart every service with changed settings; the stores keep running and their data."""
+        self.env.update(env)
+        settings = {**self._base_env, **self.service_env()}
+        for name in self.service_names:
+            self.kill(name, signal.SIGTERM)
+        for name in self.service_names:
+            component = self.components[name]
+            component.env = {**settings, "PORT": str(component.port)}
+            self.start_component(name)
+        for name in self.service_names:
+            self.wait_ready(name, timeout)
+
     def start(self, timeout: float = 60.0) -> None:
         ensure_keypair(self.keys_dir)
         try:
@@ -208,10 +226,9 @@ class Stack:
                 self.start_component(name)
             for name in ("session-store", "data-store"):
                 self.wait_ready(name, timeout)
-            services = [n for n in self.components if n not in {"session-store", "data-store"}]
-            for name in services:
+            for name in self.service_names:
                 self.start_component(name)
-            for name in services:
+            for name in self.service_names:
                 self.wait_ready(name, timeout)
         except BaseException:
             self.stop()

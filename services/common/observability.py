@@ -19,6 +19,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -134,6 +135,12 @@ class Metrics:
             "Latency of calls to a Redis store",
             ["service", "store", "op"],
             buckets=_BUCKETS,
+            registry=r,
+        )
+        self.info = Gauge(
+            "authscale_info",
+            "Constant 1, labelled with how this service verifies credentials",
+            ["service", "jwt_revocation"],
             registry=r,
         )
         self.upstream_calls = Counter(

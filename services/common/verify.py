@@ -278,6 +278,7 @@ class Verifier:
         self.session_redis = session_redis
         self.clock = clock
         self.keystore = KeyStore(settings, clock)
+        metrics.info.labels(metrics.service, settings.revocation).set(1)
         push = settings.revocation == "push" and session_redis is not None
         self.revocations = RevocationList(session_redis if push else None, clock)
         self._push = push
