@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +32,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         keys_dir = Path(env_str(env, "KEYS_DIR", str(REPO_ROOT / "keys")))
-        verifier = VerifierSettings.from_env(env)
         # Auth verifies its own tokens with its own key ring, never a JWKS fetch from itself.
-        verifier = dataclasses.replace(verifier, jwks_url=None, public_key_files=())
+        verifier = VerifierSettings.from_env(env, own_keys=True)
         return cls(
             server=ServerSettings.from_env(env, 8081),
             verifier=verifier,

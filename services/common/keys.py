@@ -112,7 +112,8 @@ def generate_private_key() -> rsa.RSAPrivateKey:
 
 def ensure_keypair(directory: Path) -> None:
     """Create keys/private.pem and keys/public.pem once; safe when several processes race."""
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.is_dir():  # a read-only mount that exists must not be written to
+        directory.mkdir(parents=True, exist_ok=True)
     private_path = directory / "private.pem"
     public_path = directory / "public.pem"
     if not private_path.exists():

@@ -118,10 +118,11 @@ class VerifierSettings:
         return "__Host-sid" if self.cookie_secure else "sid"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> VerifierSettings:
-        jwks_url = env.get("JWT_JWKS_URL") or None
+    def from_env(cls, env: Mapping[str, str], *, own_keys: bool = False) -> VerifierSettings:
+        """own_keys: the caller (auth) verifies with its own key ring, so no key source is read."""
+        jwks_url = None if own_keys else env.get("JWT_JWKS_URL") or None
         key_files: tuple[str, ...] = ()
-        if jwks_url is None:
+        if jwks_url is None and not own_keys:
             key_files = env_list(env, "JWT_PUBLIC_KEY_FILE", str(REPO_ROOT / "keys" / "public.pem"))
         return cls(
             issuer=env_str(env, "JWT_ISSUER", "http://authscale-auth"),
