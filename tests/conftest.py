@@ -5,17 +5,19 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common import keys as keylib
 from services.stack import RedisServer
+from tests.stackutil import Api
 
 ISSUER = "http://authscale-auth"
 AUDIENCE = "authscale"
@@ -96,3 +98,10 @@ def make_token(key_material: KeyMaterial) -> Callable[..., str]:
         return jwt.encode(payload, key or key_material.private, algorithm=algorithm, headers=header)
 
     return factory
+
+
+@pytest.fixture
+async def api(stack: Any) -> AsyncIterator[Api]:
+    """A client of the gateway of whichever `stack` fixture the test's package defines."""
+    async with ClientSession(timeout=ClientTimeout(total=10), cookie_jar=DummyCookieJar()) as http:
+        yield Api(http, stack.gateway_url)

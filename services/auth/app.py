@@ -19,7 +19,7 @@ from services.common.verify import Verifier, verifier_key
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = new_app("auth")
+    app = new_app("auth", settings.server)
     keyring = KeyRing.load(settings.keys_dir)
     app[keyring_key] = keyring
     timeout = settings.verifier.store_timeout_seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -9,11 +10,14 @@ from http import HTTPStatus
 
 from aiohttp import web
 
+from services.common.settings import ServerSettings
+
 log = logging.getLogger("authscale.problems")
 
 PROBLEM_TYPE = "application/problem+json"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+server_settings_key = web.AppKey("server_settings", ServerSettings)
 
 
 class ProblemError(Exception):
@@ -89,12 +93,24 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(500, "Internal error; see the service log for the request id.")
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, or 408 if the client trickles it slower than BODY_TIMEOUT_SECONDS."""
+    try:
+        async with asyncio.timeout(request.app[server_settings_key].body_timeout_seconds):
+            return await request.read()
+    except TimeoutError:
+        raise ProblemError(
+            408, "The request body did not arrive in time.", headers={"Connection": "close"}
+        ) from None
+
+
 async def read_json_object(request: web.Request) -> dict[str, object]:
     """Parse a JSON object body or raise a 415/422 problem."""
     if request.content_type != "application/json":
         raise ProblemError(415, "Body must be application/json.")
+    body = await read_body(request)
     try:
-        data = json.loads(await request.read())
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProblemError(422, "Body is not valid JSON.") from None
     if not isinstance(data, dict):

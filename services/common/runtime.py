@@ -14,18 +14,22 @@ from services.common.observability import (
     metrics_key,
     ready_checks_key,
 )
-from services.common.problems import problem_middleware
+from services.common.problems import problem_middleware, server_settings_key
 from services.common.settings import ServerSettings, VerifierSettings
 from services.common.store import make_redis
 from services.common.verify import Verifier, verifier_key
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 16 * 1024
 session_redis_key = web.AppKey("session_redis", Redis)
 
 
-def new_app(service: str, *, client_max_size: int = MAX_BODY_BYTES) -> web.Application:
+def new_app(
+    service: str, server: ServerSettings, *, client_max_size: int = MAX_BODY_BYTES
+) -> web.Application:
     """An app with problem details, request ids, metrics and health routes installed."""
     app = web.Application(middlewares=[problem_middleware], client_max_size=client_max_size)
+    app[server_settings_key] = server
     install_observability(app, service)
     return app
 
@@ -72,4 +76,9 @@ def serve(
         print=None,
         loop=loop,
         shutdown_timeout=5.0,
+        keepalive_timeout=server.keepalive_timeout_seconds,
+        # Room for an 8 KiB token plus "Bearer ", so the verifier (not the HTTP parser, whose
+        # plain-text error echoes the header) answers oversized tokens with a 401 problem.
+        max_field_size=MAX_HEADER_BYTES,
+        max_line_size=MAX_HEADER_BYTES,
     )

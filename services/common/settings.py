@@ -83,6 +83,10 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int
     log_level: str = "INFO"
+    # A connection that has not completed a request's headers by then is closed (slowloris).
+    keepalive_timeout_seconds: float = 15.0
+    # A request body that has not fully arrived by then is answered 408.
+    body_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], default_port: int) -> ServerSettings:

@@ -455,7 +455,9 @@ class Verifier:
         """Slide the idle timeout, at most once per SESSION_TOUCH_SECONDS per process."""
         assert self.session_redis is not None
         last = self._touched.get(session_id)
-        if last is not None and now - last < self.settings.session_touch_seconds:
+        # Never wait longer than a quarter of the idle timeout, or an active session could lapse.
+        interval = min(self.settings.session_touch_seconds, self.settings.session_idle_seconds / 4)
+        if last is not None and now - last < interval:
             return
         if len(self._touched) > 100_000:
             self._touched.clear()

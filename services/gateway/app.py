@@ -36,7 +36,7 @@ async def orders_route(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = new_app("gateway", client_max_size=settings.max_body_bytes)
+    app = new_app("gateway", settings.server, client_max_size=settings.max_body_bytes)
     app[gateway_settings_key] = settings
     app[auth_pool_key] = UpstreamPool("auth", settings.auth_upstreams)
     app[orders_pool_key] = UpstreamPool("orders", settings.orders_upstreams)

@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from services.common.observability import REQUEST_ID_HEADER, Metrics, request_id_key
-from services.common.problems import ProblemError
+from services.common.problems import ProblemError, read_body
 
 log = logging.getLogger("authscale.gateway")
 
@@ -148,7 +148,7 @@ class Proxy:
         )
 
     async def forward(self, request: web.Request, pool: UpstreamPool, path: str) -> web.Response:
-        body = await request.read() if request.can_read_body else None
+        body = await read_body(request) if request.can_read_body else None
         headers = forward_headers(request)
         query = request.raw_path.partition("?")[2]
         target = path + ("?" + query if query else "")

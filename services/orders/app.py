@@ -15,7 +15,7 @@ from services.orders.store import OrderStore
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = new_app("orders")
+    app = new_app("orders", settings.server)
     app[settings_key] = settings
     add_verifier(app, settings.verifier)
     timeout = settings.verifier.store_timeout_seconds
