@@ -55,12 +55,16 @@ def problem_response(
         "detail": detail,
     }
     body.update(extra or {})
-    return web.Response(
+    response = web.Response(
         status=status,
         body=json.dumps(body).encode(),
         content_type=PROBLEM_TYPE,
         headers=headers,
     )
+    if headers and headers.get("Connection", "").lower() == "close":
+        # The header alone does not end the connection; an unread body must not stay behind.
+        response.force_close()
+    return response
 
 
 def render(error: ProblemError) -> web.Response:

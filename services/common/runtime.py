@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -53,11 +55,69 @@ def add_verifier(app: web.Application, settings: VerifierSettings) -> None:
     app.cleanup_ctx.append(context)
 
 
-def serve(
-    service: str,
-    server: ServerSettings,
-    build: Callable[[], web.Application],
-) -> None:
+class _FirstRequestDeadline(web.RequestHandler):
+    """Close a connection whose first request is not complete within the keep-alive timeout.
+
+    aiohttp's keep-alive timer only acts once a request has been parsed, so a client that
+    opens a connection and drips its first request's headers (slowloris) would hold it for
+    ever. Later requests on the connection are covered by aiohttp's own timer.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._deadline = asyncio.get_running_loop().call_later(
+            self.keepalive_timeout, self._overdue
+        )
+
+    def _overdue(self) -> None:
+        if self._request_count == 0:
+            self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._deadline.cancel()
+        super().connection_lost(exc)
+
+
+class _GuardedServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _FirstRequestDeadline(self, loop=self._loop, **self._kwargs)
+
+
+class _GuardedRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _GuardedServer  # same layout; only the handler it builds differs
+        return server
+
+
+async def _run(app: web.Application, server: ServerSettings) -> None:
+    runner = _GuardedRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=server.keepalive_timeout_seconds,
+        # Room for an 8 KiB token plus "Bearer ", so the verifier (not the HTTP parser, whose
+        # plain-text error echoes the header) answers oversized tokens with a 401 problem.
+        max_field_size=MAX_HEADER_BYTES,
+        max_line_size=MAX_HEADER_BYTES,
+        # After answering without reading the whole body, drain it for at most 1 s (default 10)
+        # before closing: a client that trickles its body gets its 408 and the door.
+        lingering_time=1.0,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, server.host, server.port).start()
+        logging.getLogger("authscale.runtime").info("listening on %s:%d", server.host, server.port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(service: str, server: ServerSettings, build: Callable[[], web.Application]) -> None:
     """Configure logging and run the app on uvloop until SIGINT/SIGTERM."""
     configure_logging(service, server.log_level)
     loop: asyncio.AbstractEventLoop
@@ -68,17 +128,7 @@ def serve(
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(
-        build(),
-        host=server.host,
-        port=server.port,
-        access_log=None,
-        print=None,
-        loop=loop,
-        shutdown_timeout=5.0,
-        keepalive_timeout=server.keepalive_timeout_seconds,
-        # Room for an 8 KiB token plus "Bearer ", so the verifier (not the HTTP parser, whose
-        # plain-text error echoes the header) answers oversized tokens with a 401 problem.
-        max_field_size=MAX_HEADER_BYTES,
-        max_line_size=MAX_HEADER_BYTES,
-    )
+    try:
+        loop.run_until_complete(_run(build(), server))
+    finally:
+        loop.close()

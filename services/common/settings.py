@@ -94,6 +94,10 @@ class ServerSettings:
             host=env_str(env, "HOST", "127.0.0.1"),
             port=env_int(env, "PORT", default_port, minimum=0, maximum=65535),
             log_level=env_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            keepalive_timeout_seconds=env_float(
+                env, "KEEPALIVE_TIMEOUT_SECONDS", 15.0, minimum=0.1
+            ),
+            body_timeout_seconds=env_float(env, "BODY_TIMEOUT_SECONDS", 10.0, minimum=0.1),
         )
 
 

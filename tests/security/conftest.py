@@ -47,11 +47,24 @@ def forge(signing_key: Any) -> Token:
     """Sign a token with the stack's real key; keyword arguments override claims or header."""
     kid = keylib.thumbprint(signing_key.public_key())
 
-    def factory(*, key: Any = None, algorithm: str = "RS256", headers: dict[str, Any] | None = None,
-                sub: str = "nobody", **claims: Any) -> str:
+    def factory(
+        *,
+        key: Any = None,
+        algorithm: str = "RS256",
+        headers: dict[str, Any] | None = None,
+        sub: str = "nobody",
+        **claims: Any,
+    ) -> str:
         now = int(time.time())
-        payload: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "username": "x",
-                                   "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex}
+        payload: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": sub,
+            "username": "x",
+            "iat": now,
+            "exp": now + 300,
+            "jti": uuid.uuid4().hex,
+        }
         for name, value in claims.items():
             if value is None:
                 payload.pop(name, None)

@@ -30,13 +30,22 @@ def b64(data: bytes) -> str:
 
 
 def raw_token(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"sig") -> str:
-    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{b64(signature)}"
+    return (
+        f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{b64(signature)}"
+    )
 
 
 def claims(**extra: Any) -> dict[str, Any]:
     now = int(time.time())
-    return {"iss": "http://authscale-auth", "aud": "authscale", "sub": "victim", "iat": now,
-            "exp": now + 300, "jti": "j1", **extra}
+    return {
+        "iss": "http://authscale-auth",
+        "aud": "authscale",
+        "sub": "victim",
+        "iat": now,
+        "exp": now + 300,
+        "jti": "j1",
+        **extra,
+    }
 
 
 async def assert_refused(api: Api, stack: Stack, token: str, *, everywhere: bool = True) -> None:
@@ -45,7 +54,9 @@ async def assert_refused(api: Api, stack: Stack, token: str, *, everywhere: bool
     if everywhere:
         targets += [(stack.orders_urls[0], "/orders"), (stack.auth_url, "/me")]
     for base, path in targets:
-        async with api.http.get(base + path, headers={"Authorization": f"Bearer {token}"}) as response:
+        async with api.http.get(
+            base + path, headers={"Authorization": f"Bearer {token}"}
+        ) as response:
             body = await response.text()
             assert response.status == 401, (base, path, body)
             assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
@@ -68,11 +79,15 @@ async def test_hs256_signed_with_the_public_key(
     api: Api, stack: Stack, signing_key: Any, encoding: str
 ) -> None:
     public = signing_key.public_key()
-    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     secret = {
         "pem": pem,
         "pem-no-newline": pem.strip(),
-        "der": public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+        "der": public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
         "jwk-n": keylib.to_jwk(public)["n"].encode(),
         "jwks-json": json.dumps({"keys": [keylib.to_jwk(public)]}).encode(),
     }[encoding]
@@ -89,13 +104,23 @@ async def test_foreign_rsa_key(api: Api, stack: Stack, forge: Token, signing_key
 
 
 @pytest.mark.parametrize("alg", ["RS384", "RS512", "PS256", "ES256"])
-async def test_other_algorithms(api: Api, stack: Stack, forge: Token, signing_key: Any, alg: str) -> None:
+async def test_other_algorithms(
+    api: Api, stack: Stack, forge: Token, signing_key: Any, alg: str
+) -> None:
     key = ec.generate_private_key(ec.SECP256R1()) if alg == "ES256" else signing_key
     await assert_refused(api, stack, forge(key=key, algorithm=alg))
 
 
 @pytest.mark.parametrize(
-    "kid", ["../../../../etc/passwd", "' OR '1'='1", "k" * 4000, "kid\x00null", "", "http://127.0.0.1:1/k"]
+    "kid",
+    [
+        "../../../../etc/passwd",
+        "' OR '1'='1",
+        "k" * 4000,
+        "kid\x00null",
+        "",
+        "http://127.0.0.1:1/k",
+    ],
 )
 async def test_unknown_and_malicious_kids(api: Api, stack: Stack, forge: Token, kid: str) -> None:
     await assert_refused(api, stack, forge(key=ATTACKER, headers={"kid": kid}))
@@ -111,7 +136,7 @@ async def test_non_string_kid(api: Api, stack: Stack, forge: Token) -> None:
 class _Recorder(BaseHTTPRequestHandler):
     hits: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         _Recorder.hits.append(self.path)
         body = json.dumps({"keys": [keylib.to_jwk(ATTACKER.public_key())]}).encode()
         self.send_response(200)
@@ -154,20 +179,43 @@ async def test_key_naming_headers_fetch_nothing(
 
 @pytest.mark.parametrize(
     "headers",
-    [{"crit": ["exp"]}, {"crit": []}, {"typ": "JWT"}, {"typ": "rt+jwt"}, {"typ": "at+jwt; x"}, {"typ": None}],
+    [
+        {"crit": ["exp"]},
+        {"crit": []},
+        {"typ": "JWT"},
+        {"typ": "rt+jwt"},
+        {"typ": "at+jwt; x"},
+        {"typ": None},
+    ],
 )
 async def test_header_rules(api: Api, stack: Stack, forge: Token, headers: dict[str, Any]) -> None:
     token = forge(headers=headers)
     if headers.get("typ", "x") is None:  # PyJWT would add typ=JWT; build the header by hand
         _, payload, signature = token.split(".")
-        token = ".".join([b64(json.dumps({"alg": "RS256", "kid": json.loads(
-            base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]}).encode()), payload, signature])
+        token = ".".join(
+            [
+                b64(
+                    json.dumps(
+                        {
+                            "alg": "RS256",
+                            "kid": json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))[
+                                "kid"
+                            ],
+                        }
+                    ).encode()
+                ),
+                payload,
+                signature,
+            ]
+        )
     await assert_refused(api, stack, token)
 
 
 async def test_refresh_token_is_not_an_access_token(api: Api, stack: Stack) -> None:
     username, _ = await api.signup()
-    _, body = await api.call("POST", "/auth/token", json={"username": username, "password": "correct horse"})
+    _, body = await api.call(
+        "POST", "/auth/token", json={"username": username, "password": "correct horse"}
+    )
     await assert_refused(api, stack, body["refresh_token"])
 
 
@@ -197,7 +245,9 @@ async def test_oversized_tokens_and_headers(api: Api, stack: Stack, forge: Token
     assert 8192 < len(token) < 16_000
     await assert_refused(api, stack, token)
     # Past the 16 KiB header limit the HTTP parser refuses before any handler runs.
-    async with api.http.get(stack.gateway_url + "/orders", headers={"Authorization": "Bearer " + "a" * 20_000}) as r:
+    async with api.http.get(
+        stack.gateway_url + "/orders", headers={"Authorization": "Bearer " + "a" * 20_000}
+    ) as r:
         assert r.status in (400, 431)
         assert "Traceback" not in await r.text()
 
@@ -205,8 +255,12 @@ async def test_oversized_tokens_and_headers(api: Api, stack: Stack, forge: Token
 @pytest.mark.parametrize(
     "change, accepted",
     [
-        ({"exp": -25}, True), ({"exp": -35}, False), ({"iat": 25}, True), ({"iat": 40}, False),
-        ({"nbf": 25}, True), ({"nbf": 40}, False),
+        ({"exp": -25}, True),
+        ({"exp": -35}, False),
+        ({"iat": 25}, True),
+        ({"iat": 40}, False),
+        ({"nbf": 25}, True),
+        ({"nbf": 40}, False),
     ],
 )
 async def test_time_claims_around_the_30_second_leeway(
@@ -229,9 +283,19 @@ async def test_time_claims_around_the_30_second_leeway(
 @pytest.mark.parametrize(
     "claims_change",
     [
-        {"iss": "http://authscale-auth.evil.example"}, {"iss": "http://authscale-aut"}, {"iss": None},
-        {"aud": "authscale-admin"}, {"aud": "authscal"}, {"aud": ["authscale", "other"]}, {"aud": None},
-        {"sub": None}, {"exp": None}, {"iat": None}, {"jti": None}, {"sub": 12}, {"exp": "9999999999"},
+        {"iss": "http://authscale-auth.evil.example"},
+        {"iss": "http://authscale-aut"},
+        {"iss": None},
+        {"aud": "authscale-admin"},
+        {"aud": "authscal"},
+        {"aud": ["authscale", "other"]},
+        {"aud": None},
+        {"sub": None},
+        {"exp": None},
+        {"iat": None},
+        {"jti": None},
+        {"sub": 12},
+        {"exp": "9999999999"},
     ],
 )
 async def test_issuer_audience_and_required_claims(

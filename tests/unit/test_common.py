@@ -56,6 +56,22 @@ def test_verifier_settings_from_env() -> None:
     assert VerifierSettings.from_env({}).cookie_name == "sid"
 
 
+def test_server_settings_from_env() -> None:
+    from services.common.settings import ServerSettings
+
+    server = ServerSettings.from_env(
+        {"PORT": "9000", "KEEPALIVE_TIMEOUT_SECONDS": "2.5", "BODY_TIMEOUT_SECONDS": "3"}, 8080
+    )
+    assert (server.port, server.keepalive_timeout_seconds, server.body_timeout_seconds) == (
+        9000,
+        2.5,
+        3.0,
+    )
+    assert ServerSettings.from_env({}, 8080).port == 8080
+    with pytest.raises(ConfigError, match="PORT"):
+        ServerSettings.from_env({"PORT": "70000"}, 8080)
+
+
 @pytest.mark.parametrize(
     "env, name",
     [
