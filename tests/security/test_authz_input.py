@@ -1,4 +1,4 @@
-"""Authorization across users and ports, and hostile input: bodies, types, methods, paths, framing."""
+"""Authorization across users and ports; hostile input: bodies, types, methods, paths, framing."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ async def test_orders_bodies_and_queries(
         5,
     ]
     for body in bad_bodies:
-        response, problem = await api.call("POST", "/orders", headers=auth, json=body)
+        response, _problem = await api.call("POST", "/orders", headers=auth, json=body)
         assert response.status == 422, body
     for key in ("", " ", "é", "k" * 256, "a\tb"):
         response, _ = await api.call(
@@ -271,8 +271,10 @@ SMUGGLE_TAIL = b"GET /auth/.well-known/jwks.json HTTP/1.1\r\nHost: x\r\n\r\n"
     "request_head",
     [
         # CL.TE and TE.CL shapes
-        b"POST /auth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        b"POST /auth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"POST /auth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /auth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Length: 3\r\n\r\n0\r\n\r\n",
         # obfuscated Transfer-Encoding
         b"POST /auth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
         b"POST /auth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",

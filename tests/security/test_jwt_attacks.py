@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -134,7 +134,7 @@ async def test_non_string_kid(api: Api, stack: Stack, forge: Token) -> None:
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         _Recorder.hits.append(self.path)
@@ -271,7 +271,7 @@ async def test_time_claims_around_the_30_second_leeway(
     values: dict[str, Any] = {claim: now + offset}
     if claim == "exp":
         values["iat"] = now - 400
-    username, user_id = await api.signup()
+    _username, user_id = await api.signup()
     token = forge(sub=user_id, **values)
     if accepted:
         response, _ = await api.call("GET", "/orders", headers={"Authorization": f"Bearer {token}"})
@@ -308,5 +308,5 @@ async def test_token_in_the_query_string_is_ignored(api: Api, stack: Stack) -> N
     username, _ = await api.signup()
     token = (await api.jwt_login(username))["Authorization"].split()[1]
     for path in (f"/orders?access_token={token}", f"/orders?limit=5&access_token={token}"):
-        response, problem = await api.call("GET", path)
+        response, _problem = await api.call("GET", path)
         assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
