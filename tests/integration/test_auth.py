@@ -313,15 +313,33 @@ async def test_session_store_stalled_gives_503_fast(
         stall.wait(10)
 
 
-async def test_idle_timeout_expires_an_unused_session(auth_client: AuthClient) -> None:
+async def test_idle_timeout_expires_an_unused_session(
+    auth_client: AuthClient, stores: Stores
+) -> None:
     client = await auth_client(SESSION_IDLE_SECONDS="1")
     await signup_and_login(client, "mallory")
     sid, _ = await session_login(client, "mallory")
     assert (await client.get("/me", headers={"Cookie": f"sid={sid}"})).status == 200
+    # Leave the session alone and watch the store: the idle timeout is the key's TTL.
+    import redis
+
+    store = redis.Redis(port=stores.sessions.port, socket_timeout=1)
     deadline = time.monotonic() + 5
-    while (await client.get("/me", headers={"Cookie": f"sid={sid}"})).status == 200:
+    while store.exists(f"session:{sid}"):
         assert time.monotonic() < deadline, "idle session never expired"
-        await asyncio.sleep(0.9)
+        await asyncio.sleep(0.05)
+    store.close()
+    await problem(await client.get("/me", headers={"Cookie": f"sid={sid}"}), 401)
+
+
+async def test_idle_timeout_slides_while_the_session_is_used(auth_client: AuthClient) -> None:
+    client = await auth_client(SESSION_IDLE_SECONDS="2")
+    await signup_and_login(client, "mike")
+    sid, _ = await session_login(client, "mike")
+    started = time.monotonic()
+    while time.monotonic() - started < 4:  # twice the idle timeout, used every 0.3 s
+        assert (await client.get("/me", headers={"Cookie": f"sid={sid}"})).status == 200
+        await asyncio.sleep(0.3)
 
 
 async def test_absolute_timeout_ends_even_an_active_session(auth_client: AuthClient) -> None:
