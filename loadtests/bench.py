@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadtests import microbench, report
 from loadtests.delayproxy import DelayProxy
 from services.common.settings import REPO_ROOT
-from services.stack import Ports, Stack, ensure_user, http_json
+from services.stack import Ports, Stack, ensure_user, http_json, redis_ping
 
 USER_PREFIX = "bench"
 PASSWORD = "bench-password-1"  # noqa: S105 - throwaway load-test accounts
@@ -424,7 +424,7 @@ def store_outage(stack: Stack, client: Client, username: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     sleeper = stall(port, 2.0)
     deadline = time.monotonic() + 1
-    while time.monotonic() < deadline and _answers(port):
+    while time.monotonic() < deadline and redis_ping(port, timeout=0.05):
         time.sleep(0.01)
     result["stalled"] = probe_modes(client, credentials, 3)
     sleeper.join()
@@ -435,15 +435,6 @@ def store_outage(stack: Stack, client: Client, username: str) -> dict[str, Any]:
     stack.start_component("session-store")
     stack.wait_ready("session-store")
     return result
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.05) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _timed_login(client: Client, username: str) -> tuple[int, float]:

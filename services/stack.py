@@ -264,7 +264,7 @@ class Stack:
     def is_ready(self, name: str) -> bool:
         component = self.components[name]
         if component.ready_url is None:
-            return _redis_ping(component.port)
+            return redis_ping(component.port)
         try:
             with urllib.request.urlopen(component.ready_url, timeout=1.0) as response:  # noqa: S310
                 return bool(response.status == 200)
@@ -325,9 +325,10 @@ class Stack:
         self.stop()
 
 
-def _redis_ping(port: int) -> bool:
+def redis_ping(port: int, timeout: float = 0.5) -> bool:
+    """True if a Redis server on this loopback port answers PING within the timeout."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
@@ -354,7 +355,7 @@ class RedisServer:
         argv += ["--dir", str(self.directory), "--enable-debug-command", "local", *self.extra]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while not _redis_ping(self.port):
+        while not redis_ping(self.port):
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise StackError(f"redis-server on {self.port} did not start")
             time.sleep(0.02)
@@ -450,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO_ROOT / ".stack",
         help="where the Redis stores keep their files (default .stack/)",
     )
+    parser.add_argument(
+        "--keys-dir",
+        type=Path,
+        default=Path(os.environ.get("KEYS_DIR", REPO_ROOT / "keys")),
+        help="signing keys, created on first start (default keys/)",
+    )
     args = parser.parse_args(argv)
     ports = Ports(
         gateway=args.gateway_port,
@@ -459,7 +466,12 @@ def main(argv: list[str] | None = None) -> int:
         data_store=args.data_store_port,
     )
     try:
-        stack = Stack(ports=ports, workdir=args.workdir, env={"JWT_REVOCATION": args.revocation})
+        stack = Stack(
+            ports=ports,
+            workdir=args.workdir,
+            keys_dir=args.keys_dir,
+            env={"JWT_REVOCATION": args.revocation},
+        )
         with _signals_stop() as stop:
             stack.start()
             try:

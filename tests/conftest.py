@@ -64,9 +64,10 @@ def key_material(tmp_path_factory: pytest.TempPathFactory) -> KeyMaterial:
     return KeyMaterial(directory, private, keylib.thumbprint(private.public_key()))
 
 
-@pytest.fixture(scope="session")
-def make_token(key_material: KeyMaterial) -> Callable[..., str]:
-    """Sign an access token; keyword arguments override claims (None removes one)."""
+def token_signer(private: rsa.RSAPrivateKey) -> Callable[..., str]:
+    """A factory of access tokens signed by this key; keyword arguments override claims and
+    header entries (None removes one), `key`/`algorithm` sign with something else."""
+    kid = keylib.thumbprint(private.public_key())
 
     def factory(
         *,
@@ -91,13 +92,18 @@ def make_token(key_material: KeyMaterial) -> Callable[..., str]:
                 payload.pop(name, None)
             else:
                 payload[name] = value
-        header = {"kid": key_material.kid, "typ": "at+jwt"}
+        header = {"kid": kid, "typ": "at+jwt"}
         header.update(headers or {})
         for name in [n for n, v in header.items() if v is None]:
             del header[name]
-        return jwt.encode(payload, key or key_material.private, algorithm=algorithm, headers=header)
+        return jwt.encode(payload, key or private, algorithm=algorithm, headers=header)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def make_token(key_material: KeyMaterial) -> Callable[..., str]:
+    return token_signer(key_material.private)
 
 
 @pytest.fixture

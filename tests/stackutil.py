@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,16 @@ def launch(workdir: Path, ports: Ports | None = None, **env: str) -> Stack:
     )
     stack.start()
     return stack
+
+
+def running(workdir: Path, ports: Ports | None = None, **env: str) -> Iterator[Stack]:
+    """Yield a launched stack and stop it afterwards (the body of every stack fixture)."""
+    stack = launch(workdir, ports, **env)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        stack.log.close()
 
 
 class Api:

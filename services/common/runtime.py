@@ -33,7 +33,12 @@ def new_app(
     app = web.Application(middlewares=[problem_middleware], client_max_size=client_max_size)
     app[server_settings_key] = server
     install_observability(app, service)
+    app.on_response_prepare.append(_hide_server_version)
     return app
+
+
+async def _hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "authscale"  # not "Python/3.x aiohttp/3.y": no version hints
 
 
 def add_verifier(app: web.Application, settings: VerifierSettings) -> None:

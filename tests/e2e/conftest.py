@@ -7,14 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from services.stack import Stack
-from tests.stackutil import Api, launch
+from tests.stackutil import Api, launch, running
 
-__all__ = ["Api", "launch"]
+__all__ = ["Api", "launch"]  # the names other test modules import from here
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> Iterator[Stack]:
-    running = launch(tmp_path_factory.mktemp("stack"))
-    yield running
-    running.stop()
-    running.log.close()
+    yield from running(tmp_path_factory.mktemp("stack"))

@@ -10,17 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.stack import Stack, _redis_ping
-from tests.e2e.conftest import Api, launch
+from services.stack import Stack, redis_ping
+from tests.e2e.conftest import Api
+from tests.stackutil import running
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> Iterator[Stack]:
     """A stack only these tests break, so the contract tests never see a half-broken one."""
-    running = launch(tmp_path_factory.mktemp("faults"))
-    yield running
-    running.stop()
-    running.log.close()
+    yield from running(tmp_path_factory.mktemp("faults"))
 
 
 async def timed_call(api: Api, method: str, path: str, **kwargs: object) -> tuple[int, float]:
@@ -43,7 +41,7 @@ async def test_session_store_stalled(api: Api, stack: Stack) -> None:
     )
     try:
         deadline = time.monotonic() + 2
-        while _redis_ping(port) and time.monotonic() < deadline:
+        while redis_ping(port) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         status, seconds = await timed_call(api, "GET", "/orders", headers=session)
         assert status == 503 and seconds < 1.0, (status, seconds)

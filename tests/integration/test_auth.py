@@ -300,10 +300,10 @@ async def test_session_store_stalled_gives_503_fast(
     )
     try:
         # Wait until the stall is really in effect: a PING no longer answers quickly.
-        from services.stack import _redis_ping
+        from services.stack import redis_ping
 
         deadline = time.monotonic() + 2
-        while _redis_ping(stores.sessions.port) and time.monotonic() < deadline:
+        while redis_ping(stores.sessions.port) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         started = time.monotonic()
         response = await client.get("/me", headers={"Cookie": f"sid={sid}"})
@@ -369,3 +369,34 @@ async def test_health_and_metrics(auth_client: AuthClient) -> None:
         'store_calls_total{op="issue_refresh",result="ok",service="auth",store="data_store"}'
         in metrics
     )
+
+
+async def test_rotation_publishes_every_active_key(
+    aiohttp_client: Any, stores: Stores, tmp_path: Any, make_token: Any, key_material: KeyMaterial
+) -> None:
+    """A key rotating out (public-*.pem beside the signing key) stays in the JWKS and verifies."""
+    import shutil
+
+    from services.auth.app import create_app
+    from services.auth.settings import Settings
+
+    keys = tmp_path / "keys"
+    shutil.copytree(key_material.directory, tmp_path / "old")
+    keys.mkdir()
+    (keys / "public-previous.pem").write_bytes((tmp_path / "old" / "public.pem").read_bytes())
+    settings = Settings.from_env({**stores.env(key_material), "KEYS_DIR": str(keys)})
+    client = await aiohttp_client(create_app(settings))
+    jwks = await (await client.get("/.well-known/jwks.json")).json()
+    kids = {k["kid"] for k in jwks["keys"]}
+    assert len(kids) == 2 and key_material.kid in kids  # new signing key + the previous one
+    # A token signed by the previous key still verifies; a new login is signed by the new key.
+    response = await client.get(
+        "/me", headers={"Authorization": f"Bearer {make_token(sub='nobody')}"}
+    )
+    assert response.status == 401  # verified, but no such account: the account check answers
+    body = await response.json()
+    assert body["detail"] == "Account not found or disabled."
+    pair = await signup_and_login(client, "rotor")
+    from jwt import get_unverified_header
+
+    assert get_unverified_header(pair["access_token"])["kid"] in kids - {key_material.kid}

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import socket
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import jwt
 import pytest
 
 from services.common import keys as keylib
 from services.stack import Ports, Stack
-from tests.conftest import AUDIENCE, ISSUER
-from tests.stackutil import launch
+from tests.conftest import token_signer
+from tests.stackutil import running
 
 Token = Callable[..., str]
 
@@ -22,7 +19,7 @@ Token = Callable[..., str]
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> Iterator[Stack]:
     ports = Ports.free()
-    running = launch(
+    yield from running(
         tmp_path_factory.mktemp("security"),
         ports,
         # Verifiers fetch keys from auth's JWKS, so unknown-kid floods hit the real fetch path.
@@ -32,9 +29,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> It
         LOGIN_MAX_FAILURES="5",
         LOGIN_WINDOW_SECONDS="60",
     )
-    yield running
-    running.stop()
-    running.log.close()
 
 
 @pytest.fixture(scope="package")
@@ -44,36 +38,8 @@ def signing_key(stack: Stack) -> Any:
 
 @pytest.fixture(scope="package")
 def forge(signing_key: Any) -> Token:
-    """Sign a token with the stack's real key; keyword arguments override claims or header."""
-    kid = keylib.thumbprint(signing_key.public_key())
-
-    def factory(
-        *,
-        key: Any = None,
-        algorithm: str = "RS256",
-        headers: dict[str, Any] | None = None,
-        sub: str = "nobody",
-        **claims: Any,
-    ) -> str:
-        now = int(time.time())
-        payload: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": sub,
-            "username": "x",
-            "iat": now,
-            "exp": now + 300,
-            "jti": uuid.uuid4().hex,
-        }
-        for name, value in claims.items():
-            if value is None:
-                payload.pop(name, None)
-            else:
-                payload[name] = value
-        header = {"kid": kid, "typ": "at+jwt", **(headers or {})}
-        return jwt.encode(payload, key or signing_key, algorithm=algorithm, headers=header)
-
-    return factory
+    """Sign tokens with the stack's real key (to test every rule but the signature)."""
+    return token_signer(signing_key)
 
 
 def redis_command(port: int, *args: str) -> bytes:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from services.stack import Stack
-from tests.stackutil import Api, launch
+from tests.stackutil import Api, running
 
 
 @pytest.mark.parametrize(
@@ -166,14 +166,11 @@ async def test_logout_of_someone_elses_refresh_token_is_ignored(api: Api) -> Non
 def short_sessions(
     tmp_path_factory: pytest.TempPathFactory, redis_available: None
 ) -> Iterator[Stack]:
-    running = launch(
+    yield from running(
         tmp_path_factory.mktemp("short-sessions"),
         SESSION_IDLE_SECONDS="2",
         SESSION_ABSOLUTE_SECONDS="5",
     )
-    yield running
-    running.stop()
-    running.log.close()
 
 
 async def test_idle_and_absolute_timeouts_on_the_stack(api: Api, short_sessions: Stack) -> None:
