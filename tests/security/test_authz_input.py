@@ -141,7 +141,7 @@ async def test_orders_bodies_and_queries(
             headers={**auth, "Idempotency-Key": key},
             json={"item": "x", "quantity": 1},
         )
-        assert response.status in (400, 422), repr(key)
+        assert response.status == 422, repr(key)
     for query in (
         "limit=abc",
         "limit=-1",
@@ -191,7 +191,7 @@ async def test_hostile_usernames_are_refused(
     response, _ = await api.call(
         "POST", "/auth/token", json={"username": username, "password": "long password"}
     )
-    assert response.status in (401, 429)
+    assert response.status == 401
 
 
 async def test_huge_passwords(api: Api) -> None:
@@ -227,26 +227,26 @@ async def test_wrong_methods(api: Api, method: str, path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path",
+    "path, status",
     [
-        "/auth/../orders",
-        "/auth/%2e%2e/orders",
-        "/auth/%2E%2E%2Forders",
-        "/orders/..%2f..%2fauth/me",
-        "/auth/.%2e/orders",
-        "/orders/%252e%252e",
-        "/auth//me",
-        "/auth/me/..",
-        "/auth/me%00",
-        "/auth\\..\\orders",
-        "/orders;/../auth/me",
-        "/%61uth/me",
+        ("/auth/../orders", 400),
+        ("/auth/%2e%2e/orders", 400),
+        ("/auth/%2E%2E%2Forders", 400),
+        ("/orders/..%2f..%2fauth/me", 400),
+        ("/auth/.%2e/orders", 400),
+        ("/orders/%252e%252e", 400),
+        ("/auth//me", 400),
+        ("/auth/me/..", 400),
+        ("/auth/me%00", 400),
+        ("/%61uth/me", 400),
+        ("/auth\\..\\orders", 404),  # no route starts like that
+        ("/orders;/../auth/me", 404),
     ],
 )
-async def test_path_tricks_through_the_gateway(api: Api, path: str) -> None:
+async def test_path_tricks_through_the_gateway(api: Api, path: str, status: int) -> None:
     response, problem = await api.call("GET", path)
-    assert response.status in (400, 404), path
-    assert problem["status"] == response.status
+    assert response.status == status, path
+    assert problem["status"] == status
 
 
 def raw_exchange(port: int, payload: bytes, timeout: float = 3.0) -> bytes:
@@ -292,7 +292,7 @@ async def test_smuggling_shapes_are_refused_and_never_reach_a_second_request(
         line for line in answer.split(b"\r\n") if line.startswith((b"HTTP/1.1 ", b"HTTP/1.0 "))
     ]
     assert statuses, answer
-    assert statuses[0].split()[1] in (b"400", b"501"), statuses
+    assert statuses[0].split()[1] == b"400", statuses
     assert len(statuses) == 1, f"a second request was answered: {statuses}"
     assert b'"keys"' not in answer
 
