@@ -325,7 +325,8 @@ def render(results: dict[str, Any], summary: dict[str, dict[str, Any]], plots: l
         "Server-side costs come from each service's `/metrics` (process CPU, requests, auth checks) and "
         "Redis `INFO commandstats`/`cpu`, normalised by the requests the gateway answered in the window; "
         "CPU figures have each process's idle CPU (measured in the same run with no traffic: "
-        f"{_idle_text(results)}) taken out.",
+        f"{_idle_text(results)}) taken out. Services run with LOG_LEVEL=WARNING (no access log) "
+        "and the data store fsyncs every write (appendfsync always), which is most of a POST's latency.",
         "",
         "## The blog table, measured",
         "",

@@ -24,6 +24,8 @@ SESSION_STORE = "session_store"
 
 # Spend one refresh token and mint its successor atomically: of two parallel uses exactly one
 # wins, and presenting a spent token deletes the family so every token in it stops working.
+# ARGV: refresh lifetime, the successor's access-token jti and exp (remembered per family, so
+# the access tokens of a dead family can be revoked too).
 _ROTATE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {0} end
@@ -32,13 +34,15 @@ local family = 'rfamily:' .. rec.family
 if redis.call('EXISTS', family) == 0 then return {0} end
 if rec.used then
   redis.call('DEL', family)
-  return {-1}
+  return {-1, rec.family}
 end
 rec.used = true
 redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
 local successor = {family = rec.family, sub = rec.sub, username = rec.username}
 redis.call('SET', KEYS[2], cjson.encode(successor), 'EX', ARGV[1])
 redis.call('EXPIRE', family, ARGV[1])
+redis.call('ZADD', family .. ':jtis', ARGV[3], ARGV[2])
+redis.call('EXPIRE', family .. ':jtis', ARGV[1])
 return {1, rec.family, rec.sub, rec.username}
 """
 
@@ -50,6 +54,11 @@ def refresh_key(token: str) -> str:
 
 def family_key(family: str) -> str:
     return "rfamily:" + family
+
+
+def family_tokens_key(family: str) -> str:
+    """Sorted set of the access-token jtis issued in a family, scored by their exp."""
+    return family_key(family) + ":jtis"
 
 
 def _refused() -> ProblemError:
@@ -96,8 +105,7 @@ class Tokens:
         self.session_idle_seconds = session_idle_seconds
         self._rotate = data.register_script(_ROTATE)
 
-    def sign_access(self, sub: str, username: str, family: str, now: int | None = None) -> str:
-        issued = int(time.time()) if now is None else now
+    def sign_access(self, sub: str, username: str, family: str, jti: str, issued: int) -> str:
         claims = {
             "iss": self.issuer,
             "aud": self.audience,
@@ -107,7 +115,7 @@ class Tokens:
             "sid": family,
             "iat": issued,
             "exp": issued + self.access_seconds,
-            "jti": uuid.uuid4().hex,
+            "jti": jti,
         }
         return jwt.encode(
             claims,
@@ -121,30 +129,39 @@ class Tokens:
         family = uuid.uuid4().hex
         refresh = secrets.token_urlsafe(32)
         record = json.dumps({"family": family, "sub": user.id, "username": user.username})
+        jti, issued = uuid.uuid4().hex, int(time.time())
         pipe = self.data.pipeline(transaction=True)
         pipe.set(family_key(family), user.id, ex=self.refresh_seconds)
         pipe.set(refresh_key(refresh), record, ex=self.refresh_seconds)
+        pipe.zadd(family_tokens_key(family), {jti: issued + self.access_seconds})
+        pipe.expire(family_tokens_key(family), self.refresh_seconds)
         await timed(self.metrics, DATA_STORE, "issue_refresh", pipe.execute())
-        return TokenPair(
-            self.sign_access(user.id, user.username, family), refresh, self.access_seconds
-        )
+        access = self.sign_access(user.id, user.username, family, jti, issued)
+        return TokenPair(access, refresh, self.access_seconds)
 
     async def rotate(self, refresh: str) -> TokenPair:
         if not refresh or len(refresh) > 256:
             raise _refused()
         successor = secrets.token_urlsafe(32)
+        jti, issued = uuid.uuid4().hex, int(time.time())
         result = await timed(
             self.metrics,
             DATA_STORE,
             "rotate_refresh",
             self._rotate(
-                keys=[refresh_key(refresh), refresh_key(successor)], args=[self.refresh_seconds]
+                keys=[refresh_key(refresh), refresh_key(successor)],
+                args=[self.refresh_seconds, jti, issued + self.access_seconds],
             ),
         )
+        if result[0] == -1:
+            # A spent token came back: someone holds a copy. Its family is dead; so are the
+            # access tokens issued in it.
+            await self.revoke_family(result[1].decode())
         if result[0] != 1:
             raise _refused()
         family, sub, username = (part.decode() for part in result[1:4])
-        return TokenPair(self.sign_access(sub, username, family), successor, self.access_seconds)
+        access = self.sign_access(sub, username, family, jti, issued)
+        return TokenPair(access, successor, self.access_seconds)
 
     async def revoke_family_of(self, refresh: str, sub: str) -> None:
         """Logout with a refresh token: its family dies if it belongs to the caller."""
@@ -160,15 +177,27 @@ class Tokens:
             await self.revoke_family(str(record["family"]))
 
     async def revoke_family(self, family: str) -> None:
-        await timed(self.metrics, DATA_STORE, "revoke_family", self.data.delete(family_key(family)))
+        """End a family: no more refreshes, and every unexpired access token from it revoked."""
+        pipe = self.data.pipeline(transaction=True)
+        pipe.delete(family_key(family))
+        pipe.zrangebyscore(family_tokens_key(family), time.time(), "+inf", withscores=True)
+        pipe.delete(family_tokens_key(family))
+        _, live, _ = await timed(self.metrics, DATA_STORE, "revoke_family", pipe.execute())
+        await self.revoke_jtis({jti.decode(): float(exp) for jti, exp in live})
 
     async def revoke_access(self, principal: Principal) -> None:
-        """Record the jti until its exp and tell every verifier at once."""
         assert principal.jti is not None and principal.exp is not None
+        await self.revoke_jtis({principal.jti: float(principal.exp)})
+
+    async def revoke_jtis(self, jtis: dict[str, float]) -> None:
+        """Record each jti until its exp and tell every verifier at once."""
+        if not jtis:
+            return
         pipe = self.sessions.pipeline(transaction=True)
-        pipe.zadd(REVOKED_SET, {principal.jti: principal.exp})
+        pipe.zadd(REVOKED_SET, jtis)
         pipe.zremrangebyscore(REVOKED_SET, "-inf", time.time() - 60)
-        pipe.publish(REVOKED_CHANNEL, f"{principal.jti} {principal.exp}")
+        for jti, exp in jtis.items():
+            pipe.publish(REVOKED_CHANNEL, f"{jti} {exp}")
         await timed(self.metrics, SESSION_STORE, "revoke_jti", pipe.execute())
 
     async def create_session(self, user: User, previous_sid: str | None) -> tuple[str, str]:

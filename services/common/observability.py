@@ -96,6 +96,7 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
         r = self.registry
         ProcessCollector(registry=r)
         self.requests = Counter(
@@ -161,6 +162,20 @@ class Metrics:
                 self.auth_latency.labels(self.service, mode),
             )
             self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def observe_request(
+        self, route: str, method: str, status: int, mode: str, seconds: float
+    ) -> None:
+        key = (route, method, str(status), mode)
+        pair = self._request_children.get(key)
+        if pair is None:
+            pair = (
+                self.requests.labels(self.service, route, method, str(status), mode),
+                self.latency.labels(self.service, route, mode),
+            )
+            self._request_children[key] = pair
         pair[0].inc()
         pair[1].observe(seconds)
 
@@ -230,8 +245,7 @@ def make_observability_middleware(metrics: Metrics) -> Middleware:
             elapsed = time.perf_counter() - start
             route = _route_label(request)
             mode = request.get(auth_mode_key, "none")
-            metrics.requests.labels(metrics.service, route, request.method, str(status), mode).inc()
-            metrics.latency.labels(metrics.service, route, mode).observe(elapsed)
+            metrics.observe_request(route, request.method, status, mode, elapsed)
             if route not in {"/metrics", "/healthz", "/readyz"} and access.isEnabledFor(
                 logging.INFO
             ):

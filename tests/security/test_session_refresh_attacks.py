@@ -196,3 +196,43 @@ async def test_idle_and_absolute_timeouts_on_the_stack(api: Api, short_sessions:
     # The active session outlived the idle timeout (it kept sliding) but not the absolute one.
     assert elapsed >= 4.5
     assert idle_expired_at is not None and idle_expired_at < 4.0
+
+
+async def test_refresh_reuse_also_revokes_the_familys_access_tokens(api: Api) -> None:
+    username, _ = await api.signup()
+    _, first = await api.call(
+        "POST", "/auth/token", json={"username": username, "password": "correct horse"}
+    )
+    _, second = await api.call(
+        "POST", "/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    _, other_family = await api.call(
+        "POST", "/auth/token", json={"username": username, "password": "correct horse"}
+    )
+    tokens = [first["access_token"], second["access_token"]]
+    for token in [*tokens, other_family["access_token"]]:
+        response, _ = await api.call("GET", "/orders", headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 200
+    # An attacker replays the stolen, already spent refresh token.
+    replay, _ = await api.call(
+        "POST", "/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    assert replay.status == 401
+    started = time.monotonic()
+    pending = list(tokens)
+    while pending:
+        assert time.monotonic() - started < 1.0, "the family's access tokens still work after 1 s"
+        still = []
+        for token in pending:
+            response, _ = await api.call(
+                "GET", "/orders", headers={"Authorization": f"Bearer {token}"}
+            )
+            if response.status != 401:
+                still.append(token)
+        pending = still
+        await asyncio.sleep(0.01)
+    # Another login of the same user (another family) is untouched.
+    response, _ = await api.call(
+        "GET", "/orders", headers={"Authorization": f"Bearer {other_family['access_token']}"}
+    )
+    assert response.status == 200
