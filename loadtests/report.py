@@ -328,6 +328,15 @@ def render(results: dict[str, Any], summary: dict[str, dict[str, Any]], plots: l
         f"{_idle_text(results)}) taken out. Services run with LOG_LEVEL=WARNING (no access log) "
         "and the data store fsyncs every write (appendfsync always), which is most of a POST's latency.",
         "",
+        *(
+            [
+                f"Target: `{results['target']}` (a running stack): server-side figures come from the "
+                "gateway's `/metrics` only, and the store experiments need the local stack.",
+                "",
+            ]
+            if results.get("target")
+            else []
+        ),
         "## The blog table, measured",
         "",
         seed_table(results, summary),
