@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 MIN_RSA_BITS = 2048
 
 
-class KeyError_(ValueError):
+class UnusableKey(ValueError):
     """A key file or JWK is unusable (wrong type, too small, malformed)."""
 
 
@@ -55,9 +55,9 @@ def to_jwk(public_key: rsa.RSAPublicKey) -> dict[str, str]:
 
 def _checked(key: object) -> rsa.RSAPublicKey:
     if not isinstance(key, rsa.RSAPublicKey):
-        raise KeyError_("not an RSA public key")
+        raise UnusableKey("not an RSA public key")
     if key.key_size < MIN_RSA_BITS:
-        raise KeyError_(f"RSA key of {key.key_size} bits is below {MIN_RSA_BITS}")
+        raise UnusableKey(f"RSA key of {key.key_size} bits is below {MIN_RSA_BITS}")
     return key
 
 
@@ -79,28 +79,28 @@ def from_jwk(jwk: Mapping[str, object]) -> rsa.RSAPublicKey:
         or jwk.get("alg", "RS256") != "RS256"
         or jwk.get("use", "sig") != "sig"
     ):
-        raise KeyError_("JWK is not an RS256 signing key")
+        raise UnusableKey("JWK is not an RS256 signing key")
     n, e = jwk.get("n"), jwk.get("e")
     if not isinstance(n, str) or not isinstance(e, str):
-        raise KeyError_("JWK lacks n or e")
+        raise UnusableKey("JWK lacks n or e")
     try:
         key = rsa.RSAPublicNumbers(_uint_from_b64url(e), _uint_from_b64url(n)).public_key()
     except ValueError as exc:
-        raise KeyError_(f"JWK is malformed: {exc}") from None
+        raise UnusableKey(f"JWK is malformed: {exc}") from None
     return _checked(key)
 
 
 def parse_jwks(document: object) -> dict[str, rsa.RSAPublicKey]:
     """Keys of a JWK Set by their RFC 7638 thumbprint; unusable entries are skipped."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise KeyError_("not a JWK Set")
+        raise UnusableKey("not a JWK Set")
     keys: dict[str, rsa.RSAPublicKey] = {}
     for entry in document["keys"]:
         if not isinstance(entry, dict):
             continue
         try:
             key = from_jwk(entry)
-        except KeyError_:
+        except UnusableKey:
             continue
         keys[thumbprint(key)] = key
     return keys
@@ -150,5 +150,5 @@ def ensure_keypair(directory: Path) -> None:
 def load_private_pem(data: bytes) -> rsa.RSAPrivateKey:
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_RSA_BITS:
-        raise KeyError_("signing key must be an RSA private key of 2048 bits or more")
+        raise UnusableKey("signing key must be an RSA private key of 2048 bits or more")
     return key

@@ -161,7 +161,7 @@ class KeyStore:
                     raise ClientError(f"JWKS answered {response.status}")
                 body = await response.content.read(65_536)
             fresh = keylib.parse_jwks(json.loads(body))
-        except (ClientError, TimeoutError, ValueError, keylib.KeyError_) as exc:
+        except (ClientError, TimeoutError, ValueError, keylib.UnusableKey) as exc:
             log.warning("JWKS fetch failed, keeping %d known keys: %s", len(self.keys), exc)
             return False
         if fresh:
