@@ -129,7 +129,7 @@ async def test_data_store_crash_loses_no_acknowledged_order(api: Api, stack: Sta
     assert len(acknowledged) >= 20
     try:
         status, seconds = await timed_call(api, "GET", "/orders", headers=jwt)
-        assert status == 503 and seconds < 1.5, (status, seconds)
+        assert status == 503 and seconds < 1.0, (status, seconds)
     finally:
         restore(stack, "data-store")
     deadline = time.monotonic() + 10
