@@ -59,7 +59,23 @@ class AuthscaleUser(FastHttpUser):
                 raise StopUser()
         self.create_order()
 
+    login_path: ClassVar[str] = ""
+
     def login(self) -> bool:
+        """Log in at login_path; a 401 on first contact means the account must be signed up."""
+        with self.client.post(
+            self.login_path,
+            json={"username": self.username, "password": PASSWORD},
+            name=self.login_path,
+            catch_response=True,
+        ) as response:
+            if response.status_code != 200:
+                response.success()  # leads to sign-up; not a failure of the system
+                return False
+            self.logged_in(response.json())
+            return True
+
+    def logged_in(self, body: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def auth_headers(self, unsafe: bool = False) -> dict[str, str]:
@@ -97,21 +113,10 @@ class SessionUser(AuthscaleUser):
     """Cookie session: the cookie jar carries `sid`, unsafe requests echo the CSRF token."""
 
     mode = "session"
+    login_path = "/auth/session"
 
-    def login(self) -> bool:
-        with self.client.post(
-            "/auth/session",
-            json={"username": self.username, "password": PASSWORD},
-            name="/auth/session",
-            catch_response=True,
-        ) as response:
-            if response.status_code != 200:
-                response.success()  # a first-time 401 leads to sign-up; not a failure
-                return False
-            self.csrf = response.json()["csrf_token"]
-            match = re.search(r"(?:__Host-)?sid=([^;]+)", response.headers.get("Set-Cookie", ""))
-            self.credential_bytes = len(match.group(0)) if match else 0
-            return True
+    def logged_in(self, body: dict[str, Any]) -> None:
+        self.csrf = body["csrf_token"]
 
     def auth_headers(self, unsafe: bool = False) -> dict[str, str]:
         return {"X-CSRF-Token": self.csrf} if unsafe else {}
@@ -128,20 +133,9 @@ class JwtUser(AuthscaleUser):
         check_revocation_mode(self, self.revocation)
         super().on_start()
 
-    def login(self) -> bool:
-        with self.client.post(
-            "/auth/token",
-            json={"username": self.username, "password": PASSWORD},
-            name="/auth/token",
-            catch_response=True,
-        ) as response:
-            if response.status_code != 200:
-                response.success()
-                return False
-            self._store(response.json())
-            return True
+    login_path = "/auth/token"
 
-    def _store(self, body: dict[str, Any]) -> None:
+    def logged_in(self, body: dict[str, Any]) -> None:
         self.access_token = body["access_token"]
         self.refresh_token = body["refresh_token"]
         self.expires_at = time.time() + float(body["expires_in"])
@@ -155,7 +149,7 @@ class JwtUser(AuthscaleUser):
                 catch_response=True,
             ) as response:
                 if response.status_code == 200:
-                    self._store(response.json())
+                    self.logged_in(response.json())
                 else:
                     response.failure(f"refresh answered {response.status_code}")
                     self.login()
