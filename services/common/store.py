@@ -42,8 +42,12 @@ class StoreUnavailable(ProblemError):
         self.store = store
 
 
-def make_redis(url: str, timeout: float) -> Redis:
-    """A pooled client whose every call is bounded: connect and read time out, one quick retry."""
+def make_redis(url: str, timeout: float, *, retries: int = 1) -> Redis:
+    """A pooled client whose every call is bounded: connect and read time out, one quick retry.
+
+    retries=0 makes a dropped connection an error the caller sees (a subscriber that must know
+    when it reconnected, because messages sent in between are lost).
+    """
     return Redis.from_url(
         url,
         socket_timeout=timeout,
@@ -51,7 +55,7 @@ def make_redis(url: str, timeout: float) -> Redis:
         # One immediate retry on a dropped connection (a pooled socket after a store restart).
         # Timeouts are not retried, so socket_timeout bounds every call: no extra deadline needed
         # on the hot path.
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        retry=Retry(NoBackoff(), retries, supported_errors=(RedisConnectionError,)),
         retry_on_error=[RedisConnectionError],
         health_check_interval=0,
         max_connections=256,

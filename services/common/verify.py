@@ -29,6 +29,7 @@ from services.common.settings import VerifierSettings
 from services.common.store import (
     REVOKED_CHANNEL,
     REVOKED_SET,
+    make_redis,
     session_key,
     timed,
 )
@@ -188,8 +189,10 @@ class KeyStore:
 class RevocationList:
     """Revoked jtis held in memory, fed by the session store's channel (JWT_REVOCATION=push)."""
 
-    def __init__(self, redis: Redis | None, clock: Callable[[], float]) -> None:
-        self.redis = redis
+    def __init__(self, url: str | None, timeout: float, clock: Callable[[], float]) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.redis: Redis | None = None
         self.clock = clock
         self.revoked: dict[str, float] = {}
         self.connected = asyncio.Event()
@@ -207,6 +210,10 @@ class RevocationList:
         self.revoked = {jti: exp for jti, exp in self.revoked.items() if exp > now}
 
     async def start(self) -> None:
+        assert self.url is not None
+        # A client of its own without retries: redis-py would otherwise reconnect and
+        # resubscribe silently, and the revocations published meanwhile would never be loaded.
+        self.redis = make_redis(self.url, self.timeout, retries=0)
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
@@ -214,6 +221,8 @@ class RevocationList:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def _reload(self, redis: Redis) -> None:
         entries = await redis.zrangebyscore(REVOKED_SET, self.clock(), "+inf", withscores=True)
@@ -280,7 +289,9 @@ class Verifier:
         self.keystore = KeyStore(settings, clock)
         metrics.info.labels(metrics.service, settings.revocation).set(1)
         push = settings.revocation == "push" and session_redis is not None
-        self.revocations = RevocationList(session_redis if push else None, clock)
+        self.revocations = RevocationList(
+            settings.session_store_url if push else None, settings.store_timeout_seconds, clock
+        )
         self._push = push
         self._cache: dict[str, Principal] = {}
         self._touched: dict[str, float] = {}

@@ -14,4 +14,5 @@ __all__ = ["Api", "launch"]  # the names other test modules import from here
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> Iterator[Stack]:
-    yield from running(tmp_path_factory.mktemp("stack"))
+    # INFO: access logs on, so a request id can be followed through every service's log.
+    yield from running(tmp_path_factory.mktemp("stack"), LOG_LEVEL="INFO")

@@ -169,3 +169,36 @@ async def test_every_hop_verifies_and_metrics_show_it(api: Api, stack: Stack) ->
     assert delta[0] == 1  # the gateway's edge check
     assert delta[1] == 1  # auth, called by orders with the caller's credential
     assert sum(delta[2:]) == 1  # exactly one orders replica served it
+
+
+async def test_one_request_id_followed_through_every_service_log(api: Api, stack: Stack) -> None:
+    import asyncio
+    import json
+    import time
+    from pathlib import Path
+
+    username, _ = await api.signup()
+    auth = await api.jwt_login(username)
+    rid = "trace-" + uuid.uuid4().hex
+    response, _ = await api.call(
+        "POST",
+        "/orders",
+        headers={**auth, "X-Request-ID": rid},
+        json={"item": "traced", "quantity": 1},
+    )
+    assert response.status == 201 and response.headers["X-Request-ID"] == rid
+    log = Path(stack.log.name)
+    deadline = time.monotonic() + 5
+    while True:
+        stack.log.flush()
+        services = set()
+        for line in log.read_text().splitlines():
+            _, _, payload = line.partition("] ")
+            if rid in payload:
+                entry = json.loads(payload)
+                assert entry["request_id"] == rid
+                services.add(entry["service"])
+        if {"gateway", "orders", "auth"} <= services:
+            break
+        assert time.monotonic() < deadline, f"request id seen only in {services}"
+        await asyncio.sleep(0.05)

@@ -400,3 +400,41 @@ async def test_rotation_publishes_every_active_key(
     from jwt import get_unverified_header
 
     assert get_unverified_header(pair["access_token"])["kid"] in kids - {key_material.kid}
+
+
+async def test_revocation_list_reloads_after_its_stream_reconnects(
+    stores: Stores, key_material: KeyMaterial, make_token: Any
+) -> None:
+    """A revocation missed while the subscription was down is picked up on reconnect."""
+    import redis as sync_redis
+
+    from services.common.store import REVOKED_SET, make_redis
+
+    settings = VerifierSettings(
+        issuer=ISSUER, audience=AUDIENCE, session_store_url=stores.sessions.url
+    )
+    client = make_redis(stores.sessions.url, 0.5)
+    verifier = Verifier(settings, Metrics("reconnect"), client)
+    verifier.keystore.set_static({key_material.kid: key_material.private.public_key()})
+    await verifier.start()
+    try:
+        await asyncio.wait_for(verifier.revocations.connected.wait(), 5)
+        token = make_token(jti="missed-while-away")
+        assert verifier.verify_token(token).jti == "missed-while-away"
+        admin = sync_redis.Redis(port=stores.sessions.port, socket_timeout=2)
+        # Cut the subscription, and record a revocation with no message, as if it was missed.
+        admin.zadd(REVOKED_SET, {"missed-while-away": time.time() + 300})
+        assert admin.client_kill_filter(_type="pubsub") >= 1
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                verifier.verify_token(token)
+            except InvalidToken as exc:
+                assert exc.reason == "token revoked"
+                break
+            assert time.monotonic() < deadline, "the revocation list never reloaded"
+            await asyncio.sleep(0.02)
+        admin.close()
+    finally:
+        await verifier.close()
+        await client.aclose()
