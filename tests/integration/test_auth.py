@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,6 +21,26 @@ from tests.conftest import AUDIENCE, ISSUER, KeyMaterial
 from tests.integration.conftest import AuthClient, Stores, session_login, signup_and_login
 
 PROBLEM = "application/problem+json"
+
+
+@contextlib.asynccontextmanager
+async def push_verifier(stores: Stores, key_material: KeyMaterial) -> AsyncIterator[Verifier]:
+    """Another verifier instance (as in another service), subscribed to the revocation stream."""
+    from services.common.store import make_redis
+
+    settings = VerifierSettings(
+        issuer=ISSUER, audience=AUDIENCE, session_store_url=stores.sessions.url
+    )
+    redis = make_redis(stores.sessions.url, 0.5)
+    verifier = Verifier(settings, Metrics("other"), redis)
+    verifier.keystore.set_static({key_material.kid: key_material.private.public_key()})
+    await verifier.start()
+    try:
+        await asyncio.wait_for(verifier.revocations.connected.wait(), 5)
+        yield verifier
+    finally:
+        await verifier.close()
+        await redis.aclose()
 
 
 async def problem(response: Any, status: int) -> dict[str, Any]:
@@ -213,17 +235,7 @@ async def test_bearer_logout_revokes_everywhere_within_a_second(
 ) -> None:
     client = await auth_client()
     pair = await signup_and_login(client, "judy")
-    settings = VerifierSettings(
-        issuer=ISSUER, audience=AUDIENCE, session_store_url=stores.sessions.url
-    )
-    from services.common.store import make_redis
-
-    redis = make_redis(stores.sessions.url, 0.5)
-    other = Verifier(settings, Metrics("other"), redis)
-    other.keystore.set_static({key_material.kid: key_material.private.public_key()})
-    await other.start()
-    try:
-        await asyncio.wait_for(other.revocations.connected.wait(), 5)
+    async with push_verifier(stores, key_material) as other:
         token = pair["access_token"]
         assert other.verify_token(token).username == "judy"  # now cached there
         out = await client.post(
@@ -245,17 +257,10 @@ async def test_bearer_logout_revokes_everywhere_within_a_second(
         await problem(
             await client.post("/refresh", json={"refresh_token": pair["refresh_token"]}), 401
         )
-        # A verifier that starts later loads the revocation from the store.
-        late = Verifier(settings, Metrics("late"), redis)
-        late.keystore.set_static(other.keystore.keys)
-        await late.start()
-        await asyncio.wait_for(late.revocations.connected.wait(), 5)
+    # A verifier that starts later loads the revocation from the store.
+    async with push_verifier(stores, key_material) as late:
         with pytest.raises(InvalidToken):
             late.verify_token(token)
-        await late.close()
-    finally:
-        await other.close()
-        await redis.aclose()
 
 
 async def test_me_requires_a_credential(auth_client: AuthClient) -> None:
@@ -408,17 +413,9 @@ async def test_revocation_list_reloads_after_its_stream_reconnects(
     """A revocation missed while the subscription was down is picked up on reconnect."""
     import redis as sync_redis
 
-    from services.common.store import REVOKED_SET, make_redis
+    from services.common.store import REVOKED_SET
 
-    settings = VerifierSettings(
-        issuer=ISSUER, audience=AUDIENCE, session_store_url=stores.sessions.url
-    )
-    client = make_redis(stores.sessions.url, 0.5)
-    verifier = Verifier(settings, Metrics("reconnect"), client)
-    verifier.keystore.set_static({key_material.kid: key_material.private.public_key()})
-    await verifier.start()
-    try:
-        await asyncio.wait_for(verifier.revocations.connected.wait(), 5)
+    async with push_verifier(stores, key_material) as verifier:
         token = make_token(jti="missed-while-away")
         assert verifier.verify_token(token).jti == "missed-while-away"
         admin = sync_redis.Redis(port=stores.sessions.port, socket_timeout=2)
@@ -435,6 +432,3 @@ async def test_revocation_list_reloads_after_its_stream_reconnects(
             assert time.monotonic() < deadline, "the revocation list never reloaded"
             await asyncio.sleep(0.02)
         admin.close()
-    finally:
-        await verifier.close()
-        await client.aclose()
