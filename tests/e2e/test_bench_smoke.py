@@ -49,9 +49,10 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
         assert phase["failures"] == 0, mode
         # What Locust saw and what the gateway's /metrics counted describe the same traffic.
         assert abs(phase["gateway_rps"] - phase["rps"]) <= 0.35 * phase["rps"], (mode, phase)
-        # Every /orders request is checked at the edge; /auth/* (a late login at this tiny scale)
-        # is not, so over a 2 s window the ratio may dip a little below one, never above.
-        assert 0.85 <= phase["auth_checks_per_request"]["gateway"] <= 1.0
+        # One edge check per /orders request. Over a 2 s window (~40 requests) the edges blur:
+        # a late login through /auth/* is not checked, and a request in flight at the scrape has
+        # its check counted before its request (recorded once answered).
+        assert 0.85 <= phase["auth_checks_per_request"]["gateway"] <= 1.15
         # Orders is scraped a moment after the gateway, so over a 2 s window a request or two
         # may fall on either side: one check per request, give or take that edge.
         assert 0.85 <= phase["auth_checks_per_request"]["orders"] <= 1.15
