@@ -57,7 +57,8 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
         # may fall on either side: one check per request, give or take that edge.
         assert 0.85 <= phase["auth_checks_per_request"]["orders"] <= 1.15
     # Sessions ask the store on every verification; JWTs never do.
-    assert phases["session"]["store_ops_per_request"]["session_store"] >= 2.0
+    # (about two per request, gateway and orders; the window edges can shave a few percent)
+    assert phases["session"]["store_ops_per_request"]["session_store"] >= 1.8
     for mode in ("jwt-off", "jwt-push"):
         assert phases[mode]["store_ops_per_request"]["session_store"] == 0.0
 
