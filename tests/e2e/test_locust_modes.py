@@ -1,0 +1,151 @@
+"""The locustfile runs unchanged in Locust's web UI and in distributed mode (master + worker)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import REPO_ROOT
+from services.stack import Stack, free_port
+
+LOCUSTFILE = str(REPO_ROOT / "loadtests" / "locustfile.py")
+ENV = {
+    **os.environ,
+    "AUTHSCALE_USER_PREFIX": "locust-mode",
+    "AUTHSCALE_USER_COUNT": "2",
+    "AUTHSCALE_USER_RPS": "5",
+}
+
+
+def locust(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "locust", "-f", LOCUSTFILE, *args],
+            cwd=REPO_ROOT,
+            env=ENV,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_web_ui_swarm(
+    stack: Stack, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    processes.append(
+        locust(
+            "--class-picker",
+            "--web-host",
+            "127.0.0.1",
+            "--web-port",
+            str(port),
+            "--host",
+            stack.gateway_url,
+            log=tmp_path / "ui.log",
+        )
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, (tmp_path / "ui.log").read_text()[-2000:]
+        time.sleep(0.2)
+    form = urllib.parse.urlencode(
+        [
+            ("user_count", "2"),
+            ("spawn_rate", "2"),
+            ("host", stack.gateway_url),
+            ("user_classes", "SessionUser"),
+            ("user_classes", "JwtPushUser"),
+        ]
+    ).encode()
+    with urllib.request.urlopen(
+        urllib.request.Request(base + "/swarm", data=form), timeout=5
+    ) as response:
+        assert json.loads(response.read())["success"] is True
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(base + "/stats/requests", timeout=5) as response:
+            stats = json.loads(response.read())
+        total = next(s for s in stats["stats"] if s["name"] == "Aggregated")
+        if total["num_requests"] >= 20:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.3)
+    names = {s["name"] for s in stats["stats"]}
+    assert {"/orders?limit=[n]", "/orders"} <= names
+    assert total["num_failures"] == 0, stats.get("errors")
+    urllib.request.urlopen(urllib.request.Request(base + "/stop", data=b""), timeout=5).close()
+
+
+def test_distributed_master_and_worker(
+    stack: Stack, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    master = locust(
+        "--master",
+        "--headless",
+        "-u",
+        "2",
+        "-r",
+        "2",
+        "-t",
+        "4s",
+        "--expect-workers",
+        "1",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(port),
+        "--host",
+        stack.gateway_url,
+        "--csv",
+        str(tmp_path / "dist"),
+        "SessionUser",
+        "JwtPushUser",
+        log=tmp_path / "master.log",
+    )
+    processes.append(master)
+    processes.append(
+        locust(
+            "--worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            log=tmp_path / "worker.log",
+        )
+    )
+    master.wait(timeout=90)
+    with (tmp_path / "dist_stats.csv").open() as handle:
+        total = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
+    assert int(total["Request Count"]) >= 10, (tmp_path / "master.log").read_text()[-2000:]
+    assert int(total["Failure Count"]) == 0, (tmp_path / "master.log").read_text()[-2000:]
