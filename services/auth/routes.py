@@ -8,7 +8,14 @@ from services.auth.keyring import KeyRing
 from services.auth.tokens import Tokens
 from services.auth.users import Users, validate_credentials
 from services.common.problems import ProblemError, read_json_object
-from services.common.verify import Principal, Verifier, require_csrf, verifier_key
+from services.common.verify import (
+    ACCOUNT_GONE,
+    Principal,
+    Verifier,
+    require_csrf,
+    unauthorized,
+    verifier_key,
+)
 
 users_key = web.AppKey("users", Users)
 tokens_key = web.AppKey("tokens", Tokens)
@@ -105,9 +112,7 @@ async def me(request: web.Request) -> web.Response:
     principal: Principal = await request.app[verifier_key].authenticate(request)
     user = await request.app[users_key].get(principal.sub)
     if user is None or not user.active:
-        raise ProblemError(
-            401, "Account not found or disabled.", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise unauthorized(ACCOUNT_GONE)
     return web.json_response({"sub": user.id, "username": user.username, "auth": principal.mode})
 
 

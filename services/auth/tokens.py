@@ -16,11 +16,15 @@ from services.auth.keyring import KeyRing
 from services.auth.users import User
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
-from services.common.store import REVOKED_CHANNEL, REVOKED_SET, session_key, timed
-from services.common.verify import Principal
-
-DATA_STORE = "data_store"
-SESSION_STORE = "session_store"
+from services.common.store import (
+    DATA_STORE,
+    REVOKED_CHANNEL,
+    REVOKED_SET,
+    SESSION_STORE,
+    session_key,
+    timed,
+)
+from services.common.verify import Principal, unauthorized
 
 # Spend one refresh token and mint its successor atomically: of two parallel uses exactly one
 # wins, and presenting a spent token deletes the family so every token in it stops working.
@@ -62,7 +66,7 @@ def family_tokens_key(family: str) -> str:
 
 
 def _refused() -> ProblemError:
-    return ProblemError(401, "Invalid refresh token.", headers={"WWW-Authenticate": "Bearer"})
+    return unauthorized("Invalid refresh token.")
 
 
 @dataclass(frozen=True, slots=True)

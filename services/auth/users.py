@@ -16,12 +16,11 @@ from redis.asyncio import Redis
 
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
-from services.common.store import LOGIN_FAILURES_PREFIX, timed
+from services.common.store import DATA_STORE, LOGIN_FAILURES_PREFIX, SESSION_STORE, timed
+from services.common.verify import unauthorized
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,64}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
-DATA_STORE = "data_store"
-SESSION_STORE = "session_store"
 
 # Index and record are written by one script so a crash never leaves one without the other.
 _CREATE_USER = """
@@ -183,6 +182,4 @@ class Users:
 
 
 def _bad_login() -> ProblemError:
-    return ProblemError(
-        401, "Unknown username or wrong password.", headers={"WWW-Authenticate": "Bearer"}
-    )
+    return unauthorized("Unknown username or wrong password.")

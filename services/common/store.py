@@ -19,6 +19,10 @@ from services.common.problems import ProblemError
 T = TypeVar("T")
 log = logging.getLogger("authscale.store")
 
+# Store names, as metric labels and in error messages.
+SESSION_STORE = "session_store"
+DATA_STORE = "data_store"
+
 # Session store
 SESSION_PREFIX = "session:"
 REVOKED_SET = "revoked:jti"  # sorted set: jti scored by its exp

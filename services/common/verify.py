@@ -29,6 +29,7 @@ from services.common.settings import VerifierSettings
 from services.common.store import (
     REVOKED_CHANNEL,
     REVOKED_SET,
+    SESSION_STORE,
     make_redis,
     session_key,
     timed,
@@ -41,7 +42,6 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
 ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
 # Session ids are 32 random bytes, base64url: anything else is refused without a store call.
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
-SESSION_STORE = "session_store"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,15 @@ class AuthError(ProblemError):
         detail = "Invalid or expired credentials." if token_sent else "Authentication required."
         super().__init__(401, detail, headers={"WWW-Authenticate": challenge})
         self.reason = reason
+
+
+# What auth answers for a valid credential whose account is gone; orders passes it on.
+ACCOUNT_GONE = "Account not found or disabled."
+
+
+def unauthorized(detail: str) -> ProblemError:
+    """401 with the Bearer challenge, for refusals outside the Verifier (logins, accounts)."""
+    return ProblemError(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 class MissingCredential(AuthError):
@@ -210,7 +219,8 @@ class RevocationList:
         self.revoked = {jti: exp for jti, exp in self.revoked.items() if exp > now}
 
     async def start(self) -> None:
-        assert self.url is not None
+        if self.url is None:  # JWT_REVOCATION=off: nothing to follow
+            return
         # A client of its own without retries: redis-py would otherwise reconnect and
         # resubscribe silently, and the revocations published meanwhile would never be loaded.
         self.redis = make_redis(self.url, self.timeout, retries=0)
@@ -292,15 +302,13 @@ class Verifier:
         self.revocations = RevocationList(
             settings.session_store_url if push else None, settings.store_timeout_seconds, clock
         )
-        self._push = push
         self._cache: dict[str, Principal] = {}
         self._touched: dict[str, float] = {}
         self._background: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
         await self.keystore.start()
-        if self._push:
-            await self.revocations.start()
+        await self.revocations.start()
 
     async def close(self) -> None:
         await self.revocations.close()

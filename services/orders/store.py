@@ -13,9 +13,8 @@ from redis.asyncio import Redis
 
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
-from services.common.store import timed
+from services.common.store import DATA_STORE, timed
 
-DATA_STORE = "data_store"
 ORDER_ID_RE = re.compile(r"[0-9a-f]{32}")
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 
