@@ -27,7 +27,7 @@ def create_app(settings: Settings) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         metrics = app[metrics_key]
         sessions = make_redis(settings.verifier.session_store_url, timeout)
-        data = make_redis(settings.data_store_url, timeout)
+        data = make_redis(settings.verifier.data_store_url, timeout)
         verifier = Verifier(settings.verifier, metrics, sessions)
         verifier.keystore.set_static(keyring.public)
         hasher = PasswordHasher(
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
             hasher,
             max_failures=settings.login_max_failures,
             window_seconds=settings.login_window_seconds,
+            queue_seconds=settings.login_queue_seconds,
         )
         app[session_redis_key] = sessions
         app[verifier_key] = verifier

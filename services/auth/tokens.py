@@ -194,15 +194,21 @@ class Tokens:
         await self.revoke_jtis({principal.jti: float(principal.exp)})
 
     async def revoke_jtis(self, jtis: dict[str, float]) -> None:
-        """Record each jti until its exp and tell every verifier at once."""
+        """Record each jti durably until its exp, then tell every verifier at once.
+
+        The data store's record (AOF, fsync always) is what verifiers reload after a reconnect,
+        so it is written first: a revocation outlives a restart of the session store.
+        """
         if not jtis:
             return
-        pipe = self.sessions.pipeline(transaction=True)
-        pipe.zadd(REVOKED_SET, jtis)
-        pipe.zremrangebyscore(REVOKED_SET, "-inf", time.time() - 60)
+        durable = self.data.pipeline(transaction=True)
+        durable.zadd(REVOKED_SET, jtis)
+        durable.zremrangebyscore(REVOKED_SET, "-inf", time.time() - 60)
+        await timed(self.metrics, DATA_STORE, "record_revocation", durable.execute())
+        push = self.sessions.pipeline(transaction=False)
         for jti, exp in jtis.items():
-            pipe.publish(REVOKED_CHANNEL, f"{jti} {exp}")
-        await timed(self.metrics, SESSION_STORE, "revoke_jti", pipe.execute())
+            push.publish(REVOKED_CHANNEL, f"{jti} {exp}")
+        await timed(self.metrics, SESSION_STORE, "revoke_jti", push.execute())
 
     async def create_session(self, user: User, previous_sid: str | None) -> tuple[str, str]:
         """A fresh session id (never the one the client holds) and its CSRF token."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,6 +22,7 @@ from services.common.problems import ProblemError
 from services.common.store import DATA_STORE, LOGIN_FAILURES_PREFIX, SESSION_STORE, timed
 from services.common.verify import unauthorized
 
+T = TypeVar("T")
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,64}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 
@@ -66,6 +70,28 @@ def validate_new_account(username: str, password: str) -> None:
         raise ProblemError(422, f"Password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters.")
 
 
+# Reserve one failure before the password is checked, so parallel attempts cannot all pass the
+# limit check first. KEYS[1]: the account's counter; ARGV: window seconds, max failures.
+# Returns {count, seconds left in the window}; count > max means locked out.
+_RESERVE_ATTEMPT = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
+if n > tonumber(ARGV[2]) then
+  return {n, redis.call('TTL', KEYS[1])}
+end
+return {n, 0}
+"""
+
+
+class LoginsShed(ProblemError):
+    """Password hashing is saturated: the login waited LOGIN_QUEUE_SECONDS and is refused."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503, "Too many logins at once; try again shortly.", headers={"Retry-After": "1"}
+        )
+
+
 class Users:
     def __init__(
         self,
@@ -76,6 +102,8 @@ class Users:
         *,
         max_failures: int,
         window_seconds: int,
+        queue_seconds: float = 1.0,
+        hash_workers: int = 2,
     ) -> None:
         self.data = data
         self.sessions = sessions
@@ -83,8 +111,13 @@ class Users:
         self.hasher = hasher
         self.max_failures = max_failures
         self.window_seconds = window_seconds
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+        self.queue_seconds = queue_seconds
+        self._pool = ThreadPoolExecutor(max_workers=hash_workers, thread_name_prefix="argon2")
+        # One slot per hashing thread: a hash waits here (bounded), not in the pool's queue,
+        # so a flood is shed instead of delaying every login behind it.
+        self._slots = asyncio.Semaphore(hash_workers)
         self._create = data.register_script(_CREATE_USER)
+        self._reserve = sessions.register_script(_RESERVE_ATTEMPT)
         self._dummy_hash = ""
 
     async def start(self) -> None:
@@ -94,9 +127,19 @@ class Users:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, fn: object, *args: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, fn, *args)  # type: ignore[arg-type]
+    async def _run(self, fn: Callable[..., T], *args: str) -> T:
+        """Run one argon2 call on the hashing threads, or shed it after LOGIN_QUEUE_SECONDS."""
+        try:
+            async with asyncio.timeout(self.queue_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            self.metrics.logins_shed.labels(self.metrics.service).inc()
+            raise LoginsShed() from None
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, fn, *args)
+        finally:
+            self._slots.release()
 
     async def create(self, username: str, password: str) -> User:
         validate_new_account(username, password)
@@ -142,41 +185,47 @@ class Users:
         return await self.get(user_id.decode() if isinstance(user_id, bytes) else user_id)
 
     async def login(self, username: str, password: str) -> User:
-        """Check a password under the per-account failure limit; 401 and 429 reveal nothing."""
+        """Check a password under the per-account failure limit; 401 and 429 reveal nothing.
+
+        Each attempt reserves a failure before the hash is checked (atomically, in the session
+        store) and settles it after: a success clears the count, anything that is not a
+        verdict on the password (a shed login, a store error) gives the reservation back.
+        """
         if len(username) > 64 or len(password) > PASSWORD_MAX:
             # Never a valid account; refuse before hashing an attacker-sized input.
             raise _bad_login()
         failures_key = LOGIN_FAILURES_PREFIX + username.lower()
-        failures = await timed(
-            self.metrics, SESSION_STORE, "get_failures", self.sessions.get(failures_key)
+        count, retry_after = await timed(
+            self.metrics,
+            SESSION_STORE,
+            "reserve_attempt",
+            self._reserve(keys=[failures_key], args=[self.window_seconds, self.max_failures]),
         )
-        if failures is not None and int(failures) >= self.max_failures:
-            ttl = await timed(self.metrics, SESSION_STORE, "ttl", self.sessions.ttl(failures_key))
+        if int(count) > self.max_failures:
             raise ProblemError(
                 429,
                 "Too many failed logins for this account; try again later.",
-                headers={"Retry-After": str(max(int(ttl), 1))},
+                headers={"Retry-After": str(max(int(retry_after), 1))},
             )
-        user = await self.find(username) if USERNAME_RE.fullmatch(username) else None
-        ok = await self._verify(user.password_hash if user else self._dummy_hash, password)
+        try:
+            user = await self.find(username) if USERNAME_RE.fullmatch(username) else None
+            ok = await self._verify(user.password_hash if user else self._dummy_hash, password)
+        except ProblemError:
+            with contextlib.suppress(ProblemError):
+                await timed(
+                    self.metrics, SESSION_STORE, "release_attempt", self.sessions.decr(failures_key)
+                )
+            raise
         if user is None or not ok or not user.active:
-            pipe = self.sessions.pipeline(transaction=True)
-            pipe.incr(failures_key)
-            pipe.expire(failures_key, self.window_seconds, nx=True)
-            await timed(self.metrics, SESSION_STORE, "count_failure", pipe.execute())
-            raise _bad_login()
-        if failures is not None:
-            await timed(
-                self.metrics, SESSION_STORE, "reset_failures", self.sessions.delete(failures_key)
-            )
+            raise _bad_login()  # the reserved failure stands
+        await timed(
+            self.metrics, SESSION_STORE, "reset_failures", self.sessions.delete(failures_key)
+        )
         return user
 
     async def _verify(self, password_hash: str, password: str) -> bool:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._pool, self.hasher.verify, password_hash, password
-            )
+            return await self._run(self.hasher.verify, password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 

@@ -144,6 +144,12 @@ class Metrics:
             ["service", "jwt_revocation"],
             registry=r,
         )
+        self.logins_shed = Counter(
+            "logins_shed_total",
+            "Logins and sign-ups refused (503) because password hashing was saturated",
+            ["service"],
+            registry=r,
+        )
         self.upstream_calls = Counter(
             "upstream_calls_total",
             "Calls made to another authscale service",

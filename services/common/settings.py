@@ -115,6 +115,8 @@ class VerifierSettings:
     revocation: str = "push"
     token_cache_size: int = 10_000
     session_store_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    # The durable record of revoked jtis lives in the data store; verifiers reload from it.
+    data_store_url: str = field(default="redis://127.0.0.1:6380/0", repr=False)
     session_idle_seconds: int = 1800
     session_absolute_seconds: int = 28_800
     session_touch_seconds: int = 60
@@ -143,6 +145,7 @@ class VerifierSettings:
             revocation=env_choice(env, "JWT_REVOCATION", "push", ("push", "off")),
             token_cache_size=env_int(env, "JWT_CACHE_SIZE", 10_000, minimum=0),
             session_store_url=env_str(env, "SESSION_STORE_URL", "redis://127.0.0.1:6379/0"),
+            data_store_url=env_str(env, "DATA_STORE_URL", "redis://127.0.0.1:6380/0"),
             session_idle_seconds=env_int(env, "SESSION_IDLE_SECONDS", 1800, minimum=1),
             session_absolute_seconds=env_int(env, "SESSION_ABSOLUTE_SECONDS", 28_800, minimum=1),
             session_touch_seconds=env_int(env, "SESSION_TOUCH_SECONDS", 60, minimum=0),

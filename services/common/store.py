@@ -25,9 +25,11 @@ DATA_STORE = "data_store"
 
 # Session store
 SESSION_PREFIX = "session:"
-REVOKED_SET = "revoked:jti"  # sorted set: jti scored by its exp
 REVOKED_CHANNEL = "revoked:jti"  # pub/sub channel: "jti exp"
 LOGIN_FAILURES_PREFIX = "loginfail:"
+
+# Data store (durable)
+REVOKED_SET = "revoked:jti"  # sorted set: every revoked jti scored by its exp
 
 
 def session_key(session_id: str) -> str:

@@ -196,12 +196,25 @@ class KeyStore:
 
 
 class RevocationList:
-    """Revoked jtis held in memory, fed by the session store's channel (JWT_REVOCATION=push)."""
+    """Revoked jtis held in memory (JWT_REVOCATION=push).
 
-    def __init__(self, url: str | None, timeout: float, clock: Callable[[], float]) -> None:
+    Fed by the session store's channel (the fast path) and loaded whole from the durable record
+    in the data store at start and after every reconnect, so a session store that restarts empty
+    never brings a revoked token back.
+    """
+
+    def __init__(
+        self,
+        url: str | None,
+        durable_url: str,
+        timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
         self.url = url
+        self.durable_url = durable_url
         self.timeout = timeout
         self.redis: Redis | None = None
+        self.durable: Redis | None = None
         self.clock = clock
         self.revoked: dict[str, float] = {}
         self.connected = asyncio.Event()
@@ -224,6 +237,7 @@ class RevocationList:
         # A client of its own without retries: redis-py would otherwise reconnect and
         # resubscribe silently, and the revocations published meanwhile would never be loaded.
         self.redis = make_redis(self.url, self.timeout, retries=0)
+        self.durable = make_redis(self.durable_url, self.timeout)
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
@@ -233,9 +247,15 @@ class RevocationList:
                 await self._task
         if self.redis is not None:
             await self.redis.aclose()
+        if self.durable is not None:
+            await self.durable.aclose()
 
-    async def _reload(self, redis: Redis) -> None:
-        entries = await redis.zrangebyscore(REVOKED_SET, self.clock(), "+inf", withscores=True)
+    async def _reload(self) -> None:
+        """Replace the list with the durable record; on failure the old list stays."""
+        assert self.durable is not None
+        entries = await self.durable.zrangebyscore(
+            REVOKED_SET, self.clock(), "+inf", withscores=True
+        )
         revoked: dict[str, float] = {}
         for jti, score in cast(list[tuple[bytes, float]], entries):
             revoked[jti.decode()] = float(score)
@@ -249,7 +269,7 @@ class RevocationList:
             try:
                 # Subscribe first, then load: a revocation published in between is not lost.
                 await pubsub.subscribe(REVOKED_CHANNEL)
-                await self._reload(self.redis)
+                await self._reload()
                 self.connected.set()
                 backoff = 0.1
                 last_prune = self.clock()
@@ -300,7 +320,10 @@ class Verifier:
         metrics.info.labels(metrics.service, settings.revocation).set(1)
         push = settings.revocation == "push" and session_redis is not None
         self.revocations = RevocationList(
-            settings.session_store_url if push else None, settings.store_timeout_seconds, clock
+            settings.session_store_url if push else None,
+            settings.data_store_url,
+            settings.store_timeout_seconds,
+            clock,
         )
         self._cache: dict[str, Principal] = {}
         self._touched: dict[str, float] = {}

@@ -11,7 +11,14 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from aiohttp import ClientConnectorError, ClientError, ClientSession, ClientTimeout, web
+from aiohttp import (
+    ClientConnectorError,
+    ClientError,
+    ClientSession,
+    ClientTimeout,
+    ConnectionTimeoutError,
+    web,
+)
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -143,9 +150,9 @@ class Proxy:
     ) -> None:
         self.client = client
         self.metrics = metrics
-        self.timeout = ClientTimeout(
-            total=timeout, connect=connect_timeout, sock_connect=connect_timeout
-        )
+        # connect= would also count the wait for a free pooled connection, so a burst of slow
+        # answers would read as a dead replica; only the TCP connect itself is bounded tightly.
+        self.timeout = ClientTimeout(total=timeout, sock_connect=connect_timeout)
 
     async def forward(self, request: web.Request, pool: UpstreamPool, path: str) -> web.Response:
         body = await read_body(request) if request.can_read_body else None
@@ -172,12 +179,13 @@ class Proxy:
                         body=payload,
                         headers=response_headers(upstream.headers.items()),
                     )
-            except ClientConnectorError as exc:
+            except (ClientConnectorError, ConnectionTimeoutError) as exc:
                 # Never connected: safe to try another replica for any method.
                 replica.healthy = False
                 last_error = type(exc).__name__
             except (ClientError, TimeoutError) as exc:
-                replica.healthy = False
+                # A slow or broken answer is not a dead replica: the health probes decide that,
+                # so a busy replica is not taken out of rotation by its own load.
                 last_error = type(exc).__name__
                 if not retry_any:
                     self.metrics.observe_upstream(pool.name, "error")

@@ -21,7 +21,7 @@ def create_app(settings: Settings) -> web.Application:
     timeout = settings.verifier.store_timeout_seconds
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        data = make_redis(settings.data_store_url, timeout)
+        data = make_redis(settings.verifier.data_store_url, timeout)
         app[store_key] = OrderStore(
             data,
             app[metrics_key],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from services.common.settings import (
     ServerSettings,
@@ -19,7 +19,6 @@ from services.common.settings import (
 class Settings:
     server: ServerSettings
     verifier: VerifierSettings
-    data_store_url: str = field(repr=False)
     auth_url: str = "http://127.0.0.1:8081"
     account_check: bool = True
     account_check_timeout_seconds: float = 1.0
@@ -30,7 +29,6 @@ class Settings:
         return cls(
             server=ServerSettings.from_env(env, 8082),
             verifier=VerifierSettings.from_env(env),
-            data_store_url=env_str(env, "DATA_STORE_URL", "redis://127.0.0.1:6380/0"),
             auth_url=env_str(env, "AUTH_URL", "http://127.0.0.1:8081").rstrip("/"),
             account_check=env_bool(env, "ORDERS_ACCOUNT_CHECK", True),
             account_check_timeout_seconds=env_float(

@@ -29,7 +29,10 @@ async def push_verifier(stores: Stores, key_material: KeyMaterial) -> AsyncItera
     from services.common.store import make_redis
 
     settings = VerifierSettings(
-        issuer=ISSUER, audience=AUDIENCE, session_store_url=stores.sessions.url
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        session_store_url=stores.sessions.url,
+        data_store_url=stores.data.url,
     )
     redis = make_redis(stores.sessions.url, 0.5)
     verifier = Verifier(settings, Metrics("other"), redis)
@@ -419,8 +422,10 @@ async def test_revocation_list_reloads_after_its_stream_reconnects(
         token = make_token(jti="missed-while-away")
         assert verifier.verify_token(token).jti == "missed-while-away"
         admin = sync_redis.Redis(port=stores.sessions.port, socket_timeout=2)
+        durable = sync_redis.Redis(port=stores.data.port, socket_timeout=2)
         # Cut the subscription, and record a revocation with no message, as if it was missed.
-        admin.zadd(REVOKED_SET, {"missed-while-away": time.time() + 300})
+        durable.zadd(REVOKED_SET, {"missed-while-away": time.time() + 300})
+        durable.close()
         assert admin.client_kill_filter(_type="pubsub") >= 1
         deadline = time.monotonic() + 5
         while True:
