@@ -6,7 +6,7 @@ from aiohttp import web
 
 from services.auth.keyring import KeyRing
 from services.auth.tokens import Tokens
-from services.auth.users import Users, validate_credentials
+from services.auth.users import Users, has_control_characters, validate_credentials
 from services.common.problems import ProblemError, read_json_object
 from services.common.verify import (
     ACCOUNT_GONE,
@@ -57,7 +57,7 @@ async def token(request: web.Request) -> web.Response:
 async def refresh(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     token = body.get("refresh_token")
-    if not isinstance(token, str):
+    if not isinstance(token, str) or has_control_characters(token):
         raise ProblemError(422, "Body needs a string field 'refresh_token'.")
     pair = await request.app[tokens_key].rotate(token)
     return web.json_response(pair.body(), headers={"Cache-Control": "no-store"})
@@ -102,8 +102,8 @@ async def _optional_refresh_token(request: web.Request) -> str | None:
         return None
     body = await read_json_object(request)
     token = body.get("refresh_token")
-    if token is not None and not isinstance(token, str):
-        raise ProblemError(422, "'refresh_token' must be a string.")
+    if token is not None and (not isinstance(token, str) or has_control_characters(token)):
+        raise ProblemError(422, "'refresh_token' must be a string without control characters.")
     return token
 
 

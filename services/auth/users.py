@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +61,13 @@ def validate_credentials(body: dict[str, object]) -> tuple[str, str]:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise ProblemError(422, "Body needs string fields 'username' and 'password'.")
+    if has_control_characters(username) or has_control_characters(password):
+        raise ProblemError(422, "'username' and 'password' must not contain control characters.")
     return username, password
+
+
+def has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def validate_new_account(username: str, password: str) -> None:
