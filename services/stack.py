@@ -1,16 +1,22 @@
 """The local stack as plain processes: two Redis stores, auth, orders replicas and the gateway.
 
 `python -m services.stack` (what `make up` runs) starts it, waits until every /readyz is green,
-prints the URLs and the demo credentials, streams prefixed logs, and stops on Ctrl-C or SIGTERM.
-The end-to-end tests and the bench drive the same Stack class on free ports.
+prints the URLs and the demo credentials, streams prefixed logs, and stops on Ctrl-C, SIGTERM or
+SIGHUP, at any moment (start-up included) and however many times the signal arrives: a terminal's
+Ctrl-C reaches `make` and the launcher alike, and `make` forwards SIGTERM once more. Every child
+is started with a parent-death signal, so even a SIGKILLed launcher (or test run, or bench) leaves
+no process holding a port behind. The end-to-end tests and the bench drive the same Stack class
+on free ports.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -21,10 +27,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from types import FrameType
+from typing import IO, Any
 
 from services.common.keys import ensure_keypair
 from services.common.settings import REPO_ROOT
@@ -39,6 +47,69 @@ DEMO_USER = ("demo", "demo-password")
 
 class StackError(RuntimeError):
     """The stack could not be started or did not become ready in time."""
+
+
+class Interrupted(Exception):
+    """A stop was requested (a signal) while the stack was starting."""
+
+
+# -- children that die with their parent --------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_prctl = _load_prctl()  # resolved once, so the forked child only calls it
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn: SIGKILL this child when the thread that forked it exits (Linux).
+
+    PR_SET_PDEATHSIG survives exec. It fires when the parent *thread* ends, which is why
+    `spawn` forks from a thread that lives as long as the process. If the parent died before
+    the prctl took effect, the child is already an orphan: it kills itself instead.
+    """
+
+    def preexec() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen(argv, **kwargs)` for a child that must not outlive this process.
+
+    On Linux the child gets SIGKILL when this process ends, even by SIGKILL. It is forked from
+    the main thread, or else from one long-lived spawner thread: never from a thread that may
+    end while the child should go on.
+    """
+
+    def fork() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, preexec_fn=_die_with(os.getpid()), **kwargs)
+
+    if threading.current_thread() is threading.main_thread():
+        return fork()
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stack-spawner")
+    return _spawner.submit(fork).result()
 
 
 def free_port() -> int:
@@ -99,6 +170,9 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     log: IO[str] = field(default_factory=lambda: sys.stdout)
     components: dict[str, Component] = field(default_factory=dict)
+    # Polled while starting: once it returns True, start() stops what it began and raises
+    # Interrupted (the launcher passes its signal flag).
+    cancel: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
         if shutil.which("redis-server") is None:
@@ -210,8 +284,7 @@ class Stack:
         """Restart every service with changed settings; the stores keep running and their data."""
         self.env.update(env)
         settings = {**self._base_env, **self.service_env()}
-        for name in self.service_names:
-            self.kill(name, signal.SIGTERM)
+        self.terminate(self.service_names, timeout=10.0)
         for name in self.service_names:
             component = self.components[name]
             component.env = {**settings, "PORT": str(component.port)}
@@ -238,7 +311,7 @@ class Stack:
         component = self.components[name]
         if component.process is not None and component.process.poll() is None:
             return
-        process = subprocess.Popen(
+        process = spawn(
             component.argv,
             env=component.env,
             cwd=str(REPO_ROOT),
@@ -255,11 +328,12 @@ class Stack:
 
     def _pump(self, name: str, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            with self._lock, contextlib.suppress(ValueError, OSError):
-                self.log.write(f"[{name:>13}] {line}\n")
-                self.log.flush()
+        with contextlib.suppress(ValueError, OSError):
+            for raw in process.stdout:
+                line = raw.decode(errors="replace").rstrip("\n")
+                with self._lock, contextlib.suppress(ValueError, OSError):
+                    self.log.write(f"[{name:>13}] {line}\n")
+                    self.log.flush()
 
     def is_ready(self, name: str) -> bool:
         component = self.components[name]
@@ -275,6 +349,8 @@ class Stack:
         deadline = time.monotonic() + timeout
         component = self.components[name]
         while time.monotonic() < deadline:
+            if self.cancel is not None and self.cancel():
+                raise Interrupted(f"stopped while waiting for {name}")
             if component.process is not None and component.process.poll() is not None:
                 raise StackError(
                     f"{name} exited with {component.process.returncode}; see its log lines"
@@ -302,20 +378,49 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout)
-        if component.pump is not None:
-            component.pump.join(timeout)
-        if process.stdout is not None:
+        self._reaped(component, timeout)
+
+    def _reaped(self, component: Component, timeout: float) -> None:
+        """Forget a component whose process has exited, once its last log lines are out."""
+        process = component.process
+        assert process is not None
+        pump = component.pump
+        if pump is not None:
+            pump.join(timeout)
+        # A pump still reading (a grandchild kept the pipe) holds the reader's lock: leave it.
+        if process.stdout is not None and (pump is None or not pump.is_alive()):
             process.stdout.close()
         component.process = None
+
+    def terminate(self, names: Sequence[str], timeout: float) -> None:
+        """SIGTERM these components at once, SIGKILL those still running after `timeout`."""
+        deadline = time.monotonic() + timeout
+        running = [self.components[n] for n in names if self.components[n].process is not None]
+        for component in running:
+            assert component.process is not None
+            if component.process.poll() is None:
+                component.process.send_signal(signal.SIGTERM)
+        for component in running:
+            assert component.process is not None
+            try:
+                component.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                component.process.kill()
+                component.process.wait()
+        for component in running:
+            self._reaped(component, max(0.2, deadline - time.monotonic()))
 
     def restart(self, name: str, timeout: float = 30.0) -> None:
         self.kill(name, signal.SIGTERM)
         self.start_component(name)
         self.wait_ready(name, timeout)
 
-    def stop(self) -> None:
-        for name in reversed(list(self.components)):
-            self.kill(name, signal.SIGTERM)
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop everything within about `timeout` seconds: the services (gateway first), then
+        the stores, each group SIGTERMed at once and SIGKILLed when its share is up."""
+        stores = [n for n in self.components if n not in self.service_names]
+        self.terminate(list(reversed(self.service_names)), timeout * 2 / 3)
+        self.terminate(stores, timeout / 3)
 
     def __enter__(self) -> Stack:
         self.start()
@@ -353,7 +458,7 @@ class RedisServer:
             raise StackError(REDIS_HINT)
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--dir", str(self.directory), "--enable-debug-command", "local", *self.extra]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not redis_ping(self.port):
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -393,19 +498,77 @@ def ensure_user(gateway_url: str, username: str, password: str) -> None:
         raise StackError(f"could not create user {username}: {status} {body}")
 
 
-@contextlib.contextmanager
-def _signals_stop() -> Iterator[threading.Event]:
-    stop = threading.Event()
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP as a stop request, safe however often and whenever they come.
 
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
+    The Python handler only stores the signal number: no lock, no I/O, nothing that can
+    deadlock when a second signal interrupts the first handler (Ctrl-C reaches the launcher and
+    `make`, which forwards SIGTERM once more). The C-level wake-up fd (a socket pair) makes
+    `wait` return at once. The main thread polls `requested` and does the stopping itself.
+    """
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        self._previous: dict[int, Any] = {}
+        self._previous_fd = -1
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until a stop is requested or `timeout` passes; True if one was."""
+        if not self.requested():
+            select.select([self._reader], [], [], timeout)
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                while self._reader.recv(512):
+                    pass
+        return self.requested()
+
+    def __enter__(self) -> StopSignals:
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._reader.close()
+        self._writer.close()
+
+
+def _interruptibly(signals: StopSignals, call: Callable[[], object]) -> None:
+    """Run a blocking call on a helper thread; raise Interrupted if a stop comes first."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as error:  # handed to the main thread
+            failure.append(error)
+
+    worker = threading.Thread(target=run, daemon=True, name="launcher-call")
+    worker.start()
+    while worker.is_alive():
+        if signals.wait(0.05):
+            raise Interrupted("stopped while starting")
+    if failure:
+        raise failure[0]
+
+
+def _say(text: str, stream: IO[str] | None = None) -> None:
+    """Print, even to a terminal that has gone away (SIGHUP): stopping matters more."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=stream or sys.stdout, flush=True)
 
 
 def banner(stack: Stack, revocation: str) -> str:
@@ -448,8 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir",
         type=Path,
-        default=REPO_ROOT / ".stack",
-        help="where the Redis stores keep their files (default .stack/)",
+        default=Path(os.environ.get("STACK_WORKDIR", REPO_ROOT / ".stack")),
+        help="where the Redis stores keep their files (default $STACK_WORKDIR or .stack/)",
     )
     parser.add_argument(
         "--keys-dir",
@@ -465,32 +628,41 @@ def main(argv: list[str] | None = None) -> int:
         session_store=args.session_store_port,
         data_store=args.data_store_port,
     )
+    with StopSignals() as signals:
+        try:
+            stack = Stack(
+                ports=ports,
+                workdir=args.workdir,
+                keys_dir=args.keys_dir,
+                env={"JWT_REVOCATION": args.revocation},
+                cancel=signals.requested,
+            )
+        except StackError as error:
+            _say(f"error: {error}", sys.stderr)
+            return 1
+        try:
+            return _run(stack, signals, args.revocation)
+        finally:
+            _say("stopping...")
+            stack.stop()
+
+
+def _run(stack: Stack, signals: StopSignals, revocation: str) -> int:
+    """Start, announce, watch; return on a stop request. The caller stops the stack."""
     try:
-        stack = Stack(
-            ports=ports,
-            workdir=args.workdir,
-            keys_dir=args.keys_dir,
-            env={"JWT_REVOCATION": args.revocation},
-        )
-        with _signals_stop() as stop:
-            stack.start()
-            try:
-                ensure_user(stack.gateway_url, *DEMO_USER)
-                print(banner(stack, args.revocation), flush=True)
-                while not stop.wait(0.5):
-                    for component in stack.components.values():
-                        if component.process is not None and component.process.poll() is not None:
-                            print(
-                                f"{component.name} exited with {component.process.returncode}",
-                                flush=True,
-                            )
-                            component.process = None
-            finally:
-                print("stopping...", flush=True)
-                stack.stop()
+        stack.start()
+        _interruptibly(signals, lambda: ensure_user(stack.gateway_url, *DEMO_USER))
+    except Interrupted:
+        return 0
     except StackError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _say(f"error: {error}", sys.stderr)
         return 1
+    _say(banner(stack, revocation))
+    while not signals.wait(0.5):
+        for component in stack.components.values():
+            if component.process is not None and component.process.poll() is not None:
+                _say(f"{component.name} exited with {component.process.returncode}")
+                component.process = None
     return 0
 
 
