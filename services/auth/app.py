@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from argon2 import PasswordHasher, Type
@@ -18,7 +19,8 @@ from services.common.store import make_redis
 from services.common.verify import Verifier, verifier_key
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """The auth app; clock gives every timestamp it writes or checks (tests move it)."""
     app = new_app("auth", settings.server)
     keyring = KeyRing.load(settings.keys_dir)
     app[keyring_key] = keyring
@@ -28,8 +30,9 @@ def create_app(settings: Settings) -> web.Application:
         metrics = app[metrics_key]
         sessions = make_redis(settings.verifier.session_store_url, timeout)
         data = make_redis(settings.verifier.data_store_url, timeout)
-        verifier = Verifier(settings.verifier, metrics, sessions)
-        verifier.keystore.set_static(keyring.public)
+        verifier = Verifier(
+            settings.verifier, metrics, sessions, clock=clock, static_keys=keyring.public
+        )
         hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_kib,
@@ -57,7 +60,7 @@ def create_app(settings: Settings) -> web.Application:
             audience=settings.verifier.audience,
             access_seconds=settings.access_token_seconds,
             refresh_seconds=settings.refresh_token_seconds,
-            session_idle_seconds=settings.verifier.session_idle_seconds,
+            clock=clock,
         )
         await verifier.start()
         await users.start()

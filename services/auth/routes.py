@@ -9,11 +9,10 @@ from services.auth.tokens import Tokens
 from services.auth.users import Users, has_control_characters, validate_credentials
 from services.common.problems import ProblemError, read_json_object
 from services.common.verify import (
-    ACCOUNT_GONE,
+    AccountGone,
     Principal,
     Verifier,
     require_csrf,
-    unauthorized,
     verifier_key,
 )
 
@@ -69,7 +68,8 @@ async def session(request: web.Request) -> web.Response:
     user = await request.app[users_key].login(username, password)
     verifier = request.app[verifier_key]
     previous = request.cookies.get(verifier.settings.cookie_name)
-    sid, csrf = await request.app[tokens_key].create_session(user, previous)
+    assert verifier.sessions is not None  # auth always has its session store
+    sid, csrf = await verifier.sessions.create(user.id, user.username, previous)
     response = web.json_response({"csrf_token": csrf}, headers={"Cache-Control": "no-store"})
     _set_session_cookie(response, verifier, sid)
     return response
@@ -83,9 +83,8 @@ async def logout(request: web.Request) -> web.Response:
     tokens = request.app[tokens_key]
     response = web.Response(status=204)
     if principal.mode == "session":
-        assert principal.session_id is not None
-        await tokens.delete_session(principal.session_id)
-        verifier.forget_session(principal.session_id)
+        assert principal.session_id is not None and verifier.sessions is not None
+        await verifier.sessions.delete(principal.session_id)
         _set_session_cookie(response, verifier, "", clear=True)
         return response
     refresh = await _optional_refresh_token(request)
@@ -112,7 +111,7 @@ async def me(request: web.Request) -> web.Response:
     principal: Principal = await request.app[verifier_key].authenticate(request)
     user = await request.app[users_key].get(principal.sub)
     if user is None or not user.active:
-        raise unauthorized(ACCOUNT_GONE)
+        raise AccountGone()
     return web.json_response({"sub": user.id, "username": user.username, "auth": principal.mode})
 
 

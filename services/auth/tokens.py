@@ -1,12 +1,11 @@
-"""Access tokens (RS256, RFC 9068), rotating refresh-token families, sessions and revocation."""
+"""Access tokens (RS256, RFC 9068), rotating refresh-token families, and their revocation."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
-import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
@@ -14,27 +13,27 @@ from redis.asyncio import Redis
 
 from services.auth.keyring import KeyRing
 from services.auth.users import User
-from services.common.observability import Metrics
-from services.common.problems import ProblemError
-from services.common.store import (
-    DATA_STORE,
-    REVOKED_CHANNEL,
-    REVOKED_SET,
-    SESSION_STORE,
-    session_key,
-    timed,
+from services.common.keyspace import (
+    FAMILY_TOKENS_SUFFIX,
+    REFRESH_FAMILY_PREFIX,
+    family_key,
+    family_tokens_key,
+    refresh_key,
 )
-from services.common.verify import Principal, unauthorized
+from services.common.observability import Metrics
+from services.common.store import DATA_STORE, timed
+from services.common.verify import Principal, RefreshRefused, revocation
 
 # Spend one refresh token and mint its successor atomically: of two parallel uses exactly one
 # wins, and presenting a spent token deletes the family so every token in it stops working.
-# ARGV: refresh lifetime, the successor's access-token jti and exp (remembered per family, so
-# the access tokens of a dead family can be revoked too).
+# KEYS: the presented token's record, the successor's. ARGV: refresh lifetime, the successor's
+# access-token jti and exp (remembered per family, so the access tokens of a dead family can be
+# revoked too), and the family key's prefix and jti-set suffix (the family is read inside).
 _ROTATE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {0} end
 local rec = cjson.decode(raw)
-local family = 'rfamily:' .. rec.family
+local family = ARGV[4] .. rec.family
 if redis.call('EXISTS', family) == 0 then return {0} end
 if rec.used then
   redis.call('DEL', family)
@@ -45,28 +44,10 @@ redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
 local successor = {family = rec.family, sub = rec.sub, username = rec.username}
 redis.call('SET', KEYS[2], cjson.encode(successor), 'EX', ARGV[1])
 redis.call('EXPIRE', family, ARGV[1])
-redis.call('ZADD', family .. ':jtis', ARGV[3], ARGV[2])
-redis.call('EXPIRE', family .. ':jtis', ARGV[1])
+redis.call('ZADD', family .. ARGV[5], ARGV[3], ARGV[2])
+redis.call('EXPIRE', family .. ARGV[5], ARGV[1])
 return {1, rec.family, rec.sub, rec.username}
 """
-
-
-def refresh_key(token: str) -> str:
-    # Only a hash is stored: a copy of the data store does not yield usable refresh tokens.
-    return "refresh:" + hashlib.sha256(token.encode()).hexdigest()
-
-
-def family_key(family: str) -> str:
-    return "rfamily:" + family
-
-
-def family_tokens_key(family: str) -> str:
-    """Sorted set of the access-token jtis issued in a family, scored by their exp."""
-    return family_key(family) + ":jtis"
-
-
-def _refused() -> ProblemError:
-    return unauthorized("Invalid refresh token.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +77,7 @@ class Tokens:
         audience: str,
         access_seconds: int,
         refresh_seconds: int,
-        session_idle_seconds: int,
+        clock: Callable[[], float],
     ) -> None:
         self.keyring = keyring
         self.data = data
@@ -106,7 +87,7 @@ class Tokens:
         self.audience = audience
         self.access_seconds = access_seconds
         self.refresh_seconds = refresh_seconds
-        self.session_idle_seconds = session_idle_seconds
+        self.clock = clock
         self._rotate = data.register_script(_ROTATE)
 
     def sign_access(self, sub: str, username: str, family: str, jti: str, issued: int) -> str:
@@ -133,7 +114,7 @@ class Tokens:
         family = uuid.uuid4().hex
         refresh = secrets.token_urlsafe(32)
         record = json.dumps({"family": family, "sub": user.id, "username": user.username})
-        jti, issued = uuid.uuid4().hex, int(time.time())
+        jti, issued = uuid.uuid4().hex, int(self.clock())
         pipe = self.data.pipeline(transaction=True)
         pipe.set(family_key(family), user.id, ex=self.refresh_seconds)
         pipe.set(refresh_key(refresh), record, ex=self.refresh_seconds)
@@ -145,16 +126,22 @@ class Tokens:
 
     async def rotate(self, refresh: str) -> TokenPair:
         if not refresh or len(refresh) > 256:
-            raise _refused()
+            raise RefreshRefused()
         successor = secrets.token_urlsafe(32)
-        jti, issued = uuid.uuid4().hex, int(time.time())
+        jti, issued = uuid.uuid4().hex, int(self.clock())
         result = await timed(
             self.metrics,
             DATA_STORE,
             "rotate_refresh",
             self._rotate(
                 keys=[refresh_key(refresh), refresh_key(successor)],
-                args=[self.refresh_seconds, jti, issued + self.access_seconds],
+                args=[
+                    self.refresh_seconds,
+                    jti,
+                    issued + self.access_seconds,
+                    REFRESH_FAMILY_PREFIX,
+                    FAMILY_TOKENS_SUFFIX,
+                ],
             ),
         )
         if result[0] == -1:
@@ -162,7 +149,7 @@ class Tokens:
             # access tokens issued in it.
             await self.revoke_family(result[1].decode())
         if result[0] != 1:
-            raise _refused()
+            raise RefreshRefused()
         family, sub, username = (part.decode() for part in result[1:4])
         access = self.sign_access(sub, username, family, jti, issued)
         return TokenPair(access, successor, self.access_seconds)
@@ -184,7 +171,7 @@ class Tokens:
         """End a family: no more refreshes, and every unexpired access token from it revoked."""
         pipe = self.data.pipeline(transaction=True)
         pipe.delete(family_key(family))
-        pipe.zrangebyscore(family_tokens_key(family), time.time(), "+inf", withscores=True)
+        pipe.zrangebyscore(family_tokens_key(family), self.clock(), "+inf", withscores=True)
         pipe.delete(family_tokens_key(family))
         _, live, _ = await timed(self.metrics, DATA_STORE, "revoke_family", pipe.execute())
         await self.revoke_jtis({jti.decode(): float(exp) for jti, exp in live})
@@ -194,37 +181,4 @@ class Tokens:
         await self.revoke_jtis({principal.jti: float(principal.exp)})
 
     async def revoke_jtis(self, jtis: dict[str, float]) -> None:
-        """Record each jti durably until its exp, then tell every verifier at once.
-
-        The data store's record (AOF, fsync always) is what verifiers reload after a reconnect,
-        so it is written first: a revocation outlives a restart of the session store.
-        """
-        if not jtis:
-            return
-        durable = self.data.pipeline(transaction=True)
-        durable.zadd(REVOKED_SET, jtis)
-        durable.zremrangebyscore(REVOKED_SET, "-inf", time.time() - 60)
-        await timed(self.metrics, DATA_STORE, "record_revocation", durable.execute())
-        push = self.sessions.pipeline(transaction=False)
-        for jti, exp in jtis.items():
-            push.publish(REVOKED_CHANNEL, f"{jti} {exp}")
-        await timed(self.metrics, SESSION_STORE, "revoke_jti", push.execute())
-
-    async def create_session(self, user: User, previous_sid: str | None) -> tuple[str, str]:
-        """A fresh session id (never the one the client holds) and its CSRF token."""
-        sid = secrets.token_urlsafe(32)
-        csrf = secrets.token_urlsafe(32)
-        record = json.dumps(
-            {"sub": user.id, "username": user.username, "csrf": csrf, "created_at": time.time()}
-        )
-        pipe = self.sessions.pipeline(transaction=True)
-        if previous_sid:
-            pipe.delete(session_key(previous_sid[:64]))
-        pipe.set(session_key(sid), record, ex=self.session_idle_seconds)
-        await timed(self.metrics, SESSION_STORE, "create_session", pipe.execute())
-        return sid, csrf
-
-    async def delete_session(self, sid: str) -> None:
-        await timed(
-            self.metrics, SESSION_STORE, "delete_session", self.sessions.delete(session_key(sid))
-        )
+        await revocation.publish(self.data, self.sessions, self.metrics, jtis, now=self.clock())

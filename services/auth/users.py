@@ -18,10 +18,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
+from services.common.keyspace import login_failures_key, user_key, username_key
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
-from services.common.store import DATA_STORE, LOGIN_FAILURES_PREFIX, SESSION_STORE, timed
-from services.common.verify import unauthorized
+from services.common.store import DATA_STORE, SESSION_STORE, timed
+from services.common.verify import LoginRefused
 
 T = TypeVar("T")
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,64}")
@@ -46,14 +47,6 @@ class User:
 
     def public(self) -> dict[str, str]:
         return {"id": self.id, "username": self.username}
-
-
-def user_key(user_id: str) -> str:
-    return f"user:{user_id}"
-
-
-def username_key(username: str) -> str:
-    return f"username:{username.lower()}"
 
 
 def validate_credentials(body: dict[str, object]) -> tuple[str, str]:
@@ -200,8 +193,8 @@ class Users:
         """
         if len(username) > 64 or len(password) > PASSWORD_MAX:
             # Never a valid account; refuse before hashing an attacker-sized input.
-            raise _bad_login()
-        failures_key = LOGIN_FAILURES_PREFIX + username.lower()
+            raise LoginRefused()
+        failures_key = login_failures_key(username)
         count, retry_after = await timed(
             self.metrics,
             SESSION_STORE,
@@ -224,7 +217,7 @@ class Users:
                 )
             raise
         if user is None or not ok or not user.active:
-            raise _bad_login()  # the reserved failure stands
+            raise LoginRefused()  # the reserved failure stands
         await timed(
             self.metrics, SESSION_STORE, "reset_failures", self.sessions.delete(failures_key)
         )
@@ -235,7 +228,3 @@ class Users:
             return await self._run(self.hasher.verify, password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
-
-
-def _bad_login() -> ProblemError:
-    return unauthorized("Unknown username or wrong password.")

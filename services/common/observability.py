@@ -97,6 +97,7 @@ class Metrics:
     def __post_init__(self) -> None:
         self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        self._cache_children: dict[str, Counter] = {}
         r = self.registry
         ProcessCollector(registry=r)
         self.requests = Counter(
@@ -142,6 +143,12 @@ class Metrics:
             "authscale_info",
             "Constant 1, labelled with how this service verifies credentials",
             ["service", "jwt_revocation"],
+            registry=r,
+        )
+        self.session_cache = Counter(
+            "session_cache_total",
+            "Session look-ups answered from the verifier's cache (hit) or the store (miss)",
+            ["service", "result"],
             registry=r,
         )
         self.logins_shed = Counter(
@@ -196,6 +203,12 @@ class Metrics:
             self._children[key] = pair
         pair[0].inc()
         pair[1].observe(seconds)
+
+    def observe_session_cache(self, result: str) -> None:
+        child = self._cache_children.get(result)
+        if child is None:
+            child = self._cache_children[result] = self.session_cache.labels(self.service, result)
+        child.inc()
 
     def observe_upstream(self, upstream: str, result: str) -> None:
         self.upstream_calls.labels(self.service, upstream, result).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 
@@ -108,15 +109,71 @@ async def read_body(request: web.Request) -> bytes:
         ) from None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _NotStrictJson(ValueError):
+    """The text parsed, but is not RFC 8259 JSON (duplicate member, NaN/Infinity)."""
+
+
+def _unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise _NotStrictJson("duplicate member name")
+    return data
+
+
+def _no_constants(name: str) -> object:
+    raise _NotStrictJson(f"{name} is not JSON")
+
+
+def _has_lone_surrogate(data: object) -> bool:
+    """True if any string (member names included) holds a UTF-16 surrogate code point.
+
+    Strict UTF-8 decoding already refuses surrogate bytes, so only a `\\ud800` escape
+    without its pair gets here. Iterative: the document may be nested as deep as json allows.
+    """
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+def parse_json_object(body: bytes) -> dict[str, object]:
+    """A JSON object from UTF-8 JSON text (RFC 8259) and nothing else, or a 422 problem.
+
+    Refused: a byte-order mark, UTF-16/32, invalid UTF-8 (CESU-8 surrogates included), lone
+    surrogates, duplicate member names, NaN/Infinity, and nesting too deep to parse.
+    """
+    try:
+        text = body.decode("utf-8")  # strict: no BOM sniffing, no surrogates, no other codec
+    except UnicodeDecodeError:
+        raise ProblemError(422, "Body is not UTF-8 text.") from None
+    if text.startswith("\ufeff"):
+        raise ProblemError(422, "Body must not start with a byte-order mark.")
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constants)
+    except _NotStrictJson as exc:
+        raise ProblemError(422, f"Body is not valid JSON: {exc}.") from None
+    except (ValueError, RecursionError):
+        raise ProblemError(422, "Body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProblemError(422, "Body must be a JSON object.")
+    if _has_lone_surrogate(data):
+        raise ProblemError(422, "Body holds a lone UTF-16 surrogate escape.")
+    return data
+
+
 async def read_json_object(request: web.Request) -> dict[str, object]:
     """Parse a JSON object body or raise a 415/422 problem."""
     if request.content_type != "application/json":
         raise ProblemError(415, "Body must be application/json.")
-    body = await read_body(request)
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ProblemError(422, "Body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ProblemError(422, "Body must be a JSON object.")
-    return data
+    return parse_json_object(await read_body(request))

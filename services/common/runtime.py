@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
+import struct
+import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader, LineTooLong
+from aiohttp.web_request import BaseRequest
 from redis.asyncio import Redis
 
 from services.common.observability import (
@@ -16,21 +23,27 @@ from services.common.observability import (
     metrics_key,
     ready_checks_key,
 )
-from services.common.problems import problem_middleware, server_settings_key
+from services.common.problems import problem_middleware, problem_response, server_settings_key
+from services.common.requests import input_rules_middleware
 from services.common.settings import ServerSettings, VerifierSettings
 from services.common.store import make_redis
 from services.common.verify import Verifier, verifier_key
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADERS = 100
+SERVER_NAME = "authscale"  # not "Python/3.x aiohttp/3.y": no version hints
 session_redis_key = web.AppKey("session_redis", Redis)
+log = logging.getLogger("authscale.runtime")
 
 
 def new_app(
     service: str, server: ServerSettings, *, client_max_size: int = MAX_BODY_BYTES
 ) -> web.Application:
     """An app with problem details, request ids, metrics and health routes installed."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=client_max_size)
+    app = web.Application(
+        middlewares=[problem_middleware, input_rules_middleware], client_max_size=client_max_size
+    )
     app[server_settings_key] = server
     install_observability(app, service)
     app.on_response_prepare.append(_hide_server_version)
@@ -38,15 +51,17 @@ def new_app(
 
 
 async def _hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = "authscale"  # not "Python/3.x aiohttp/3.y": no version hints
+    response.headers["Server"] = SERVER_NAME
 
 
-def add_verifier(app: web.Application, settings: VerifierSettings) -> None:
+def add_verifier(
+    app: web.Application, settings: VerifierSettings, clock: Callable[[], float] = time.time
+) -> None:
     """Open the session store and start a Verifier for the app's lifetime (cleanup_ctx)."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         redis = make_redis(settings.session_store_url, settings.store_timeout_seconds)
-        verifier = Verifier(settings, app[metrics_key], redis)
+        verifier = Verifier(settings, app[metrics_key], redis, clock=clock)
         app[session_redis_key] = redis
         app[verifier_key] = verifier
         await verifier.start()
@@ -60,32 +75,113 @@ def add_verifier(app: web.Application, settings: VerifierSettings) -> None:
     app.cleanup_ctx.append(context)
 
 
-class _FirstRequestDeadline(web.RequestHandler):
-    """Close a connection whose first request is not complete within the keep-alive timeout.
+class _GuardedHandler(web.RequestHandler):
+    """aiohttp's connection handler, with bounds on slow clients and quiet parse errors.
 
-    aiohttp's keep-alive timer only acts once a request has been parsed, so a client that
-    opens a connection and drips its first request's headers (slowloris) would hold it for
-    ever. Later requests on the connection are covered by aiohttp's own timer.
+    - A connection whose first request is not complete within the keep-alive timeout is closed:
+      aiohttp's keep-alive timer only acts once a request has been parsed, so a client that
+      drips its first request's headers (slowloris) would hold it for ever. Later requests on
+      the connection are covered by aiohttp's own timer.
+    - A connection whose client stops reading (the write buffer stays above its high-water mark)
+      for `write_timeout` seconds is reset, so slow readers are bounded like slow writers.
+    - A request HTTP cannot parse gets a 400 (431 if too large) problem without echoing it,
+      and one warning line instead of aiohttp's text/plain answer and ERROR traceback.
     """
+
+    def __init__(self, manager: web.Server, *, write_timeout: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._write_timeout = write_timeout
+        self._first_request_deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._deadline = asyncio.get_running_loop().call_later(
-            self.keepalive_timeout, self._overdue
+        self._first_request_deadline = self._loop.call_later(
+            self.keepalive_timeout, self._first_request_overdue
         )
 
-    def _overdue(self) -> None:
+    def _first_request_overdue(self) -> None:
         if self._request_count == 0:
             self.force_close()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._write_deadline = self._loop.call_later(self._write_timeout, self._write_overdue)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_overdue(self) -> None:
+        self._write_deadline = None
+        transport = self.transport
+        if transport is None:
+            return
+        log.warning("closing a connection whose client stopped reading its responses")
+        # A reset, not a close: a close would leave the unread responses in the kernel's send
+        # buffer until the client finally reads them.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._deadline.cancel()
+        for deadline in (self._first_request_deadline, self._write_deadline):
+            if deadline is not None:
+                deadline.cancel()
         super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, HttpProcessingError):
+            status, detail = self._parse_error(exc)
+            # The parser's message quotes the request: log what failed, not what was sent.
+            log.warning(
+                "unparsable request from %s answered %d: %s",
+                request.remote,
+                status,
+                _parse_reason(exc),
+            )
+        elif status == 504:
+            detail = "The request took too long to handle."
+            log.warning("handler timed out on %s %s", request.method, request.path)
+        else:
+            detail = "Internal error; see the service log."
+            log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response had started; the connection is broken")
+        response = problem_response(status, detail, headers={"Server": SERVER_NAME})
+        response.force_close()
+        return response
+
+    @staticmethod
+    def _parse_error(exc: HttpProcessingError) -> tuple[int, str]:
+        if isinstance(exc, LineTooLong):  # the request line or a header field
+            return 431, "The request line or a header field is too large."
+        if exc.message.startswith("Too many headers"):
+            return 431, "The request has too many header fields."
+        return 400, "The request is not valid HTTP/1.1."
+
+
+def _parse_reason(exc: HttpProcessingError) -> str:
+    """The parser's own short reason (llhttp's "Invalid header value char"), never the bytes."""
+    if isinstance(exc, LineTooLong | InvalidHeader):
+        return type(exc).__name__
+    reason, quoted, _ = exc.message.partition(":\n")
+    return f"{type(exc).__name__}: {reason[:100]}" if quoted else type(exc).__name__
 
 
 class _GuardedServer(web.Server):
     def __call__(self) -> web.RequestHandler:
-        return _FirstRequestDeadline(self, loop=self._loop, **self._kwargs)
+        return _GuardedHandler(self, loop=self._loop, **self._kwargs)
 
 
 class _GuardedRunner(web.AppRunner):
@@ -101,10 +197,15 @@ async def _run(app: web.Application, server: ServerSettings) -> None:
         access_log=None,
         shutdown_timeout=5.0,
         keepalive_timeout=server.keepalive_timeout_seconds,
-        # Room for an 8 KiB token plus "Bearer ", so the verifier (not the HTTP parser, whose
-        # plain-text error echoes the header) answers oversized tokens with a 401 problem.
+        # A client that stops reading is cut off as late as one whose body stops arriving.
+        write_timeout=server.body_timeout_seconds,
+        # Room for an 8 KiB token plus "Bearer ", so the verifier answers oversized tokens
+        # with a 401 problem (the parser would answer 431).
         max_field_size=MAX_HEADER_BYTES,
         max_line_size=MAX_HEADER_BYTES,
+        max_headers=MAX_HEADERS,
+        # Compressed bodies are refused (415) before they are read: never inflate them.
+        auto_decompress=False,
         # After answering without reading the whole body, drain it for at most 1 s (default 10)
         # before closing: a client that trickles its body gets its 408 and the door.
         lingering_time=1.0,
@@ -116,7 +217,7 @@ async def _run(app: web.Application, server: ServerSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await web.TCPSite(runner, server.host, server.port).start()
-        logging.getLogger("authscale.runtime").info("listening on %s:%d", server.host, server.port)
+        log.info("listening on %s:%d", server.host, server.port)
         await stop.wait()
     finally:
         await runner.cleanup()

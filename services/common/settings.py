@@ -1,10 +1,18 @@
-"""Environment parsing helpers shared by every service's frozen Settings dataclass."""
+"""Settings read once from the environment: each one declared once, with its default.
+
+A settings dataclass declares every variable as `name: int = setting("VAR", 300, minimum=1)`;
+`read_env(cls, env)` reads them all, parsing by the default's type. Nothing is read at import.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
+
+S = TypeVar("S")
+V = TypeVar("V")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,52 +84,108 @@ def env_list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]
     return items
 
 
+def setting(
+    env: str,
+    default: V,
+    *,
+    minimum: float | None = None,
+    maximum: int | None = None,
+    choices: tuple[str, ...] = (),
+    parse: Callable[[str], Any] | None = None,
+    secret: bool = False,
+) -> V:
+    """A field read from variable `env`; its default is written here and nowhere else."""
+    metadata: dict[str, Any] = {
+        "env": env,
+        "minimum": minimum,
+        "maximum": maximum,
+        "choices": choices,
+        "parse": parse,
+    }
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+def _read(env: Mapping[str, str], meta: Mapping[str, Any], default: object) -> object:
+    name, minimum = meta["env"], meta["minimum"]
+    if isinstance(default, bool):
+        return env_bool(env, name, default)
+    if isinstance(default, int):
+        return env_int(env, name, default, minimum=int(minimum or 0), maximum=meta["maximum"])
+    if isinstance(default, float):
+        return env_float(env, name, default, minimum=float(minimum or 0.0))
+    if isinstance(default, tuple):
+        return env_list(env, name, ",".join(default))
+    if isinstance(default, Path):
+        return Path(env_str(env, name, str(default)))
+    if meta["choices"]:
+        return env_choice(env, name, str(default), meta["choices"])
+    value = env_str(env, name, str(default))
+    return meta["parse"](value) if meta["parse"] else value
+
+
+def read_env(
+    cls: type[S],
+    env: Mapping[str, str],
+    *,
+    defaults: Mapping[str, object] | None = None,
+    **given: object,
+) -> S:
+    """An instance of the settings dataclass cls, every `setting` field read from env.
+
+    given: values decided by the caller (nested settings, fields read another way);
+    defaults: a caller's own default for a field (a service's port).
+    """
+    values = dict(given)
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in values or "env" not in f.metadata:
+            continue
+        default = (defaults or {}).get(f.name, f.default)
+        values[f.name] = _read(env, f.metadata, default)
+    return cls(**values)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSettings:
     """Where a service listens and how it logs."""
 
-    host: str = "127.0.0.1"
-    port: int
-    log_level: str = "INFO"
+    host: str = setting("HOST", "127.0.0.1")
+    port: int = setting("PORT", 0, maximum=65535)
+    log_level: str = setting("LOG_LEVEL", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     # A connection that has not completed a request's headers by then is closed (slowloris).
-    keepalive_timeout_seconds: float = 15.0
+    keepalive_timeout_seconds: float = setting("KEEPALIVE_TIMEOUT_SECONDS", 15.0, minimum=0.1)
     # A request body that has not fully arrived by then is answered 408.
-    body_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = setting("BODY_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], default_port: int) -> ServerSettings:
-        return cls(
-            host=env_str(env, "HOST", "127.0.0.1"),
-            port=env_int(env, "PORT", default_port, minimum=0, maximum=65535),
-            log_level=env_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-            keepalive_timeout_seconds=env_float(
-                env, "KEEPALIVE_TIMEOUT_SECONDS", 15.0, minimum=0.1
-            ),
-            body_timeout_seconds=env_float(env, "BODY_TIMEOUT_SECONDS", 10.0, minimum=0.1),
-        )
+        return read_env(cls, env, defaults={"port": default_port})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifierSettings:
     """How a service verifies credentials; the same variables for every service."""
 
-    issuer: str = "http://authscale-auth"
-    audience: str = "authscale"
-    leeway_seconds: int = 30
+    issuer: str = setting("JWT_ISSUER", "http://authscale-auth")
+    audience: str = setting("JWT_AUDIENCE", "authscale")
+    leeway_seconds: int = setting("JWT_LEEWAY_SECONDS", 30, maximum=30)
+    # Key sources: JWT_PUBLIC_KEY_FILE or JWT_JWKS_URL, read in from_env (auth reads neither).
     public_key_files: tuple[str, ...] = ()
     jwks_url: str | None = None
-    jwks_refresh_seconds: float = 300.0
-    jwks_cooldown_seconds: float = 30.0
-    revocation: str = "push"
-    token_cache_size: int = 10_000
-    session_store_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    jwks_refresh_seconds: float = setting("JWKS_REFRESH_SECONDS", 300.0, minimum=1.0)
+    jwks_cooldown_seconds: float = setting("JWKS_COOLDOWN_SECONDS", 30.0)
+    revocation: str = setting("JWT_REVOCATION", "push", choices=("push", "off"))
+    token_cache_size: int = setting("JWT_CACHE_SIZE", 10_000)
+    session_store_url: str = setting("SESSION_STORE_URL", "redis://127.0.0.1:6379/0", secret=True)
     # The durable record of revoked jtis lives in the data store; verifiers reload from it.
-    data_store_url: str = field(default="redis://127.0.0.1:6380/0", repr=False)
-    session_idle_seconds: int = 1800
-    session_absolute_seconds: int = 28_800
-    session_touch_seconds: int = 60
-    store_timeout_seconds: float = 0.5
-    cookie_secure: bool = False
+    data_store_url: str = setting("DATA_STORE_URL", "redis://127.0.0.1:6380/0", secret=True)
+    session_idle_seconds: int = setting("SESSION_IDLE_SECONDS", 1800, minimum=1)
+    session_absolute_seconds: int = setting("SESSION_ABSOLUTE_SECONDS", 28_800, minimum=1)
+    session_touch_seconds: int = setting("SESSION_TOUCH_SECONDS", 60)
+    # push: keep session records in memory, invalidated through the session store's channel.
+    session_cache: str = setting("SESSION_CACHE", "off", choices=("off", "push"))
+    session_cache_size: int = setting("SESSION_CACHE_SIZE", 10_000, minimum=1)
+    store_timeout_seconds: float = setting("STORE_TIMEOUT_SECONDS", 0.5, minimum=0.01)
+    cookie_secure: bool = setting("COOKIE_SECURE", False)
 
     @property
     def cookie_name(self) -> str:
@@ -134,21 +198,4 @@ class VerifierSettings:
         key_files: tuple[str, ...] = ()
         if jwks_url is None and not own_keys:
             key_files = env_list(env, "JWT_PUBLIC_KEY_FILE", str(REPO_ROOT / "keys" / "public.pem"))
-        return cls(
-            issuer=env_str(env, "JWT_ISSUER", "http://authscale-auth"),
-            audience=env_str(env, "JWT_AUDIENCE", "authscale"),
-            leeway_seconds=env_int(env, "JWT_LEEWAY_SECONDS", 30, minimum=0, maximum=30),
-            public_key_files=key_files,
-            jwks_url=jwks_url,
-            jwks_refresh_seconds=env_float(env, "JWKS_REFRESH_SECONDS", 300.0, minimum=1.0),
-            jwks_cooldown_seconds=env_float(env, "JWKS_COOLDOWN_SECONDS", 30.0, minimum=0.0),
-            revocation=env_choice(env, "JWT_REVOCATION", "push", ("push", "off")),
-            token_cache_size=env_int(env, "JWT_CACHE_SIZE", 10_000, minimum=0),
-            session_store_url=env_str(env, "SESSION_STORE_URL", "redis://127.0.0.1:6379/0"),
-            data_store_url=env_str(env, "DATA_STORE_URL", "redis://127.0.0.1:6380/0"),
-            session_idle_seconds=env_int(env, "SESSION_IDLE_SECONDS", 1800, minimum=1),
-            session_absolute_seconds=env_int(env, "SESSION_ABSOLUTE_SECONDS", 28_800, minimum=1),
-            session_touch_seconds=env_int(env, "SESSION_TOUCH_SECONDS", 60, minimum=0),
-            store_timeout_seconds=env_float(env, "STORE_TIMEOUT_SECONDS", 0.5, minimum=0.01),
-            cookie_secure=env_bool(env, "COOKIE_SECURE", False),
-        )
+        return read_env(cls, env, public_key_files=key_files, jwks_url=jwks_url)

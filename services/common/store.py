@@ -1,4 +1,4 @@
-"""Redis clients with bounded timeouts, the key names the services share, and timed store calls."""
+"""Redis clients with bounded timeouts, and timed store calls whose failures become 503s."""
 
 from __future__ import annotations
 
@@ -22,18 +22,6 @@ log = logging.getLogger("authscale.store")
 # Store names, as metric labels and in error messages.
 SESSION_STORE = "session_store"
 DATA_STORE = "data_store"
-
-# Session store
-SESSION_PREFIX = "session:"
-REVOKED_CHANNEL = "revoked:jti"  # pub/sub channel: "jti exp"
-LOGIN_FAILURES_PREFIX = "loginfail:"
-
-# Data store (durable)
-REVOKED_SET = "revoked:jti"  # sorted set: every revoked jti scored by its exp
-
-
-def session_key(session_id: str) -> str:
-    return SESSION_PREFIX + session_id
 
 
 class StoreUnavailable(ProblemError):

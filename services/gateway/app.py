@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import ClientSession, DummyCookieJar, TCPConnector, web
 
 from services.common.observability import metrics_key, ready_checks_key
 from services.common.runtime import add_verifier, new_app
 from services.common.verify import verifier_key
-from services.gateway.proxy import Proxy, UpstreamPool, check_path, health_loop
+from services.gateway.proxy import (
+    Proxy,
+    UpstreamPool,
+    check_forwardable,
+    check_path,
+    health_loop,
+)
 from services.gateway.settings import Settings
 
 proxy_key = web.AppKey("proxy", Proxy)
@@ -20,28 +27,58 @@ orders_pool_key = web.AppKey("orders_pool", UpstreamPool)
 gateway_settings_key = web.AppKey("gateway_settings", Settings)
 
 
-async def auth_route(request: web.Request) -> web.Response:
+# The contract's routes, and nothing else: an upstream's /healthz, /readyz, /metrics and any
+# internal endpoint stay on its own address.
+AUTH_PATHS = frozenset(
+    {
+        "/auth/users",
+        "/auth/token",
+        "/auth/refresh",
+        "/auth/session",
+        "/auth/logout",
+        "/auth/me",
+        "/auth/.well-known/jwks.json",
+    }
+)
+
+
+def routed_path(request: web.Request, allowed: Callable[[str], bool]) -> str:
+    """The plain request path if the contract routes it; else 400 (malformed) or 404."""
     path = check_path(request.raw_path)
+    if not allowed(path):
+        raise web.HTTPNotFound()
+    check_forwardable(request)
+    return path
+
+
+def _is_orders_path(path: str) -> bool:
+    # /orders, or /orders/{id} with the id one plain segment (check_path saw to "plain").
+    return path == "/orders" or (path.startswith("/orders/") and path.count("/") == 2)
+
+
+async def auth_route(request: web.Request) -> web.Response:
+    path = routed_path(request, AUTH_PATHS.__contains__)
     return await request.app[proxy_key].forward(
         request, request.app[auth_pool_key], path[len("/auth") :]
     )
 
 
 async def orders_route(request: web.Request) -> web.Response:
-    path = check_path(request.raw_path)
+    path = routed_path(request, _is_orders_path)
     if request.app[gateway_settings_key].edge_auth:
         # Refuse at the edge: requests without a valid credential never reach orders.
         await request.app[verifier_key].authenticate(request)
     return await request.app[proxy_key].forward(request, request.app[orders_pool_key], path)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """clock: what the verifier checks expiry and idle timeouts against (tests move it)."""
     app = new_app("gateway", settings.server, client_max_size=settings.max_body_bytes)
     app[gateway_settings_key] = settings
     app[auth_pool_key] = UpstreamPool("auth", settings.auth_upstreams)
     app[orders_pool_key] = UpstreamPool("orders", settings.orders_upstreams)
     if settings.edge_auth:
-        add_verifier(app, settings.verifier)
+        add_verifier(app, settings.verifier, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         client = ClientSession(

@@ -66,6 +66,19 @@ def check_path(raw_path: str) -> str:
     return path
 
 
+# What the client would not send byte for byte: non-UTF-8 bytes (kept by the server as lone
+# surrogates, silently dropped by the client) and control characters (the client refuses them).
+_UNFORWARDABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+
+
+def check_forwardable(request: web.Request) -> None:
+    """A 400 problem unless every header would reach the upstream exactly as it arrived."""
+    for name, value in request.headers.items():
+        if _UNFORWARDABLE.search(value):
+            # The name is a parsed token (no echo risk), shortened so the answer stays small.
+            raise ProblemError(400, f"Header {name[:64]} holds bytes that cannot be forwarded.")
+
+
 def forward_headers(request: web.Request) -> CIMultiDict[str]:
     listed = {
         token.strip().lower()

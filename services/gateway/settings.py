@@ -5,44 +5,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.settings import (
-    ServerSettings,
-    VerifierSettings,
-    env_bool,
-    env_float,
-    env_int,
-    env_list,
-)
+from services.common.settings import ServerSettings, VerifierSettings, read_env, setting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     server: ServerSettings
     verifier: VerifierSettings
-    auth_upstreams: tuple[str, ...] = ("http://127.0.0.1:8081",)
-    orders_upstreams: tuple[str, ...] = ("http://127.0.0.1:8082", "http://127.0.0.1:8083")
-    edge_auth: bool = True
-    upstream_timeout_seconds: float = 5.0
-    connect_timeout_seconds: float = 1.0
-    health_interval_seconds: float = 1.0
-    dns_refresh_seconds: float = 0.0
-    max_body_bytes: int = 64 * 1024
+    auth_upstreams: tuple[str, ...] = setting("AUTH_UPSTREAMS", ("http://127.0.0.1:8081",))
+    orders_upstreams: tuple[str, ...] = setting(
+        "ORDERS_UPSTREAMS", ("http://127.0.0.1:8082", "http://127.0.0.1:8083")
+    )
+    edge_auth: bool = setting("GATEWAY_EDGE_AUTH", True)
+    upstream_timeout_seconds: float = setting("UPSTREAM_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+    connect_timeout_seconds: float = setting("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 1.0, minimum=0.05)
+    health_interval_seconds: float = setting("HEALTH_INTERVAL_SECONDS", 1.0, minimum=0.05)
+    dns_refresh_seconds: float = setting("UPSTREAM_DNS_REFRESH_SECONDS", 0.0)
+    max_body_bytes: int = setting("MAX_BODY_BYTES", 64 * 1024, minimum=1024)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        return cls(
+        return read_env(
+            cls,
+            env,
             server=ServerSettings.from_env(env, 8080),
             verifier=VerifierSettings.from_env(env),
-            auth_upstreams=env_list(env, "AUTH_UPSTREAMS", "http://127.0.0.1:8081"),
-            orders_upstreams=env_list(
-                env, "ORDERS_UPSTREAMS", "http://127.0.0.1:8082,http://127.0.0.1:8083"
-            ),
-            edge_auth=env_bool(env, "GATEWAY_EDGE_AUTH", True),
-            upstream_timeout_seconds=env_float(env, "UPSTREAM_TIMEOUT_SECONDS", 5.0, minimum=0.1),
-            connect_timeout_seconds=env_float(
-                env, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 1.0, minimum=0.05
-            ),
-            health_interval_seconds=env_float(env, "HEALTH_INTERVAL_SECONDS", 1.0, minimum=0.05),
-            dns_refresh_seconds=env_float(env, "UPSTREAM_DNS_REFRESH_SECONDS", 0.0, minimum=0.0),
-            max_body_bytes=env_int(env, "MAX_BODY_BYTES", 64 * 1024, minimum=1024),
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
 
@@ -14,10 +15,11 @@ from services.orders.settings import Settings
 from services.orders.store import OrderStore
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """clock: what the verifier checks expiry and idle timeouts against (tests move it)."""
     app = new_app("orders", settings.server)
     app[settings_key] = settings
-    add_verifier(app, settings.verifier)
+    add_verifier(app, settings.verifier, clock)
     timeout = settings.verifier.store_timeout_seconds
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ from aiohttp import ClientError, ClientSession, web
 
 from services.common.observability import REQUEST_ID_HEADER, metrics_key, request_id_var
 from services.common.problems import ProblemError, read_json_object
-from services.common.verify import ACCOUNT_GONE, Principal, require_csrf, unauthorized, verifier_key
+from services.common.verify import AccountGone, Principal, require_csrf, verifier_key
 from services.orders.settings import Settings
 from services.orders.store import OrderStore, validate_idempotency_key, validate_order
 
@@ -51,7 +51,7 @@ async def confirm_account(request: web.Request, principal: Principal) -> None:
         return
     if status == 401:
         metrics.observe_upstream("auth", "refused")
-        raise unauthorized(ACCOUNT_GONE)
+        raise AccountGone()
     metrics.observe_upstream("auth", "error")
     log.warning("account check skipped, auth answered %d", status)
 

@@ -6,11 +6,14 @@ import hashlib
 import json
 import re
 import time
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from services.common.keyspace import ORDER_PREFIX, order_key, owner_index
+from services.common.keyspace import idempotency_key as keyspace_idempotency_key
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
 from services.common.store import DATA_STORE, timed
@@ -18,30 +21,37 @@ from services.common.store import DATA_STORE, timed
 ORDER_ID_RE = re.compile(r"[0-9a-f]{32}")
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 
-# KEYS: order record, owner index[, idempotency key]. ARGV: record, score, id[, fingerprint, ttl].
+# KEYS: order record, owner index[, idempotency key].
+# ARGV: record, score, id, order key prefix[, fingerprint, ttl].
 # A replayed key returns the stored order; the same key with another body is a conflict.
 _CREATE = """
 if #KEYS == 3 then
   local prev = redis.call('GET', KEYS[3])
   if prev then
     local p = cjson.decode(prev)
-    if p.fp ~= ARGV[4] then return {-1} end
-    return {0, redis.call('GET', 'order:' .. p.id)}
+    if p.fp ~= ARGV[5] then return {-1} end
+    return {0, redis.call('GET', ARGV[4] .. p.id)}
   end
-  redis.call('SET', KEYS[3], cjson.encode({fp = ARGV[4], id = ARGV[3]}), 'EX', ARGV[5])
+  redis.call('SET', KEYS[3], cjson.encode({fp = ARGV[5], id = ARGV[3]}), 'EX', ARGV[6])
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return {1, ARGV[1]}
 """
 
+# KEYS: owner index. ARGV: limit, order key prefix.
 _LIST = """
 local ids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #ids == 0 then return {} end
 local keys = {}
-for i, id in ipairs(ids) do keys[i] = 'order:' .. id end
+for i, id in ipairs(ids) do keys[i] = ARGV[2] .. id end
 return redis.call('MGET', unpack(keys))
 """
+
+
+def _blank(text: str) -> bool:
+    """Nothing a reader would see: whitespace and invisible format characters only."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
 
 
 def validate_order(body: dict[str, object]) -> tuple[str, int]:
@@ -49,10 +59,10 @@ def validate_order(body: dict[str, object]) -> tuple[str, int]:
     if unknown:
         raise ProblemError(422, f"Unknown field(s): {', '.join(sorted(unknown))[:200]}.")
     item, quantity = body.get("item"), body.get("quantity")
-    if not isinstance(item, str) or not 1 <= len(item) <= 200 or not item.strip():
+    if not isinstance(item, str) or not 1 <= len(item) <= 200 or _blank(item):
         raise ProblemError(422, "'item' must be a non-blank string of 1-200 characters.")
-    if "\x00" in item:
-        raise ProblemError(422, "'item' must not contain NUL characters.")
+    if any(unicodedata.category(c) == "Cc" for c in item):
+        raise ProblemError(422, "'item' must not contain control characters.")
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 1000:
         raise ProblemError(422, "'quantity' must be an integer from 1 to 1000.")
     return item, quantity
@@ -64,14 +74,6 @@ def validate_idempotency_key(value: str | None) -> str | None:
     if not IDEMPOTENCY_KEY_RE.fullmatch(value):
         raise ProblemError(422, "Idempotency-Key must be 1-255 visible ASCII characters.")
     return value
-
-
-def order_key(order_id: str) -> str:
-    return f"order:{order_id}"
-
-
-def owner_index(owner: str) -> str:
-    return f"orders:{owner}"
 
 
 class OrderStore:
@@ -99,10 +101,9 @@ class OrderStore:
         }
         record = json.dumps(order)
         keys = [order_key(order_id), owner_index(owner)]
-        args: list[str | int | float] = [record, int(now * 1000), order_id]
+        args: list[str | int | float] = [record, int(now * 1000), order_id, ORDER_PREFIX]
         if idempotency_key is not None:
-            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
-            keys.append(f"idem:{owner}:{digest}")
+            keys.append(keyspace_idempotency_key(owner, idempotency_key))
             fingerprint = hashlib.sha256(json.dumps([item, quantity]).encode()).hexdigest()
             args += [fingerprint, self.idempotency_seconds]
         result = await timed(
@@ -128,6 +129,6 @@ class OrderStore:
             self.metrics,
             DATA_STORE,
             "list_orders",
-            self._list(keys=[owner_index(owner)], args=[limit]),
+            self._list(keys=[owner_index(owner)], args=[limit, ORDER_PREFIX]),
         )
         return [json.loads(raw) for raw in raws if raw is not None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +40,9 @@ AuthClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 @pytest.fixture
 def auth_client(aiohttp_client: Any, stores: Stores, key_material: KeyMaterial) -> AuthClient:
-    async def factory(**extra: str) -> TestClient[Any, Any]:
+    async def factory(clock: Callable[[], float] = time.time, **extra: str) -> TestClient[Any, Any]:
         settings = AuthSettings.from_env(stores.env(key_material, **extra))
-        client: TestClient[Any, Any] = await aiohttp_client(create_auth(settings))
+        client: TestClient[Any, Any] = await aiohttp_client(create_auth(settings, clock=clock))
         # Tests send cookies explicitly, so that nothing rides along by accident.
         client.session.cookie_jar.clear()
         return client

@@ -35,8 +35,12 @@ async def push_verifier(stores: Stores, key_material: KeyMaterial) -> AsyncItera
         data_store_url=stores.data.url,
     )
     redis = make_redis(stores.sessions.url, 0.5)
-    verifier = Verifier(settings, Metrics("other"), redis)
-    verifier.keystore.set_static({key_material.kid: key_material.private.public_key()})
+    verifier = Verifier(
+        settings,
+        Metrics("other"),
+        redis,
+        static_keys={key_material.kid: key_material.private.public_key()},
+    )
     await verifier.start()
     try:
         await asyncio.wait_for(verifier.revocations.connected.wait(), 5)
@@ -340,25 +344,44 @@ async def test_idle_timeout_expires_an_unused_session(
     await problem(await client.get("/me", headers={"Cookie": f"sid={sid}"}), 401)
 
 
-async def test_idle_timeout_slides_while_the_session_is_used(auth_client: AuthClient) -> None:
-    client = await auth_client(SESSION_IDLE_SECONDS="2")
+async def test_idle_timeout_slides_while_the_session_is_used(
+    auth_client: AuthClient, stores: Stores
+) -> None:
+    """A used session's TTL is pushed back to the idle timeout (at most once per touch)."""
+    from redis.asyncio import Redis
+
+    now = [time.time()]
+    client = await auth_client(clock=lambda: now[0], SESSION_IDLE_SECONDS="20")
     await signup_and_login(client, "mike")
     sid, _ = await session_login(client, "mike")
-    started = time.monotonic()
-    while time.monotonic() - started < 4:  # twice the idle timeout, used every 0.3 s
-        assert (await client.get("/me", headers={"Cookie": f"sid={sid}"})).status == 200
-        await asyncio.sleep(0.3)
+    store = Redis(port=stores.sessions.port, socket_timeout=1)
+    try:
+        for _ in range(3):
+            # As if 19.5 s had passed unused: the key has half a second left...
+            await store.pexpire(f"session:{sid}", 500)
+            now[0] += 19.5
+            assert (await client.get("/me", headers={"Cookie": f"sid={sid}"})).status == 200
+            # ...and the request slid it back to the whole idle timeout.
+            deadline = time.monotonic() + 2
+            while await store.pttl(f"session:{sid}") <= 500:
+                assert time.monotonic() < deadline, "the idle timeout did not slide"
+                await asyncio.sleep(0.01)
+            assert 19_000 < await store.pttl(f"session:{sid}") <= 20_000
+    finally:
+        await store.aclose()
 
 
 async def test_absolute_timeout_ends_even_an_active_session(auth_client: AuthClient) -> None:
-    client = await auth_client(SESSION_IDLE_SECONDS="60", SESSION_ABSOLUTE_SECONDS="2")
+    now = [time.time()]
+    client = await auth_client(
+        clock=lambda: now[0], SESSION_IDLE_SECONDS="1800", SESSION_ABSOLUTE_SECONDS="7200"
+    )
     await signup_and_login(client, "niaj")
     sid, _ = await session_login(client, "niaj")
-    started = time.monotonic()
-    while (await client.get("/me", headers={"Cookie": f"sid={sid}"})).status == 200:
-        assert time.monotonic() - started < 5, "absolute timeout never ended the session"
-        await asyncio.sleep(0.1)
-    assert time.monotonic() - started >= 1.5
+    for _ in range(4):  # used every half hour: the idle timeout never bites
+        now[0] += 1799
+        assert (await client.get("/me", headers={"Cookie": f"sid={sid}"})).status == 200
+    now[0] += 7200 - 4 * 1799  # exactly the absolute timeout after the login
     await problem(await client.get("/me", headers={"Cookie": f"sid={sid}"}), 401)
 
 
@@ -416,7 +439,7 @@ async def test_revocation_list_reloads_after_its_stream_reconnects(
     """A revocation missed while the subscription was down is picked up on reconnect."""
     import redis as sync_redis
 
-    from services.common.store import REVOKED_SET
+    from services.common.keyspace import REVOKED_SET
 
     async with push_verifier(stores, key_material) as verifier:
         token = make_token(jti="missed-while-away")

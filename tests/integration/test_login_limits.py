@@ -85,7 +85,7 @@ async def test_a_login_flood_is_shed_with_503_and_a_real_login_is_not_held_up(
             assert int(response.headers["Retry-After"]) >= 1
     # The real user waited for a hashing slot at most LOGIN_QUEUE_SECONDS (plus its own hash).
     assert real_response.status in {200, 503}, real_response.status
-    assert real_seconds < queue + 1.0, real_seconds
+    assert real_seconds < queue + 1.5, real_seconds
     metrics = await (await client.get("/metrics")).text()
     assert 'logins_shed_total{service="auth"}' in metrics
     # Shed logins are not verdicts on a password: once the flood is over, the user logs in.

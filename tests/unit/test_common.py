@@ -6,7 +6,7 @@ import pytest
 
 from services.common import keys as keylib
 from services.common.problems import ProblemError
-from services.common.settings import ConfigError, VerifierSettings
+from services.common.settings import ConfigError, ServerSettings, VerifierSettings
 from services.gateway.proxy import check_path, forward_headers
 from services.orders.store import validate_idempotency_key, validate_order
 
@@ -172,3 +172,29 @@ def test_order_validation_accepts_bounds() -> None:
     for bad in ("", "a b", "x" * 256, "é"):
         with pytest.raises(ProblemError):
             validate_idempotency_key(bad)
+
+
+def test_every_setting_is_declared_once_with_its_default() -> None:
+    """An empty environment gives each dataclass's own defaults: no second default to drift."""
+    from dataclasses import fields
+
+    from services.auth.settings import Settings as AuthSettings
+    from services.gateway.settings import Settings as GatewaySettings
+    from services.orders.settings import Settings as OrdersSettings
+
+    for cls in (AuthSettings, OrdersSettings, GatewaySettings):
+        read = cls.from_env({})
+        for f in fields(cls):
+            if "env" in f.metadata:
+                assert getattr(read, f.name) == f.default, (cls.__module__, f.name)
+    verifier = VerifierSettings.from_env({})
+    for f in fields(VerifierSettings):
+        if "env" in f.metadata:
+            assert getattr(verifier, f.name) == f.default, f.name
+    names = [
+        f.metadata["env"]
+        for cls in (ServerSettings, VerifierSettings)
+        for f in fields(cls)
+        if "env" in f.metadata
+    ]
+    assert len(names) == len(set(names)) and "PORT" in names

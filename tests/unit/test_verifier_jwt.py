@@ -40,9 +40,13 @@ def clock() -> list[float]:
 @pytest.fixture
 def verifier(key_material: KeyMaterial, clock: list[float]) -> Verifier:
     settings = VerifierSettings(issuer=ISSUER, audience=AUDIENCE, revocation="off")
-    v = Verifier(settings, Metrics("test"), None, clock=lambda: clock[0])
-    v.keystore.set_static({key_material.kid: key_material.private.public_key()})
-    return v
+    return Verifier(
+        settings,
+        Metrics("test"),
+        None,
+        clock=lambda: clock[0],
+        static_keys={key_material.kid: key_material.private.public_key()},
+    )
 
 
 def refused(verifier: Verifier, token: str) -> str:
@@ -212,10 +216,12 @@ def test_key_naming_headers_are_ignored(verifier: Verifier, make_token: Token, n
 
 
 def test_unknown_kid_refused_with_file_keys(verifier: Verifier, make_token: Token) -> None:
-    from services.common.verify import _UnknownKey
+    from services.common.verify import UnknownKey
 
-    with pytest.raises(_UnknownKey):
+    assert refused(verifier, make_token(headers={"kid": "not-a-known-kid"})) == "unknown kid"
+    with pytest.raises(UnknownKey) as info:  # inside the AuthError tree: a 401 like the rest
         verifier.verify_token(make_token(headers={"kid": "not-a-known-kid"}))
+    assert info.value.status == 401 and info.value.kid == "not-a-known-kid"
 
 
 def test_oversized_token_refused_before_parsing(verifier: Verifier, make_token: Token) -> None:

@@ -1,0 +1,67 @@
+"""Input rules every service (the gateway included) applies before any handler runs.
+
+The headers the services read must be visible ASCII, and request bodies must not be compressed.
+aiohttp decodes header bytes as UTF-8 with surrogateescape, so a stray 0xFF arrives as '\\udcff'
+and would later break PyJWT, redis-py or `.encode()` with a 500: refuse it here, as the failure
+of the header that carried it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+
+from services.common.problems import Handler, ProblemError
+from services.common.verify import AuthError, InvalidSession, InvalidToken
+
+log = logging.getLogger("authscale.requests")
+
+# Credentials carry spaces ("Bearer x", "a=1; b=2"); tokens and keys are one visible word.
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_VISIBLE = re.compile(r"[\x21-\x7e]*")
+
+
+def _all_match(request: web.Request, name: str, pattern: re.Pattern[str]) -> bool:
+    return all(pattern.fullmatch(value) for value in request.headers.getall(name, []))
+
+
+def check_headers(request: web.Request) -> None:
+    """Refuse a read header holding anything but visible ASCII, as that header's failure."""
+    refusal: AuthError | None = None
+    if not _all_match(request, "Authorization", _PRINTABLE):
+        refusal = InvalidToken("Authorization header is not visible ASCII")
+    elif not _all_match(request, "Cookie", _PRINTABLE):
+        refusal = InvalidSession("Cookie header is not visible ASCII")
+    if refusal is not None:
+        log.info("credential refused: %s", refusal.reason)
+        raise refusal
+    if not _all_match(request, "X-CSRF-Token", _VISIBLE):
+        raise ProblemError(403, "X-CSRF-Token must be visible ASCII.")
+    if not _all_match(request, "Idempotency-Key", _VISIBLE):
+        raise ProblemError(422, "Idempotency-Key must be 1-255 visible ASCII characters.")
+
+
+def check_content_encoding(request: web.Request) -> None:
+    """Refuse a compressed request body (415) before anything reads or inflates it."""
+    codings = {
+        token.strip().lower()
+        for value in request.headers.getall("Content-Encoding", [])
+        for token in value.split(",")
+    }
+    if codings - {"", "identity"}:
+        raise ProblemError(
+            415,
+            "Request bodies must not be compressed (Content-Encoding: identity only).",
+            headers={"Accept-Encoding": "identity"},  # RFC 7694
+        )
+
+
+@web.middleware
+async def input_rules_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Unrouted requests keep their 404/405: there is nothing to protect behind them.
+    if request.match_info.http_exception is None:
+        check_headers(request)
+        check_content_encoding(request)
+    return await handler(request)
