@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.auth.keyring import KeyRing
-from services.auth.tokens import Tokens
+from services.auth.tokens import TokenPair, Tokens
 from services.auth.users import Users, has_control_characters, validate_credentials
 from services.common.problems import ProblemError, read_json_object
 from services.common.verify import (
@@ -37,6 +37,40 @@ def _set_session_cookie(
     )
 
 
+# The refresh token goes back only to the refresh route, as the gateway's clients see it.
+REFRESH_COOKIE_PATH = "/auth/refresh"
+
+
+def _set_token_cookies(response: web.Response, verifier: Verifier, pair: TokenPair | None) -> None:
+    """The cookie carrier: `at` for every request, `rt` for /auth/refresh only; None clears."""
+    settings = verifier.settings
+    response.set_cookie(
+        settings.access_cookie_name,
+        pair.access_token if pair else "",
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=settings.cookie_secure,
+        max_age=pair.expires_in if pair else 0,
+    )
+    response.set_cookie(
+        settings.refresh_cookie_name,
+        pair.refresh_token if pair else "",
+        path=REFRESH_COOKIE_PATH,
+        httponly=True,
+        samesite="Strict",
+        secure=settings.cookie_secure,
+        max_age=None if pair else 0,
+    )
+
+
+def _token_response(request: web.Request, pair: TokenPair) -> web.Response:
+    response = web.json_response(pair.body(), headers={"Cache-Control": "no-store"})
+    if pair.csrf_token is not None:
+        _set_token_cookies(response, request.app[verifier_key], pair)
+    return response
+
+
 @routes.post("/users")
 async def create_user(request: web.Request) -> web.Response:
     username, password = validate_credentials(await read_json_object(request))
@@ -46,20 +80,29 @@ async def create_user(request: web.Request) -> web.Response:
 
 @routes.post("/token")
 async def token(request: web.Request) -> web.Response:
-    username, password = validate_credentials(await read_json_object(request))
+    body = await read_json_object(request)
+    username, password = validate_credentials(body)
+    carrier = body.get("carrier", "header")
+    if carrier not in ("header", "cookie"):
+        raise ProblemError(422, '\'carrier\' must be "header" or "cookie".')
     user = await request.app[users_key].login(username, password)
-    pair = await request.app[tokens_key].issue(user)
-    return web.json_response(pair.body(), headers={"Cache-Control": "no-store"})
+    pair = await request.app[tokens_key].issue(user, cookie=carrier == "cookie")
+    return _token_response(request, pair)
 
 
 @routes.post("/refresh")
 async def refresh(request: web.Request) -> web.Response:
+    """A refresh token in the body, or the cookie carrier's `rt` cookie with X-CSRF-Token."""
+    tokens = request.app[tokens_key]
+    cookie = request.cookies.get(request.app[verifier_key].settings.refresh_cookie_name)
+    if cookie and not request.can_read_body:
+        csrf = request.headers.get("X-CSRF-Token", "")
+        return _token_response(request, await tokens.rotate(cookie, cookie_csrf=csrf))
     body = await read_json_object(request)
     token = body.get("refresh_token")
     if not isinstance(token, str) or has_control_characters(token):
         raise ProblemError(422, "Body needs a string field 'refresh_token'.")
-    pair = await request.app[tokens_key].rotate(token)
-    return web.json_response(pair.body(), headers={"Cache-Control": "no-store"})
+    return _token_response(request, await tokens.rotate(token))
 
 
 @routes.post("/session")
@@ -93,6 +136,7 @@ async def logout(request: web.Request) -> web.Response:
         await tokens.revoke_family(principal.family)
     if refresh:
         await tokens.revoke_family_of(refresh, principal.sub)
+    _set_token_cookies(response, verifier, None)
     return response
 
 

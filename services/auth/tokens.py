@@ -21,18 +21,22 @@ from services.common.keyspace import (
     refresh_key,
 )
 from services.common.observability import Metrics
+from services.common.problems import ProblemError
 from services.common.store import DATA_STORE, timed
-from services.common.verify import Principal, RefreshRefused, revocation
+from services.common.verify import Principal, RefreshRefused, csrf_digest, revocation
 
 # Spend one refresh token and mint its successor atomically: of two parallel uses exactly one
 # wins, and presenting a spent token deletes the family so every token in it stops working.
 # KEYS: the presented token's record, the successor's. ARGV: refresh lifetime, the successor's
 # access-token jti and exp (remembered per family, so the access tokens of a dead family can be
-# revoked too), and the family key's prefix and jti-set suffix (the family is read inside).
+# revoked too), the family key's prefix and jti-set suffix (the family is read inside), and
+# for the cookie carrier the CSRF digest sent with it (checked before anything is spent) and the
+# successor's ('' when the refresh token came in the body).
 _ROTATE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {0} end
 local rec = cjson.decode(raw)
+if ARGV[6] ~= '' and rec.csrf ~= ARGV[6] then return {-2} end
 local family = ARGV[4] .. rec.family
 if redis.call('EXISTS', family) == 0 then return {0} end
 if rec.used then
@@ -42,6 +46,7 @@ end
 rec.used = true
 redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
 local successor = {family = rec.family, sub = rec.sub, username = rec.username}
+if ARGV[7] ~= '' then successor.csrf = ARGV[7] end
 redis.call('SET', KEYS[2], cjson.encode(successor), 'EX', ARGV[1])
 redis.call('EXPIRE', family, ARGV[1])
 redis.call('ZADD', family .. ARGV[5], ARGV[3], ARGV[2])
@@ -50,13 +55,24 @@ return {1, rec.family, rec.sub, rec.username}
 """
 
 
+class CsrfRefused(ProblemError):
+    """A refresh by cookie without the CSRF token of its family."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "Missing or wrong X-CSRF-Token for this credential.")
+
+
 @dataclass(frozen=True, slots=True)
 class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
+    csrf_token: str | None = None  # set for the cookie carrier: its JWT's `csrf` claim binds it
 
     def body(self) -> dict[str, object]:
+        if self.csrf_token is not None:
+            # The tokens travel as HttpOnly cookies; the body carries only what script needs.
+            return {"csrf_token": self.csrf_token, "expires_in": self.expires_in}
         return {
             "access_token": self.access_token,
             "token_type": "Bearer",
@@ -90,8 +106,10 @@ class Tokens:
         self.clock = clock
         self._rotate = data.register_script(_ROTATE)
 
-    def sign_access(self, sub: str, username: str, family: str, jti: str, issued: int) -> str:
-        claims = {
+    def sign_access(
+        self, sub: str, username: str, family: str, jti: str, issued: int, csrf: str | None
+    ) -> str:
+        claims: dict[str, object] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": sub,
@@ -102,6 +120,8 @@ class Tokens:
             "exp": issued + self.access_seconds,
             "jti": jti,
         }
+        if csrf is not None:
+            claims["csrf"] = csrf
         return jwt.encode(
             claims,
             self.keyring.signing_key,
@@ -109,11 +129,17 @@ class Tokens:
             headers={"kid": self.keyring.signing_kid, "typ": "at+jwt"},
         )
 
-    async def issue(self, user: User) -> TokenPair:
-        """A new family: access token plus its first refresh token."""
+    async def issue(self, user: User, *, cookie: bool = False) -> TokenPair:
+        """A new family: access token plus its first refresh token (and a CSRF token for the
+        cookie carrier, bound to the access token and remembered by the refresh token)."""
         family = uuid.uuid4().hex
         refresh = secrets.token_urlsafe(32)
-        record = json.dumps({"family": family, "sub": user.id, "username": user.username})
+        csrf_token = secrets.token_urlsafe(32) if cookie else None
+        csrf = csrf_digest(csrf_token) if csrf_token else None
+        fields: dict[str, str] = {"family": family, "sub": user.id, "username": user.username}
+        if csrf is not None:
+            fields["csrf"] = csrf
+        record = json.dumps(fields)
         jti, issued = uuid.uuid4().hex, int(self.clock())
         pipe = self.data.pipeline(transaction=True)
         pipe.set(family_key(family), user.id, ex=self.refresh_seconds)
@@ -121,12 +147,20 @@ class Tokens:
         pipe.zadd(family_tokens_key(family), {jti: issued + self.access_seconds})
         pipe.expire(family_tokens_key(family), self.refresh_seconds)
         await timed(self.metrics, DATA_STORE, "issue_refresh", pipe.execute())
-        access = self.sign_access(user.id, user.username, family, jti, issued)
-        return TokenPair(access, refresh, self.access_seconds)
+        access = self.sign_access(user.id, user.username, family, jti, issued, csrf)
+        return TokenPair(access, refresh, self.access_seconds, csrf_token)
 
-    async def rotate(self, refresh: str) -> TokenPair:
+    async def rotate(self, refresh: str, *, cookie_csrf: str | None = None) -> TokenPair:
+        """Spend a refresh token for a new pair. cookie_csrf: the X-CSRF-Token sent with a
+        refresh token that came as a cookie ('' if none was sent); None for the body carrier."""
         if not refresh or len(refresh) > 256:
             raise RefreshRefused()
+        cookie = cookie_csrf is not None
+        if cookie and not cookie_csrf:
+            raise CsrfRefused()
+        sent = csrf_digest(cookie_csrf) if cookie_csrf else ""
+        csrf_token = secrets.token_urlsafe(32) if cookie else None
+        csrf = csrf_digest(csrf_token) if csrf_token else None
         successor = secrets.token_urlsafe(32)
         jti, issued = uuid.uuid4().hex, int(self.clock())
         result = await timed(
@@ -141,6 +175,8 @@ class Tokens:
                     issued + self.access_seconds,
                     REFRESH_FAMILY_PREFIX,
                     FAMILY_TOKENS_SUFFIX,
+                    sent,
+                    csrf or "",
                 ],
             ),
         )
@@ -148,11 +184,13 @@ class Tokens:
             # A spent token came back: someone holds a copy. Its family is dead; so are the
             # access tokens issued in it.
             await self.revoke_family(result[1].decode())
+        if result[0] == -2:
+            raise CsrfRefused()  # nothing was spent
         if result[0] != 1:
             raise RefreshRefused()
         family, sub, username = (part.decode() for part in result[1:4])
-        access = self.sign_access(sub, username, family, jti, issued)
-        return TokenPair(access, successor, self.access_seconds)
+        access = self.sign_access(sub, username, family, jti, issued, csrf)
+        return TokenPair(access, successor, self.access_seconds, csrf_token)
 
     async def revoke_family_of(self, refresh: str, sub: str) -> None:
         """Logout with a refresh token: its family dies if it belongs to the caller."""

@@ -189,7 +189,18 @@ class VerifierSettings:
 
     @property
     def cookie_name(self) -> str:
+        """The session cookie."""
         return "__Host-sid" if self.cookie_secure else "sid"
+
+    @property
+    def access_cookie_name(self) -> str:
+        """The access token, when the cookie carries it (`"carrier": "cookie"`)."""
+        return "__Host-at" if self.cookie_secure else "at"
+
+    @property
+    def refresh_cookie_name(self) -> str:
+        """The refresh token of the cookie carrier, sent only to /auth/refresh."""
+        return "__Secure-rt" if self.cookie_secure else "rt"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, own_keys: bool = False) -> VerifierSettings:

@@ -8,7 +8,13 @@ from aiohttp import ClientError, ClientSession, web
 
 from services.common.observability import REQUEST_ID_HEADER, metrics_key, request_id_var
 from services.common.problems import ProblemError, read_json_object
-from services.common.verify import AccountGone, Principal, require_csrf, verifier_key
+from services.common.verify import (
+    AccountGone,
+    Principal,
+    carried_by_cookie,
+    require_csrf,
+    verifier_key,
+)
 from services.orders.settings import Settings
 from services.orders.store import OrderStore, validate_idempotency_key, validate_order
 
@@ -32,8 +38,13 @@ async def confirm_account(request: web.Request, principal: Principal) -> None:
         return
     metrics = request.app[metrics_key]
     headers = {REQUEST_ID_HEADER: request_id_var.get()}
-    if principal.mode == "jwt":
+    if not carried_by_cookie(request):
         headers["Authorization"] = request.headers["Authorization"]
+    elif principal.mode == "jwt":
+        headers["Cookie"] = (
+            f"{settings.verifier.access_cookie_name}="
+            f"{request.cookies[settings.verifier.access_cookie_name]}"
+        )
     else:
         assert principal.session_id is not None
         headers["Cookie"] = f"{settings.verifier.cookie_name}={principal.session_id}"

@@ -9,7 +9,7 @@ csrf       the double-submit check for cookie credentials
 errors     the AuthError tree: every 401 any service answers
 """
 
-from services.common.verify.csrf import require_csrf
+from services.common.verify.csrf import carried_by_cookie, csrf_digest, require_csrf
 from services.common.verify.errors import (
     ACCOUNT_GONE,
     AccountGone,
@@ -38,6 +38,8 @@ __all__ = [
     "RefreshRefused",
     "UnknownKey",
     "Verifier",
+    "carried_by_cookie",
+    "csrf_digest",
     "require_csrf",
     "verifier_key",
 ]

@@ -1,7 +1,14 @@
-"""CSRF for cookie credentials: unsafe requests must echo the session's token."""
+"""CSRF for cookie credentials: unsafe requests must carry the credential's CSRF token.
+
+For a session the token is stored in the session record (compared as is). For a JWT carried by
+the `at` cookie the token is bound to the JWT itself, whose `csrf` claim is the token's digest:
+a signed double submit, with no server state.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 
 from aiohttp import web
@@ -12,10 +19,23 @@ from services.common.verify.principal import Principal
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def csrf_digest(token: str) -> str:
+    """The `csrf` claim of a cookie-carried access token: base64url SHA-256 of its CSRF token."""
+    digest = hashlib.sha256(token.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def carried_by_cookie(request: web.Request) -> bool:
+    """The Authorization header judges a request alone; without it a cookie did."""
+    return "Authorization" not in request.headers
+
+
 def require_csrf(request: web.Request, principal: Principal) -> None:
-    """Cookie-authenticated unsafe requests must echo the session's CSRF token (else 403)."""
-    if principal.mode != "session" or request.method in SAFE_METHODS:
+    """Cookie-authenticated unsafe requests must echo the credential's CSRF token (else 403)."""
+    if request.method in SAFE_METHODS or not carried_by_cookie(request):
         return
     sent = request.headers.get("X-CSRF-Token", "")
+    if principal.mode == "jwt":
+        sent = csrf_digest(sent) if sent else ""
     if not principal.csrf or not hmac.compare_digest(sent.encode(), principal.csrf.encode()):
-        raise ProblemError(403, "Missing or wrong X-CSRF-Token for this session.")
+        raise ProblemError(403, "Missing or wrong X-CSRF-Token for this credential.")

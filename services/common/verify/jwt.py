@@ -85,6 +85,7 @@ def decode_access_token(
         raise InvalidToken("ImmatureSignatureError: token is not valid yet")
     username = claims.get("username")
     family = claims.get("sid")
+    csrf = claims.get("csrf")  # only in tokens issued for the cookie carrier
     return Principal(
         sub=sub,
         username=username if isinstance(username, str) else "",
@@ -92,6 +93,7 @@ def decode_access_token(
         jti=jti,
         exp=exp,
         family=family if isinstance(family, str) else None,
+        csrf=csrf if isinstance(csrf, str) else None,
     )
 
 

@@ -16,4 +16,5 @@ class Principal:
     exp: int | None = None
     family: str | None = None  # refresh-token family of a JWT (its `sid` claim)
     session_id: str | None = None
+    # The session's CSRF token, or for a JWT the digest of its own (its `csrf` claim).
     csrf: str | None = None

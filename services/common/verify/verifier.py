@@ -84,10 +84,16 @@ class Verifier:
 
     async def authenticate(self, request: web.Request) -> Principal:
         start = time.perf_counter()
+        # Which credential judges: the Authorization header alone if present; else the `at`
+        # cookie (a JWT carried by a cookie); else the session cookie.
         header = request.headers.get("Authorization")
-        sid = request.cookies.get(self.settings.cookie_name) if header is None else None
-        # A request with a bearer token is judged by the token alone.
-        mode = "jwt" if header is not None else ("session" if sid else "none")
+        at = sid = None
+        if header is None:
+            cookies = request.cookies
+            at = cookies.get(self.settings.access_cookie_name)
+            if not at:
+                sid = cookies.get(self.settings.cookie_name)
+        mode = "jwt" if header is not None or at else ("session" if sid else "none")
         request[auth_mode_key] = mode
         try:
             if header is not None:
@@ -95,6 +101,8 @@ class Verifier:
                 if scheme.lower() != "bearer" or not token.strip():
                     raise InvalidToken("Authorization header is not a bearer token")
                 principal = await self.authenticate_token(token.strip())
+            elif at:
+                principal = await self.authenticate_token(at)
             elif sid:
                 principal = await self.authenticate_session(sid)
             else:
