@@ -60,6 +60,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             audience=settings.verifier.audience,
             access_seconds=settings.access_token_seconds,
             refresh_seconds=settings.refresh_token_seconds,
+            internal_audience=settings.verifier.internal_audience,
+            internal_seconds=settings.internal_token_seconds,
             clock=clock,
         )
         await verifier.start()

@@ -7,14 +7,22 @@ from aiohttp import web
 from services.auth.keyring import KeyRing
 from services.auth.tokens import TokenPair, Tokens
 from services.auth.users import Users, has_control_characters, validate_credentials
+from services.common.exchange import (
+    ACCESS_TOKEN_TYPE,
+    GRANT_TOKEN_EXCHANGE,
+    SESSION_TOKEN_TYPE,
+    TOKEN_EXCHANGE_PATH,
+)
 from services.common.problems import ProblemError, read_json_object
 from services.common.verify import (
     AccountGone,
+    AuthError,
     Principal,
     Verifier,
     require_csrf,
     verifier_key,
 )
+from services.common.verify.sessions import SESSION_ID_RE
 
 users_key = web.AppKey("users", Users)
 tokens_key = web.AppKey("tokens", Tokens)
@@ -113,6 +121,9 @@ async def session(request: web.Request) -> web.Response:
     previous = request.cookies.get(verifier.settings.cookie_name)
     assert verifier.sessions is not None  # auth always has its session store
     sid, csrf = await verifier.sessions.create(user.id, user.username, previous)
+    if previous and SESSION_ID_RE.fullmatch(previous):
+        # The replaced session's internal tokens (the hybrid) end with it.
+        await request.app[tokens_key].revoke_session_tokens(previous)
     response = web.json_response({"csrf_token": csrf}, headers={"Cache-Control": "no-store"})
     _set_session_cookie(response, verifier, sid)
     return response
@@ -128,6 +139,7 @@ async def logout(request: web.Request) -> web.Response:
     if principal.mode == "session":
         assert principal.session_id is not None and verifier.sessions is not None
         await verifier.sessions.delete(principal.session_id)
+        await tokens.revoke_session_tokens(principal.session_id)
         _set_session_cookie(response, verifier, "", clear=True)
         return response
     refresh = await _optional_refresh_token(request)
@@ -163,4 +175,34 @@ async def me(request: web.Request) -> web.Response:
 async def jwks(request: web.Request) -> web.Response:
     return web.json_response(
         request.app[keyring_key].jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+# RFC 8693 token exchange for the hybrid design, on auth's own address only (the gateway never
+# routes it); it answers only for a live session.
+def _exchange_refused(status: int, error: str, detail: str) -> ProblemError:
+    return ProblemError(status, detail, extra={"error": error})  # RFC 6749 5.2 error code
+
+
+@routes.post(TOKEN_EXCHANGE_PATH)
+async def token_exchange(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    if body.get("grant_type") != GRANT_TOKEN_EXCHANGE:
+        raise _exchange_refused(400, "unsupported_grant_type", "Only token exchange is offered.")
+    subject = body.get("subject_token")
+    if body.get("subject_token_type") != SESSION_TOKEN_TYPE or not isinstance(subject, str):
+        raise _exchange_refused(400, "invalid_request", "The subject must be a session id.")
+    try:
+        session = await request.app[verifier_key].authenticate_session(subject)
+    except AuthError:
+        raise _exchange_refused(400, "invalid_grant", "No live session by that id.") from None
+    token, lifetime = await request.app[tokens_key].exchange(session)
+    return web.json_response(
+        {
+            "access_token": token,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+        },
+        headers={"Cache-Control": "no-store"},
     )

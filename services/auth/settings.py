@@ -22,6 +22,8 @@ class Settings:
     keys_dir: Path = setting("KEYS_DIR", REPO_ROOT / "keys")
     access_token_seconds: int = setting("ACCESS_TOKEN_SECONDS", 300, minimum=1)
     refresh_token_seconds: int = setting("REFRESH_TOKEN_SECONDS", 86_400, minimum=1)
+    # The hybrid's internal tokens live at most a minute.
+    internal_token_seconds: int = setting("INTERNAL_TOKEN_SECONDS", 60, minimum=1, maximum=60)
     login_max_failures: int = setting("LOGIN_MAX_FAILURES", 5, minimum=1)
     login_window_seconds: int = setting("LOGIN_WINDOW_SECONDS", 300, minimum=1)
     # How long a login may wait for a password-hashing slot before it is shed with a 503.

@@ -19,10 +19,11 @@ from services.common.keyspace import (
     family_key,
     family_tokens_key,
     refresh_key,
+    session_tokens_key,
 )
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
-from services.common.store import DATA_STORE, timed
+from services.common.store import DATA_STORE, SESSION_STORE, timed
 from services.common.verify import Principal, RefreshRefused, csrf_digest, revocation
 
 # Spend one refresh token and mint its successor atomically: of two parallel uses exactly one
@@ -93,6 +94,8 @@ class Tokens:
         audience: str,
         access_seconds: int,
         refresh_seconds: int,
+        internal_audience: str,
+        internal_seconds: int,
         clock: Callable[[], float],
     ) -> None:
         self.keyring = keyring
@@ -103,6 +106,8 @@ class Tokens:
         self.audience = audience
         self.access_seconds = access_seconds
         self.refresh_seconds = refresh_seconds
+        self.internal_audience = internal_audience
+        self.internal_seconds = internal_seconds
         self.clock = clock
         self._rotate = data.register_script(_ROTATE)
 
@@ -122,12 +127,52 @@ class Tokens:
         }
         if csrf is not None:
             claims["csrf"] = csrf
+        return self._sign(claims)
+
+    def _sign(self, claims: dict[str, object]) -> str:
         return jwt.encode(
             claims,
             self.keyring.signing_key,
             algorithm="RS256",
             headers={"kid": self.keyring.signing_kid, "typ": "at+jwt"},
         )
+
+    async def exchange(self, session: Principal) -> tuple[str, int]:
+        """The hybrid: a short-lived internal token for a live session (RFC 8693 exchange).
+
+        Its jti is remembered under the session, so ending the session revokes it everywhere.
+        """
+        assert session.session_id is not None
+        jti, issued = uuid.uuid4().hex, int(self.clock())
+        lifetime = self.internal_seconds
+        key = session_tokens_key(session.session_id)
+        pipe = self.sessions.pipeline(transaction=True)
+        pipe.zadd(key, {jti: issued + lifetime})
+        pipe.zremrangebyscore(key, "-inf", issued - 60)
+        pipe.expire(key, lifetime + 60)
+        await timed(self.metrics, SESSION_STORE, "record_internal_token", pipe.execute())
+        token = self._sign(
+            {
+                "iss": self.issuer,
+                "aud": self.internal_audience,
+                "sub": session.sub,
+                "client_id": "authscale-gateway",
+                "username": session.username,
+                "iat": issued,
+                "exp": issued + lifetime,
+                "jti": jti,
+            }
+        )
+        return token, lifetime
+
+    async def revoke_session_tokens(self, session_id: str) -> None:
+        """A session ended: every internal token minted for it is revoked at every hop."""
+        key = session_tokens_key(session_id)
+        pipe = self.sessions.pipeline(transaction=True)
+        pipe.zrangebyscore(key, self.clock(), "+inf", withscores=True)
+        pipe.delete(key)
+        live, _ = await timed(self.metrics, SESSION_STORE, "end_internal_tokens", pipe.execute())
+        await self.revoke_jtis({jti.decode(): float(exp) for jti, exp in live})
 
     async def issue(self, user: User, *, cookie: bool = False) -> TokenPair:
         """A new family: access token plus its first refresh token (and a CSRF token for the

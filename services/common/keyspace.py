@@ -20,6 +20,11 @@ def session_key(session_id: str) -> str:
     return SESSION_PREFIX + session_id
 
 
+def session_tokens_key(session_id: str) -> str:
+    """Sorted set of the internal tokens (jti scored by exp) minted for one session."""
+    return f"session-jtis:{session_id}"
+
+
 def login_failures_key(username: str) -> str:
     """Per account name, known or not, case-folded like usernames are."""
     return LOGIN_FAILURES_PREFIX + username.lower()

@@ -167,6 +167,9 @@ class VerifierSettings:
 
     issuer: str = setting("JWT_ISSUER", "http://authscale-auth")
     audience: str = setting("JWT_AUDIENCE", "authscale")
+    # The hybrid's internal tokens (minted by auth for the gateway): accepted downstream only.
+    internal_audience: str = setting("JWT_INTERNAL_AUDIENCE", "authscale-internal")
+    accept_internal: bool = True  # the gateway, facing clients, sets False
     leeway_seconds: int = setting("JWT_LEEWAY_SECONDS", 30, maximum=30)
     # Key sources: JWT_PUBLIC_KEY_FILE or JWT_JWKS_URL, read in from_env (auth reads neither).
     public_key_files: tuple[str, ...] = ()
@@ -203,10 +206,20 @@ class VerifierSettings:
         return "__Secure-rt" if self.cookie_secure else "rt"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, own_keys: bool = False) -> VerifierSettings:
-        """own_keys: the caller (auth) verifies with its own key ring, so no key source is read."""
+    def from_env(
+        cls, env: Mapping[str, str], *, own_keys: bool = False, accept_internal: bool = True
+    ) -> VerifierSettings:
+        """own_keys: the caller (auth) verifies with its own key ring, so no key source is read.
+        accept_internal: whether internal-audience tokens are credentials here (not at the edge).
+        """
         jwks_url = None if own_keys else env.get("JWT_JWKS_URL") or None
         key_files: tuple[str, ...] = ()
         if jwks_url is None and not own_keys:
             key_files = env_list(env, "JWT_PUBLIC_KEY_FILE", str(REPO_ROOT / "keys" / "public.pem"))
-        return read_env(cls, env, public_key_files=key_files, jwks_url=jwks_url)
+        return read_env(
+            cls,
+            env,
+            public_key_files=key_files,
+            jwks_url=jwks_url,
+            accept_internal=accept_internal,
+        )

@@ -11,7 +11,8 @@ from aiohttp import ClientSession, DummyCookieJar, TCPConnector, web
 
 from services.common.observability import metrics_key, ready_checks_key
 from services.common.runtime import add_verifier, new_app
-from services.common.verify import verifier_key
+from services.common.verify import require_csrf, verifier_key
+from services.gateway.exchange import TokenExchange
 from services.gateway.proxy import (
     Proxy,
     UpstreamPool,
@@ -25,6 +26,7 @@ proxy_key = web.AppKey("proxy", Proxy)
 auth_pool_key = web.AppKey("auth_pool", UpstreamPool)
 orders_pool_key = web.AppKey("orders_pool", UpstreamPool)
 gateway_settings_key = web.AppKey("gateway_settings", Settings)
+exchange_key = web.AppKey("exchange", TokenExchange)
 
 
 # The contract's routes, and nothing else: an upstream's /healthz, /readyz, /metrics and any
@@ -65,10 +67,20 @@ async def auth_route(request: web.Request) -> web.Response:
 
 async def orders_route(request: web.Request) -> web.Response:
     path = routed_path(request, _is_orders_path)
-    if request.app[gateway_settings_key].edge_auth:
+    settings = request.app[gateway_settings_key]
+    credential = None
+    if settings.edge_auth or settings.token_exchange:
         # Refuse at the edge: requests without a valid credential never reach orders.
-        await request.app[verifier_key].authenticate(request)
-    return await request.app[proxy_key].forward(request, request.app[orders_pool_key], path)
+        principal = await request.app[verifier_key].authenticate(request)
+        if settings.token_exchange and principal.mode == "session":
+            # The hybrid: CSRF is checked here, and downstream sees a bearer token instead.
+            require_csrf(request, principal)
+            assert principal.session_id is not None
+            token = await request.app[exchange_key].token_for(principal.session_id)
+            credential = f"Bearer {token}"
+    return await request.app[proxy_key].forward(
+        request, request.app[orders_pool_key], path, credential=credential
+    )
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -77,7 +89,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[gateway_settings_key] = settings
     app[auth_pool_key] = UpstreamPool("auth", settings.auth_upstreams)
     app[orders_pool_key] = UpstreamPool("orders", settings.orders_upstreams)
-    if settings.edge_auth:
+    if settings.edge_auth or settings.token_exchange:
         add_verifier(app, settings.verifier, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -91,6 +103,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             app[metrics_key],
             timeout=settings.upstream_timeout_seconds,
             connect_timeout=settings.connect_timeout_seconds,
+        )
+        app[exchange_key] = TokenExchange(
+            app[proxy_key], app[auth_pool_key], app[metrics_key], clock
         )
         pools = [app[auth_pool_key], app[orders_pool_key]]
 

@@ -167,18 +167,49 @@ class Proxy:
         # answers would read as a dead replica; only the TCP connect itself is bounded tightly.
         self.timeout = ClientTimeout(total=timeout, sock_connect=connect_timeout)
 
-    async def forward(self, request: web.Request, pool: UpstreamPool, path: str) -> web.Response:
+    async def forward(
+        self,
+        request: web.Request,
+        pool: UpstreamPool,
+        path: str,
+        *,
+        credential: str | None = None,
+    ) -> web.Response:
+        """Send the request to a replica and answer with its response.
+
+        credential: an Authorization value to send instead of the client's cookies (the hybrid
+        forwards an internal token in place of the session cookie).
+        """
         body = await read_body(request) if request.can_read_body else None
         headers = forward_headers(request)
+        if credential is not None:
+            headers.popall("Cookie", None)
+            headers["Authorization"] = credential
         query = request.raw_path.partition("?")[2]
         target = path + ("?" + query if query else "")
         retry_any = request.method in IDEMPOTENT or "Idempotency-Key" in request.headers
+        status, payload, upstream_headers = await self.send(
+            request.method, pool, target, headers, body, retry_any=retry_any
+        )
+        return web.Response(status=status, body=payload, headers=response_headers(upstream_headers))
+
+    async def send(
+        self,
+        method: str,
+        pool: UpstreamPool,
+        target: str,
+        headers: CIMultiDict[str],
+        body: bytes | None,
+        *,
+        retry_any: bool,
+    ) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """One request to the pool: replicas in order, failing over while it is safe to."""
         last_error = "no replica configured"
         for replica in pool.order():
             url = URL(str(replica.url).rstrip("/") + target, encoded=True)
             try:
                 async with self.client.request(
-                    request.method,
+                    method,
                     url,
                     headers=headers,
                     data=body,
@@ -187,11 +218,7 @@ class Proxy:
                 ) as upstream:
                     payload = await upstream.read()
                     self.metrics.observe_upstream(pool.name, "ok")
-                    return web.Response(
-                        status=upstream.status,
-                        body=payload,
-                        headers=response_headers(upstream.headers.items()),
-                    )
+                    return upstream.status, payload, list(upstream.headers.items())
             except (ClientConnectorError, ConnectionTimeoutError) as exc:
                 # Never connected: safe to try another replica for any method.
                 replica.healthy = False

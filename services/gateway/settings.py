@@ -17,6 +17,8 @@ class Settings:
         "ORDERS_UPSTREAMS", ("http://127.0.0.1:8082", "http://127.0.0.1:8083")
     )
     edge_auth: bool = setting("GATEWAY_EDGE_AUTH", True)
+    # The hybrid: session cookies are checked here and exchanged for internal tokens.
+    token_exchange: bool = setting("GATEWAY_TOKEN_EXCHANGE", False)
     upstream_timeout_seconds: float = setting("UPSTREAM_TIMEOUT_SECONDS", 5.0, minimum=0.1)
     connect_timeout_seconds: float = setting("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 1.0, minimum=0.05)
     health_interval_seconds: float = setting("HEALTH_INTERVAL_SECONDS", 1.0, minimum=0.05)
@@ -29,5 +31,6 @@ class Settings:
             cls,
             env,
             server=ServerSettings.from_env(env, 8080),
-            verifier=VerifierSettings.from_env(env),
+            # Facing clients, the gateway never takes an internal token as a credential.
+            verifier=VerifierSettings.from_env(env, accept_internal=False),
         )

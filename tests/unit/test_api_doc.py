@@ -27,12 +27,14 @@ def documented() -> set[tuple[str, str]]:
 
 
 def registered(app: web.Application, prefix: str = "") -> set[tuple[str, str]]:
+    """Routes as a client of the gateway names them; /internal/* only on the service itself."""
     routes = set()
     for route in app.router.routes():
         path = route.resource.canonical if route.resource else ""
         if route.method == "HEAD" or path in OWN_ROUTES:
             continue
-        routes.add((route.method, prefix + re.sub(r"\{[^}]+\}", "{}", path)))
+        public = "" if path.startswith("/internal/") else prefix
+        routes.add((route.method, public + re.sub(r"\{[^}]+\}", "{}", path)))
     return routes
 
 

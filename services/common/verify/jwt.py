@@ -60,12 +60,12 @@ def decode_access_token(
             key=key,
             algorithms=["RS256"],
             issuer=settings.issuer,
-            audience=settings.audience,
             leeway=leeway,
-            # Time claims are checked below against our clock, so tests can move it.
+            # Time claims and the audience are checked below: time against our clock, so tests
+            # can move it; the audience exactly, against one or two accepted values.
             options={
                 "require": list(REQUIRED_CLAIMS),
-                "strict_aud": True,
+                "verify_aud": False,
                 "verify_exp": False,
                 "verify_iat": False,
                 "verify_nbf": False,
@@ -73,6 +73,11 @@ def decode_access_token(
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"{type(exc).__name__}: {exc}") from None
+    aud = claims["aud"]
+    if not isinstance(aud, str) or not (
+        aud == settings.audience or (settings.accept_internal and aud == settings.internal_audience)
+    ):
+        raise InvalidToken("InvalidAudienceError: audience is not accepted here")
     sub, jti, exp, iat = claims["sub"], claims["jti"], claims["exp"], claims["iat"]
     if not isinstance(sub, str) or not sub or not isinstance(jti, str) or not jti:
         raise InvalidToken("sub and jti must be non-empty strings")
