@@ -6,6 +6,7 @@ Run against any authscale gateway, headless or in the web UI, standalone or dist
     locust -f loadtests/locustfile.py,loadtests/shapes.py --host ...           # with the ramp shape
     locust -f loadtests/locustfile.py --headless -u 20 -r 20 -t 30s SessionUser --host ...
 
+The classes and the settings each expects are those of the table in loadtests/modes.py.
 Accounts: each simulated user takes `<AUTHSCALE_USER_PREFIX>-<n>` (n < AUTHSCALE_USER_COUNT) with
 AUTHSCALE_PASSWORD, and signs the account up if it does not exist yet. AUTHSCALE_USER_RPS paces
 each user (constant throughput) so that runs compare modes at the same offered load.
@@ -26,6 +27,8 @@ from typing import Any, ClassVar
 from locust import FastHttpUser, constant_throughput, task
 from locust.exception import StopUser
 
+from loadtests.modes import JWT_OFF, JWT_PUSH, LOGIN_PATH, SESSION, Mode
+
 USER_PREFIX = os.environ.get("AUTHSCALE_USER_PREFIX", "loadtest")
 USER_COUNT = int(os.environ.get("AUTHSCALE_USER_COUNT", "50"))
 PASSWORD = os.environ.get("AUTHSCALE_PASSWORD", "load-test-password")
@@ -40,7 +43,7 @@ class AuthscaleUser(FastHttpUser):
 
     abstract = True
     wait_time = constant_throughput(USER_RPS)
-    mode: ClassVar[str] = ""
+    mode: ClassVar[Mode]
     order_ids: list[str]
 
     def on_start(self) -> None:
@@ -59,14 +62,13 @@ class AuthscaleUser(FastHttpUser):
                 raise StopUser()
         self.create_order()
 
-    login_path: ClassVar[str] = ""
-
     def login(self) -> bool:
-        """Log in at login_path; a 401 on first contact means the account must be signed up."""
+        """Log in for the mode's credential; a 401 on first contact means: sign the account up."""
+        path = LOGIN_PATH[self.mode.credential]
         with self.client.post(
-            self.login_path,
+            path,
             json={"username": self.username, "password": PASSWORD},
-            name=self.login_path,
+            name=path,
             catch_response=True,
         ) as response:
             if response.status_code != 200:
@@ -112,8 +114,7 @@ class AuthscaleUser(FastHttpUser):
 class SessionUser(AuthscaleUser):
     """Cookie session: the cookie jar carries `sid`, unsafe requests echo the CSRF token."""
 
-    mode = "session"
-    login_path = "/auth/session"
+    mode = SESSION
 
     def logged_in(self, body: dict[str, Any]) -> None:
         self.csrf = body["csrf_token"]
@@ -126,14 +127,10 @@ class JwtUser(AuthscaleUser):
     """Bearer access token, refreshed with the rotating refresh token before it expires."""
 
     abstract = True
-    mode = "jwt"
-    revocation: ClassVar[str] = ""
 
     def on_start(self) -> None:
-        check_revocation_mode(self, self.revocation)
+        check_revocation_mode(self, self.mode.revocation)
         super().on_start()
-
-    login_path = "/auth/token"
 
     def logged_in(self, body: dict[str, Any]) -> None:
         self.access_token = body["access_token"]
@@ -159,13 +156,13 @@ class JwtUser(AuthscaleUser):
 class JwtOffUser(JwtUser):
     """JWT against a stack with JWT_REVOCATION=off (pure stateless)."""
 
-    revocation = "off"
+    mode = JWT_OFF
 
 
 class JwtPushUser(JwtUser):
     """JWT against a stack with JWT_REVOCATION=push (in-memory revocation list)."""
 
-    revocation = "push"
+    mode = JWT_PUSH
 
 
 def check_revocation_mode(user: FastHttpUser, expected: str) -> None:

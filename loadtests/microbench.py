@@ -24,11 +24,14 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from loadtests.bench.results import MicrobenchRow
 from services.common import keys as keylib
+from services.common.keyspace import session_key
 from services.common.observability import Metrics
 from services.common.settings import VerifierSettings
-from services.common.store import make_redis, session_key
+from services.common.store import make_redis
 from services.common.verify import Verifier
+from services.common.verify.sessions import SessionRecord
 from services.stack import RedisServer
 
 ISSUER, AUDIENCE = "http://authscale-auth", "authscale"
@@ -41,7 +44,7 @@ class Row:
     cpu_us: float
     baseline: str | None = None  # the primitive this row is compared with
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> MicrobenchRow:
         return {
             "name": self.name,
             "wall_us": self.wall_us,
@@ -113,16 +116,11 @@ async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
         VerifierSettings(issuer=ISSUER, audience=AUDIENCE, revocation="off", token_cache_size=0),
         Metrics("bench-cold"),
         None,
+        static_keys={kid: public},
     )
-    warm = Verifier(settings, Metrics("bench-warm"), redis)
-    for v in (cold, warm):
-        v.keystore.set_static({kid: public})
-    sid = secrets.token_urlsafe(32)
-    await redis.set(
-        session_key(sid),
-        json.dumps({"sub": "u1", "username": "bench", "csrf": "c", "created_at": time.time()}),
-        ex=3600,
-    )
+    warm = Verifier(settings, Metrics("bench-warm"), redis, static_keys={kid: public})
+    assert warm.sessions is not None
+    sid, _ = await warm.sessions.create("u1", "bench", None)
     await redis.set("plain", b"x" * 120)
 
     rows: list[Row] = []
@@ -171,18 +169,10 @@ async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
 
     async def create_session() -> None:
         new = secrets.token_urlsafe(32)
-        await redis.set(
-            session_key(new),
-            json.dumps(
-                {
-                    "sub": "u1",
-                    "username": "bench",
-                    "csrf": secrets.token_urlsafe(32),
-                    "created_at": time.time(),
-                }
-            ),
-            ex=60,
+        record = SessionRecord(
+            sub="u1", username="bench", csrf=secrets.token_urlsafe(32), created_at=time.time()
         )
+        await redis.set(session_key(new), record.to_json(), ex=60)
 
     add(
         "login: create session (SET)",

@@ -1,4 +1,5 @@
-"""The locustfile runs unchanged in Locust's web UI and in distributed mode (master + worker)."""
+"""The locustfile runs unchanged in Locust's web UI and in distributed mode (master + worker),
+and its user classes are the modes' table."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.modes import JWT_PUSH, MODES, SESSION
 from services.common.settings import REPO_ROOT
 from services.stack import Stack, free_port
 
@@ -51,6 +53,13 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
                 process.kill()
 
 
+def test_user_classes_are_the_modes_table(tmp_path: Path) -> None:
+    lister = locust("--list", log=tmp_path / "list.log")
+    assert lister.wait(timeout=60) == 0, (tmp_path / "list.log").read_text()[-2000:]
+    listed = (tmp_path / "list.log").read_text().split("Available Users:")[1].split()
+    assert sorted(listed) == sorted(mode.user_class for mode in MODES)
+
+
 def test_web_ui_swarm(
     stack: Stack, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -83,8 +92,8 @@ def test_web_ui_swarm(
             ("user_count", "2"),
             ("spawn_rate", "2"),
             ("host", stack.gateway_url),
-            ("user_classes", "SessionUser"),
-            ("user_classes", "JwtPushUser"),
+            ("user_classes", SESSION.user_class),
+            ("user_classes", JWT_PUSH.user_class),
         ]
     ).encode()
     with urllib.request.urlopen(
@@ -129,8 +138,8 @@ def test_distributed_master_and_worker(
         stack.gateway_url,
         "--csv",
         str(tmp_path / "dist"),
-        "SessionUser",
-        "JwtPushUser",
+        SESSION.user_class,
+        JWT_PUSH.user_class,
         log=tmp_path / "master.log",
     )
     processes.append(master)

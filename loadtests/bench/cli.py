@@ -1,0 +1,72 @@
+"""`python -m loadtests.bench` (what `make bench` runs): options in, report paths and table out."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import loadtests.bench
+from loadtests.bench.run import Options, run
+from services.common.settings import REPO_ROOT
+
+
+def parse(argv: Iterable[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.bench",
+        description=loadtests.bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", help="benchmark a running gateway (e.g. docker compose) instead")
+    parser.add_argument(
+        "--users", type=int, default=20, help="simulated users per phase (default 20)"
+    )
+    parser.add_argument(
+        "--user-rps", type=float, default=15.0, help="requests/s each user offers (default 15)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=15.0, help="measured seconds per phase (default 15)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds before measuring (default 3)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds of all modes (default 2)"
+    )
+    parser.add_argument(
+        "--distances",
+        default="0,0.5,2",
+        help="added session-store round trips in ms, comma-separated ('' to skip)",
+    )
+    parser.add_argument("--distance-duration", type=float, default=8.0)
+    parser.add_argument(
+        "--long", action="store_true", help="60 s phases, 3 rounds (about 20 minutes)"
+    )
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports")
+    parser.add_argument("--microbench-n", type=int, default=500, help="calls per round (0 skips)")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.long:
+        args.duration, args.rounds, args.distance_duration = 60.0, 3, 30.0
+    return Options(
+        host=args.host,
+        users=args.users,
+        user_rps=args.user_rps,
+        duration=args.duration,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        distances=[float(d) for d in args.distances.split(",") if d.strip()],
+        distance_duration=args.distance_duration,
+        out=args.out,
+        microbench_n=args.microbench_n,
+    )
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    options = parse(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    out = run(options)
+    print(f"\nreport: {out / 'report.md'}\n        {options.out / 'latest' / 'report.md'}")
+    print((out / "summary.md").read_text())
+    return 0

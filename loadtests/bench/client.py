@@ -1,0 +1,104 @@
+"""The bench's one HTTP client (urllib, blocking), and the gateway calls the experiments make.
+
+The bench's accounts live here too: Locust's users `bench-<n>` and the experiments' `bench-probe`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import Message
+
+from loadtests.modes import LOGIN_PATH, Credential, Mode
+
+USER_PREFIX = "bench"
+PROBE_USER = "bench-probe"
+PASSWORD = "bench-password-1"  # noqa: S105 - throwaway load-test accounts
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: Message
+    body: bytes
+
+    def json(self) -> object:
+        return json.loads(self.body) if self.body else None
+
+
+def request(
+    method: str,
+    url: str,
+    body: object | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Reply:
+    """One request; an HTTP error status is a Reply, a network failure raises OSError."""
+    data = None if body is None else json.dumps(body).encode()
+    call = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - our own stack
+    if data is not None:
+        call.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        call.add_header(name, value)
+    try:
+        with urllib.request.urlopen(call, timeout=timeout) as response:  # noqa: S310
+            return Reply(int(response.status), response.headers, response.read())
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, error.headers, error.read())
+
+
+def get_text(url: str, timeout: float = 5.0) -> str:
+    reply = request("GET", url, timeout=timeout)
+    if reply.status != 200:
+        raise RuntimeError(f"GET {url} answered {reply.status}")
+    return reply.body.decode()
+
+
+class Gateway:
+    """Signs up, logs in per mode and asks 'is this credential still accepted?' at the gateway."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def ensure_user(self, username: str) -> None:
+        reply = request("POST", f"{self.url}/auth/users", self._account(username))
+        if reply.status not in (201, 409):
+            raise RuntimeError(f"could not create user {username}: {reply.status} {reply.json()}")
+
+    def login(self, mode: Mode, username: str) -> dict[str, str]:
+        """Log in as `username`; the headers that carry the credential afterwards."""
+        reply = self.timed_login(mode.credential, username)[0]
+        assert reply.status == 200, (reply.status, reply.body)
+        body = reply.json()
+        assert isinstance(body, dict)
+        if mode.credential == "session":
+            cookie = reply.headers["Set-Cookie"].split(";")[0]
+            return {"Cookie": cookie, "X-CSRF-Token": body["csrf_token"]}
+        return {"Authorization": f"Bearer {body['access_token']}"}
+
+    def timed_login(self, credential: Credential, username: str) -> tuple[Reply, float]:
+        started = time.perf_counter()
+        reply = request("POST", self.url + LOGIN_PATH[credential], self._account(username))
+        return reply, time.perf_counter() - started
+
+    def logout(self, headers: Mapping[str, str]) -> int:
+        return request("POST", f"{self.url}/auth/logout", headers=headers).status
+
+    def status(
+        self, headers: Mapping[str, str], path: str = "/orders?limit=1", timeout: float = 5.0
+    ) -> tuple[int, float]:
+        """The status of one request (0: no answer in time) and how long it took."""
+        started = time.perf_counter()
+        try:
+            code = request("GET", self.url + path, headers=headers, timeout=timeout).status
+        except OSError:  # refused, reset or timed out (URLError and TimeoutError are OSErrors)
+            code = 0
+        return code, time.perf_counter() - started
+
+    @staticmethod
+    def _account(username: str) -> dict[str, str]:
+        return {"username": username, "password": PASSWORD}

@@ -1,0 +1,167 @@
+"""Server-side counters: every service's /metrics and every store's INFO, read at one moment.
+
+Two snapshots around a window give what the servers paid for the traffic in it, per request the
+gateway answered, with the idle baseline (timers, health checks) taken out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadtests.bench import stores
+from loadtests.bench.client import get_text
+from loadtests.bench.results import PerName, ServerCosts
+
+SERVICE_ROUTES_SKIPPED = {"/metrics", "/healthz", "/readyz"}
+
+
+@dataclass
+class Snapshot:
+    """Counters read from every service and store at one moment."""
+
+    at: float
+    cpu: dict[str, float] = field(default_factory=dict)  # service -> process CPU seconds
+    requests: dict[str, float] = field(default_factory=dict)  # service -> answered requests
+    auth_checks: dict[str, float] = field(default_factory=dict)  # service -> ok verifications
+    auth_seconds: dict[str, tuple[float, float]] = field(
+        default_factory=dict
+    )  # service -> (sum, count)
+    store_calls: dict[str, float] = field(default_factory=dict)  # store -> commands
+    store_usec: dict[str, float] = field(default_factory=dict)  # store -> usec inside Redis
+    store_cpu: dict[str, float] = field(default_factory=dict)  # store -> Redis CPU seconds
+
+
+def scrape_service(text: str) -> tuple[float, float, float, tuple[float, float]]:
+    """CPU seconds, answered requests, ok auth checks and (sum, count) of check durations."""
+    cpu = requests = checks = auth_sum = auth_count = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "process_cpu_seconds_total":
+                cpu += sample.value
+            elif sample.name == "http_requests_total":
+                if sample.labels.get("route") not in SERVICE_ROUTES_SKIPPED:
+                    requests += sample.value
+            elif sample.name == "auth_checks_total" and sample.labels.get("result") == "ok":
+                checks += sample.value
+            elif sample.name == "auth_check_duration_seconds_sum":
+                auth_sum += sample.value
+            elif sample.name == "auth_check_duration_seconds_count":
+                auth_count += sample.value
+    return cpu, requests, checks, (auth_sum, auth_count)
+
+
+def target_revocation(gateway: str) -> str:
+    """The JWT_REVOCATION a running gateway reports (its authscale_info metric)."""
+    for family in text_string_to_metric_families(get_text(gateway + "/metrics")):
+        for sample in family.samples:
+            if sample.name == "authscale_info":
+                return str(sample.labels["jwt_revocation"])
+    return "push"
+
+
+@dataclass
+class Target:
+    """Where the services and stores answer; a Stack, or a --host with optional URLs."""
+
+    gateway: str
+    services: dict[str, str]  # name -> base URL for /metrics
+    stores: dict[str, int]  # name -> local Redis port (only when we can reach it)
+
+    def snapshot(self) -> Snapshot:
+        snap = Snapshot(at=time.monotonic())
+        for name, url in self.services.items():
+            service = name.split("-")[0]  # orders-1, orders-2 -> orders
+            cpu, requests, checks, (auth_sum, auth_count) = scrape_service(
+                get_text(url + "/metrics")
+            )
+            snap.cpu[service] = snap.cpu.get(service, 0.0) + cpu
+            snap.requests[service] = snap.requests.get(service, 0.0) + requests
+            snap.auth_checks[service] = snap.auth_checks.get(service, 0.0) + checks
+            s, c = snap.auth_seconds.get(service, (0.0, 0.0))
+            snap.auth_seconds[service] = (s + auth_sum, c + auth_count)
+        for name, port in self.stores.items():
+            snap.store_calls[name], snap.store_usec[name], snap.store_cpu[name] = (
+                stores.store_counters(port)
+            )
+        return snap
+
+
+@dataclass(frozen=True)
+class Idle:
+    """CPU seconds per second each process burns with no traffic (timers, health checks)."""
+
+    cpu: dict[str, float]
+    store_cpu: dict[str, float]
+
+    @classmethod
+    def measure(cls, target: Target, seconds: float) -> Idle:
+        before = target.snapshot()
+        time.sleep(seconds)
+        after = target.snapshot()
+        wall = after.at - before.at
+        return cls(
+            {s: max(after.cpu[s] - before.cpu.get(s, 0.0), 0.0) / wall for s in after.cpu},
+            {
+                s: max(after.store_cpu[s] - before.store_cpu.get(s, 0.0), 0.0) / wall
+                for s in after.store_cpu
+            },
+        )
+
+    def ms_per_s(self) -> PerName:
+        return {k: round(v * 1000, 2) for k, v in {**self.cpu, **self.store_cpu}.items()}
+
+
+NO_IDLE = Idle({}, {})
+
+
+def delta(
+    before: Snapshot, after: Snapshot, locust_cpu: float, idle: Idle = NO_IDLE
+) -> ServerCosts:
+    """Per-request costs over a window, normalised by the requests the gateway answered.
+
+    CPU figures have the idle baseline (measured in the same run) taken out, so they are the
+    cost of the traffic, not of the timers that run anyway.
+    """
+    requests = after.requests.get("gateway", 0.0) - before.requests.get("gateway", 0.0)
+    wall = after.at - before.at
+    per = max(requests, 1.0)
+
+    def cpu_us(spent: float, idle_rate: float) -> float:
+        return round(max(spent - idle_rate * wall, 0.0) / per * 1e6, 1)
+
+    def per_request(now: dict[str, float], then: dict[str, float]) -> PerName:
+        return {s: round((now[s] - then.get(s, 0.0)) / per, 3) for s in now}
+
+    auth_check_us: PerName = {}
+    for s, (total, count) in after.auth_seconds.items():
+        b_total, b_count = before.auth_seconds.get(s, (0.0, 0.0))
+        if count - b_count > 0:
+            auth_check_us[s] = round((total - b_total) / (count - b_count) * 1e6, 1)
+    store_usec_per_call: PerName = {}
+    for s in after.store_calls:
+        calls = after.store_calls[s] - before.store_calls.get(s, 0.0)
+        if calls > 0:
+            store_usec_per_call[s] = round(
+                (after.store_usec[s] - before.store_usec.get(s, 0.0)) / calls, 2
+            )
+    return {
+        "window_s": round(wall, 3),
+        "gateway_requests": requests,
+        "gateway_rps": round(requests / wall, 1) if wall else 0.0,
+        "cpu_us_per_request": {
+            s: cpu_us(after.cpu[s] - before.cpu.get(s, 0.0), idle.cpu.get(s, 0.0))
+            for s in after.cpu
+        },
+        "auth_checks_per_request": per_request(after.auth_checks, before.auth_checks),
+        "auth_check_us": auth_check_us,
+        "store_ops_per_request": per_request(after.store_calls, before.store_calls),
+        "store_usec_per_call": store_usec_per_call,
+        "store_cpu_us_per_request": {
+            s: cpu_us(after.store_cpu[s] - before.store_cpu.get(s, 0.0), idle.store_cpu.get(s, 0.0))
+            for s in after.store_cpu
+        },
+        "locust_cpu_fraction": round(locust_cpu / wall, 3) if wall else 0.0,
+    }

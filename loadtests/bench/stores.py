@@ -1,0 +1,76 @@
+"""The bench's Redis client (redis-py): INFO for the scrapes, PING and DEBUG SLEEP for experiments.
+
+Every call opens its own short-lived connection, as a measuring probe should: no retries (a slow
+or refused answer is the finding), and nothing sent on connect (RESP2, so no HELLO; no CLIENT
+SETINFO), which INFO commandstats would otherwise count as store traffic in a measured window.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+# Our own probes, left out of the store's command counts.
+PROBE_COMMANDS = frozenset({"cmdstat_info", "cmdstat_ping"})
+
+
+def connect(port: int, timeout: float) -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,
+        driver_info=None,
+    )
+
+
+def info(port: int) -> dict[str, Any]:
+    """`INFO all`, parsed by redis-py (a cmdstat_* value is a dict of its fields)."""
+    with connect(port, 2.0) as client:
+        return dict(client.info("all"))
+
+
+def store_counters(port: int) -> tuple[float, float, float]:
+    """Commands served, microseconds spent in them, CPU seconds (INFO commandstats, cpu)."""
+    stats = info(port)
+    calls = usec = 0.0
+    for key, value in stats.items():
+        if key.startswith("cmdstat_") and key not in PROBE_COMMANDS:
+            calls += float(value["calls"])
+            usec += float(value["usec"])
+    cpu = float(stats.get("used_cpu_user", 0)) + float(stats.get("used_cpu_sys", 0))
+    return calls, usec, cpu
+
+
+def answers(port: int, timeout: float) -> bool:
+    """Whether the store answers PING within `timeout`."""
+    try:
+        with connect(port, timeout) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def sleep(port: int, seconds: float) -> None:
+    """Block the store's command loop for `seconds` (DEBUG SLEEP; needs enable-debug-command)."""
+    with connect(port, seconds + 5) as client:
+        client.execute_command("DEBUG", "SLEEP", seconds)
+
+
+def median_rtt_ms(port: int, n: int = 200) -> float:
+    """Median PING round trip over one connection (opened by a first, untimed PING)."""
+    with connect(port, 5.0) as client:
+        client.ping()
+        samples = []
+        for _ in range(n):
+            started = time.perf_counter()
+            client.ping()
+            samples.append(time.perf_counter() - started)
+    samples.sort()
+    return round(samples[len(samples) // 2] * 1000, 3)
