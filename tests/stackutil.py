@@ -11,6 +11,7 @@ from aiohttp import ClientResponse, ClientSession
 from yarl import URL
 
 from services.stack import Ports, Stack
+from tests.openapi_check import check_response
 
 
 def launch(workdir: Path, ports: Ports | None = None, **env: str) -> Stack:
@@ -48,6 +49,7 @@ class Api:
         url = URL(self.base + path, encoded=True)
         async with self.http.request(method, url, allow_redirects=False, **kwargs) as response:
             raw = await response.read()
+            check_response(method, path, response.status, response.content_type, raw)
             body = None
             if raw and response.content_type in ("application/json", "application/problem+json"):
                 body = await response.json(content_type=None)

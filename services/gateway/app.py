@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -12,6 +13,7 @@ from aiohttp import ClientSession, DummyCookieJar, TCPConnector, web
 from services.common.observability import metrics_key, ready_checks_key
 from services.common.runtime import add_verifier, new_app
 from services.common.verify import require_csrf, verifier_key
+from services.gateway import openapi
 from services.gateway.exchange import TokenExchange
 from services.gateway.proxy import (
     Proxy,
@@ -132,6 +134,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             await client.close()
 
     app.cleanup_ctx.append(resources)
+    spec = json.dumps(openapi.document()).encode()
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.Response(body=spec, content_type="application/json")
+
+    app.router.add_get("/openapi.json", openapi_json)
     app.router.add_route("*", "/auth/{tail:.*}", auth_route)
     app.router.add_route("*", "/orders", orders_route)
     app.router.add_route("*", "/orders/{tail:.*}", orders_route)
