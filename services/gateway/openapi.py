@@ -2,6 +2,7 @@
 
 Written as data, beside the routes it describes; tests check that it validates, that it lists
 exactly the routes the services register, and that the suite's responses match its schemas.
+It is long because it is one literal document (schemas, then paths); there is no logic to split.
 """
 
 from __future__ import annotations
