@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import struct
@@ -17,6 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader, LineTooL
 from aiohttp.web_request import BaseRequest
 from redis.asyncio import Redis
 
+from services.common import tracing
 from services.common.observability import (
     configure_logging,
     install_observability,
@@ -224,8 +226,10 @@ async def _run(app: web.Application, server: ServerSettings) -> None:
 
 
 def serve(service: str, server: ServerSettings, build: Callable[[], web.Application]) -> None:
-    """Configure logging and run the app on uvloop until SIGINT/SIGTERM."""
+    """Configure logging (and tracing, if asked for) and run the app on uvloop until
+    SIGINT/SIGTERM."""
     configure_logging(service, server.log_level)
+    tracing.configure(service, os.environ)
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop
@@ -235,6 +239,7 @@ def serve(service: str, server: ServerSettings, build: Callable[[], web.Applicat
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_run(build(), server))
+        with tracing.flushed():
+            loop.run_until_complete(_run(build(), server))
     finally:
         loop.close()

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.common import tracing
 from services.common.keyspace import SESSIONS_CHANNEL, session_key
 from services.common.observability import Metrics
 from services.common.settings import VerifierSettings
@@ -165,12 +166,14 @@ class Sessions:
             entry = cache.get(session_id, now)
             if entry is not None:
                 self.metrics.observe_session_cache("hit")
+                tracing.annotate("cache", "hit")
                 if now >= entry.absolute_end:
                     await self._end(session_id)
                     raise InvalidSession("session passed its absolute timeout")
                 self._touch(session_id, now, entry)
                 return entry.principal
             self.metrics.observe_session_cache("miss")
+            tracing.annotate("cache", "miss")
         raw = await timed(
             self.metrics, SESSION_STORE, "get", self.redis.get(session_key(session_id))
         )

@@ -16,6 +16,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.asyncio import Redis
 
+from services.common import tracing
 from services.common.observability import Metrics, auth_mode_key
 from services.common.problems import ProblemError
 from services.common.settings import VerifierSettings
@@ -95,6 +96,13 @@ class Verifier:
                 sid = cookies.get(self.settings.cookie_name)
         mode = "jwt" if header is not None or at else ("session" if sid else "none")
         request[auth_mode_key] = mode
+        carrier = "header" if header is not None else "cookie"
+        with tracing.span("authscale.verify", credential=mode, carrier=carrier):
+            return await self._authenticate(mode, header, at, sid, start)
+
+    async def _authenticate(
+        self, mode: str, header: str | None, at: str | None, sid: str | None, start: float
+    ) -> Principal:
         try:
             if header is not None:
                 scheme, _, token = header.partition(" ")
@@ -138,6 +146,9 @@ class Verifier:
         if principal is None:
             principal = decode_access_token(token, self.keystore.keys, self.settings, now)
             self._cache.put(token, principal, now)
+            tracing.annotate("cache", "miss")
+        else:
+            tracing.annotate("cache", "hit")
         assert principal.jti is not None
         if principal.jti in self.revocations:
             raise InvalidToken("token revoked")
