@@ -472,6 +472,91 @@ class RedisServer:
         self.process = None
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+@dataclass
+class RedisClusterServers:
+    """A throwaway Redis Cluster: `primaries` primaries with one replica each, on loopback.
+
+    Its URL lists every node, comma-separated: the form SESSION_STORE_URL takes for a cluster.
+    Node timeout 1 s, so a failed primary's replica takes over within a few seconds.
+    """
+
+    directory: Path
+    primaries: int = 3
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return ",".join(f"redis://127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> None:
+        for index in range(self.primaries * 2):
+            directory = self.directory / f"node-{index}"
+            directory.mkdir(parents=True, exist_ok=True)
+            node = RedisServer(
+                directory,
+                port=free_cluster_port(),
+                extra=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--appendonly",
+                    "no",
+                ],
+            )
+            node.start()
+            self.nodes.append(node)
+        create = ["redis-cli", "--cluster", "create"]
+        create += [f"127.0.0.1:{node.port}" for node in self.nodes]
+        create += ["--cluster-replicas", "1", "--cluster-yes"]
+        subprocess.run(create, check=True, capture_output=True, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        # Ready means: every slot served, and every replica synced with its primary (a replica
+        # that never synced refuses to take over, so a failover test would wait for nothing).
+        while not all(self.cluster_ok(node.port) and self.synced(node.port) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise StackError("the Redis Cluster did not become ready")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _cli(port: int, *command: str) -> str:
+        result = subprocess.run(
+            ["redis-cli", "-p", str(port), *command],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return result.stdout
+
+    @classmethod
+    def cluster_ok(cls, port: int) -> bool:
+        return "cluster_state:ok" in cls._cli(port, "cluster", "info")
+
+    @classmethod
+    def synced(cls, port: int) -> bool:
+        info = cls._cli(port, "info", "replication")
+        return "role:master" in info or "master_link_status:up" in info
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
 def http_json(
     method: str, url: str, body: object | None = None, headers: Mapping[str, str] | None = None
 ) -> tuple[int, object]:

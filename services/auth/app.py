@@ -14,8 +14,8 @@ from services.auth.settings import Settings
 from services.auth.tokens import Tokens
 from services.auth.users import Users
 from services.common.observability import metrics_key, ready_checks_key
-from services.common.runtime import new_app, session_redis_key
-from services.common.store import make_redis
+from services.common.runtime import new_app
+from services.common.store import make_redis, make_session_store
 from services.common.verify import Verifier, verifier_key
 
 
@@ -28,7 +28,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         metrics = app[metrics_key]
-        sessions = make_redis(settings.verifier.session_store_url, timeout)
+        sessions = make_session_store(settings.verifier.session_store_url, timeout)
         data = make_redis(settings.verifier.data_store_url, timeout)
         verifier = Verifier(
             settings.verifier, metrics, sessions, clock=clock, static_keys=keyring.public
@@ -48,7 +48,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             window_seconds=settings.login_window_seconds,
             queue_seconds=settings.login_queue_seconds,
         )
-        app[session_redis_key] = sessions
         app[verifier_key] = verifier
         app[users_key] = users
         app[tokens_key] = Tokens(

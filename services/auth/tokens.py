@@ -23,7 +23,7 @@ from services.common.keyspace import (
 )
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
-from services.common.store import DATA_STORE, SESSION_STORE, timed
+from services.common.store import DATA_STORE, SESSION_STORE, SessionStore, timed
 from services.common.verify import Principal, RefreshRefused, csrf_digest, revocation
 
 # Spend one refresh token and mint its successor atomically: of two parallel uses exactly one
@@ -87,7 +87,7 @@ class Tokens:
         self,
         keyring: KeyRing,
         data: Redis,
-        sessions: Redis,
+        sessions: SessionStore,
         metrics: Metrics,
         *,
         issuer: str,

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from services.common.keyspace import login_failures_key, user_key, username_key
 from services.common.observability import Metrics
 from services.common.problems import ProblemError
-from services.common.store import DATA_STORE, SESSION_STORE, timed
+from services.common.store import DATA_STORE, SESSION_STORE, SessionStore, timed
 from services.common.verify import LoginRefused
 
 T = TypeVar("T")
@@ -96,7 +96,7 @@ class Users:
     def __init__(
         self,
         data: Redis,
-        sessions: Redis,
+        sessions: SessionStore,
         metrics: Metrics,
         hasher: PasswordHasher,
         *,

@@ -11,7 +11,7 @@ import hashlib
 # -- session store (no persistence) ---------------------------------------------------------
 
 SESSION_PREFIX = "session:"
-REVOKED_CHANNEL = "revoked:jti"  # pub/sub: one revocation message per jti (verify.revocation)
+REVOKED_CHANNEL = "revoked:jti"  # pub/sub: batches of "<jti> <exp>" lines (verify.revocation)
 SESSIONS_CHANNEL = "sessions:ended"  # pub/sub: a session's fingerprint (verify.sessions)
 LOGIN_FAILURES_PREFIX = "loginfail:"
 

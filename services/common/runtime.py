@@ -16,7 +16,6 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader, LineTooLong
 from aiohttp.web_request import BaseRequest
-from redis.asyncio import Redis
 
 from services.common import tracing
 from services.common.observability import (
@@ -28,14 +27,13 @@ from services.common.observability import (
 from services.common.problems import problem_middleware, problem_response, server_settings_key
 from services.common.requests import input_rules_middleware
 from services.common.settings import ServerSettings, VerifierSettings
-from services.common.store import make_redis
+from services.common.store import make_session_store
 from services.common.verify import Verifier, verifier_key
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADERS = 100
 SERVER_NAME = "authscale"  # not "Python/3.x aiohttp/3.y": no version hints
-session_redis_key = web.AppKey("session_redis", Redis)
 log = logging.getLogger("authscale.runtime")
 
 
@@ -62,9 +60,8 @@ def add_verifier(
     """Open the session store and start a Verifier for the app's lifetime (cleanup_ctx)."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        redis = make_redis(settings.session_store_url, settings.store_timeout_seconds)
+        redis = make_session_store(settings.session_store_url, settings.store_timeout_seconds)
         verifier = Verifier(settings, app[metrics_key], redis, clock=clock)
-        app[session_redis_key] = redis
         app[verifier_key] = verifier
         await verifier.start()
         app[ready_checks_key].append(verifier.ready)

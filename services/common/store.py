@@ -6,8 +6,10 @@ import logging
 import time
 from collections.abc import Awaitable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,6 +36,39 @@ class StoreUnavailable(ProblemError):
             headers={"Retry-After": "1"},
         )
         self.store = store
+
+
+# The session store is one Redis, or a Redis Cluster named by several comma-separated URLs.
+SessionStore = Redis | RedisCluster
+
+
+def cluster_nodes(url: str) -> list[str]:
+    """The node URLs of a cluster URL (`redis://a:7000,redis://b:7001,...`), else []."""
+    nodes = [part.strip() for part in url.split(",") if part.strip()]
+    return nodes if len(nodes) > 1 else []
+
+
+def make_session_store(url: str, timeout: float) -> SessionStore:
+    """A client for the session store: plain, or cluster-aware when the URL lists several nodes.
+
+    Cluster errors (a moved slot, a primary failing over) are retried once and then surface as
+    503s like any store failure; slots on healthy primaries keep working meanwhile.
+    """
+    nodes = cluster_nodes(url)
+    if not nodes:
+        return make_redis(url, timeout)
+    startup = []
+    for node in nodes:
+        parsed = urlsplit(node)
+        startup.append(ClusterNode(parsed.hostname or "127.0.0.1", parsed.port or 6379))
+    return RedisCluster(
+        startup_nodes=startup,
+        require_full_coverage=False,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+        max_connections=256,
+    )
 
 
 def make_redis(url: str, timeout: float, *, retries: int = 1) -> Redis:

@@ -17,33 +17,42 @@ from redis.asyncio import Redis
 
 from services.common.keyspace import REVOKED_CHANNEL, REVOKED_SET
 from services.common.observability import Metrics
-from services.common.store import DATA_STORE, SESSION_STORE, make_redis, timed
+from services.common.store import DATA_STORE, SESSION_STORE, SessionStore, make_redis, timed
 from services.common.verify.stream import Follower
 
 log = logging.getLogger("authscale.verify")
 
 
-def message(jti: str, exp: float) -> str:
-    """One revocation on the channel: "<jti> <exp>"."""
-    return f"{jti} {exp}"
+def message(jtis: dict[str, float]) -> str:
+    """One message on the channel for a batch of revocations: a "<jti> <exp>" line each."""
+    return "\n".join(f"{jti} {exp}" for jti, exp in jtis.items())
 
 
-def parse_message(data: object) -> tuple[str, float] | None:
+def parse_message(data: object) -> list[tuple[str, float]] | None:
     text = data.decode() if isinstance(data, bytes) else str(data)
-    jti, _, exp = text.partition(" ")
-    try:
-        return jti, float(exp)
-    except ValueError:
-        return None
+    entries = []
+    for line in text.splitlines():
+        jti, _, exp = line.partition(" ")
+        try:
+            entries.append((jti, float(exp)))
+        except ValueError:
+            return None
+    return entries or None
 
 
 async def publish(
-    data: Redis, sessions: Redis, metrics: Metrics, jtis: dict[str, float], *, now: float
+    data: Redis,
+    sessions: SessionStore,
+    metrics: Metrics,
+    jtis: dict[str, float],
+    *,
+    now: float,
 ) -> None:
     """Record each jti durably until its exp, then tell every verifier at once.
 
     The data store's record (AOF, fsync always) is what verifiers reload after a reconnect, so
-    it is written first: a revocation outlives a restart of the session store.
+    it is written first: a revocation outlives a restart of the session store. The batch goes
+    out as one message (one command; a cluster refuses PUBLISH inside a pipeline).
     """
     if not jtis:
         return
@@ -51,10 +60,9 @@ async def publish(
     durable.zadd(REVOKED_SET, jtis)
     durable.zremrangebyscore(REVOKED_SET, "-inf", now - 60)
     await timed(metrics, DATA_STORE, "record_revocation", durable.execute())
-    push = sessions.pipeline(transaction=False)
-    for jti, exp in jtis.items():
-        push.publish(REVOKED_CHANNEL, message(jti, exp))
-    await timed(metrics, SESSION_STORE, "revoke_jti", push.execute())
+    await timed(
+        metrics, SESSION_STORE, "revoke_jti", sessions.publish(REVOKED_CHANNEL, message(jtis))
+    )
 
 
 class RevocationList:
@@ -120,4 +128,5 @@ class RevocationList:
         if parsed is None:
             log.warning("ignoring malformed revocation message")
             return
-        self.add(*parsed)
+        for jti, exp in parsed:
+            self.add(jti, exp)

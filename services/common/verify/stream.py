@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.common.store import make_redis
+from services.common.store import cluster_nodes, make_redis
 
 log = logging.getLogger("authscale.verify")
 
@@ -35,7 +36,9 @@ class PushStream:
     """Subscribes to every followed channel; reconnects with backoff, running the hooks."""
 
     def __init__(self, url: str, timeout: float) -> None:
-        self.url = url
+        # On a Redis Cluster a PUBLISH reaches subscribers on every node, so one subscription
+        # to any node will do; after losing it, the next node is tried.
+        self.urls = cluster_nodes(url) or [url]
         self.timeout = timeout
         self.followers: list[Follower] = []
         self.connected = asyncio.Event()
@@ -48,7 +51,6 @@ class PushStream:
     async def start(self) -> None:
         if not self.followers:
             return
-        self.redis = make_redis(self.url, self.timeout, retries=0)
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
@@ -60,10 +62,12 @@ class PushStream:
             await self.redis.aclose()
 
     async def _run(self) -> None:
-        assert self.redis is not None
         handlers = {f.channel.encode(): f.on_message for f in self.followers}
         backoff = 0.1
-        while True:
+        for attempt in itertools.count():
+            if self.redis is not None:
+                await self.redis.aclose()
+            self.redis = make_redis(self.urls[attempt % len(self.urls)], self.timeout, retries=0)
             pubsub = self.redis.pubsub()
             try:
                 # Subscribe first, then reload: a message published in between is not lost.

@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from redis.asyncio import Redis
 
 from services.common import tracing
 from services.common.observability import Metrics, auth_mode_key
 from services.common.problems import ProblemError
 from services.common.settings import VerifierSettings
+from services.common.store import SessionStore
 from services.common.verify.errors import (
     AuthError,
     InvalidSession,
@@ -45,7 +45,7 @@ class Verifier:
         self,
         settings: VerifierSettings,
         metrics: Metrics,
-        session_redis: Redis | None,
+        session_redis: SessionStore | None,
         *,
         clock: Callable[[], float] = time.time,
         static_keys: Mapping[str, rsa.RSAPublicKey] | None = None,
