@@ -3,13 +3,19 @@
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+RUN python -m venv /venv
+# The dependencies first, from pyproject.toml alone (a wheel of the project without its code), so
+# that a change to the code reuses this layer instead of reinstalling everything. Wheels only.
+COPY pyproject.toml ./
+RUN /venv/bin/pip wheel --no-deps --wheel-dir /deps . \
+ && /venv/bin/pip install --only-binary=:all: "$(ls /deps/authscale-*.whl)[loadtest]" \
+ && /venv/bin/pip uninstall --yes authscale \
+ && rm -rf /deps build ./*.egg-info
+# Then our own pure-Python wheel, with the code.
 COPY services ./services
 COPY loadtests ./loadtests
-# Our own pure-Python wheel first, then everything it needs from wheels only (no compilers).
-RUN python -m venv /venv \
- && /venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /venv/bin/pip install --only-binary=:all: "$(ls /wheels/authscale-*.whl)[loadtest]"
+RUN /venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
+ && /venv/bin/pip install --no-deps --only-binary=:all: /wheels/authscale-*.whl
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH=/venv/bin:$PATH
