@@ -173,6 +173,8 @@ class Stack:
     # Polled while starting: once it returns True, start() stops what it began and raises
     # Interrupted (the launcher passes its signal flag).
     cancel: Callable[[], bool] | None = None
+    # The session store as a Redis Cluster (3 primaries + 3 replicas) instead of one server.
+    session_cluster: bool = False
 
     def __post_init__(self) -> None:
         if shutil.which("redis-server") is None:
@@ -181,6 +183,9 @@ class Stack:
             self.workdir = Path(tempfile.mkdtemp(prefix="authscale-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.cluster = (
+            RedisClusterServers(self.workdir / "session-cluster") if self.session_cluster else None
+        )
         self._define()
 
     # -- topology -----------------------------------------------------------------------------
@@ -205,8 +210,9 @@ class Stack:
 
     def service_env(self) -> dict[str, str]:
         """The settings every service process gets; the same names docker compose sets."""
+        session_store = f"redis://127.0.0.1:{self.ports.session_store}/0"
         env = {
-            "SESSION_STORE_URL": f"redis://127.0.0.1:{self.ports.session_store}/0",
+            "SESSION_STORE_URL": self.cluster.url if self.cluster else session_store,
             "DATA_STORE_URL": f"redis://127.0.0.1:{self.ports.data_store}/0",
             "KEYS_DIR": str(self.keys_dir),
             "JWT_PUBLIC_KEY_FILE": str(self.keys_dir / "public.pem"),
@@ -237,6 +243,8 @@ class Stack:
                 ["--appendonly", "yes", "--appendfsync", "always", "--save", ""],
             ),
         ):
+            if name == "session-store" and self.cluster is not None:
+                continue
             directory = self.workdir / name
             directory.mkdir(exist_ok=True)
             argv = [
@@ -295,10 +303,15 @@ class Stack:
     def start(self, timeout: float = 60.0) -> None:
         ensure_keypair(self.keys_dir)
         try:
-            for name in ("session-store", "data-store"):
-                self.start_component(name)
-            for name in ("session-store", "data-store"):
-                self.wait_ready(name, timeout)
+            stores = [
+                store for store in ("session-store", "data-store") if store in self.components
+            ]
+            for store in stores:
+                self.start_component(store)
+            if self.cluster is not None:
+                self.cluster.start(timeout)
+            for store in stores:
+                self.wait_ready(store, timeout)
             for name in self.service_names:
                 self.start_component(name)
             for name in self.service_names:
@@ -421,6 +434,8 @@ class Stack:
         stores = [n for n in self.components if n not in self.service_names]
         self.terminate(list(reversed(self.service_names)), timeout * 2 / 3)
         self.terminate(stores, timeout / 3)
+        if self.cluster is not None:
+            self.cluster.stop()
 
     def __enter__(self) -> Stack:
         self.start()
@@ -496,19 +511,25 @@ class RedisClusterServers:
 
     directory: Path
     primaries: int = 3
+    ports: list[int] = field(default_factory=list)
     nodes: list[RedisServer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.ports:
+            self.ports = [free_cluster_port() for _ in range(self.primaries * 2)]
 
     @property
     def url(self) -> str:
-        return ",".join(f"redis://127.0.0.1:{node.port}" for node in self.nodes)
+        return ",".join(f"redis://127.0.0.1:{port}" for port in self.ports)
 
     def start(self, timeout: float = 30.0) -> None:
-        for index in range(self.primaries * 2):
+        self.nodes = []
+        for index, port in enumerate(self.ports):
             directory = self.directory / f"node-{index}"
             directory.mkdir(parents=True, exist_ok=True)
             node = RedisServer(
                 directory,
-                port=free_cluster_port(),
+                port=port,
                 extra=[
                     "--cluster-enabled",
                     "yes",
@@ -659,13 +680,14 @@ def _say(text: str, stream: IO[str] | None = None) -> None:
 def banner(stack: Stack, revocation: str) -> str:
     user, password = DEMO_USER
     login = json.dumps({"username": user, "password": password})
+    session_store = stack.cluster.url if stack.cluster else stack.redis_url("session-store")
     lines = [
         "",
         "authscale is up.",
         f"  gateway        {stack.gateway_url}   (clients talk to this one)",
         f"  auth           {stack.auth_url}",
         *(f"  orders         {url}" for url in stack.orders_urls),
-        f"  session store  {stack.redis_url('session-store')}",
+        f"  session store  {session_store}",
         f"  data store     {stack.redis_url('data-store')}  (AOF, appendfsync always)",
         f"  JWT revocation {revocation}",
         f"  demo user      {user} / {password}",
@@ -692,6 +714,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-store-port", type=int, default=defaults.data_store)
     parser.add_argument(
         "--revocation", choices=("push", "off"), default=os.environ.get("JWT_REVOCATION", "push")
+    )
+    parser.add_argument(
+        "--session-cluster",
+        action="store_true",
+        default=os.environ.get("SESSION_CLUSTER", "") not in ("", "0"),
+        help="run the session store as a Redis Cluster of 3 primaries + 3 replicas on free "
+        "ports (default $SESSION_CLUSTER)",
     )
     parser.add_argument(
         "--workdir",
@@ -721,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
                 keys_dir=args.keys_dir,
                 env={"JWT_REVOCATION": args.revocation},
                 cancel=signals.requested,
+                session_cluster=args.session_cluster,
             )
         except StackError as error:
             _say(f"error: {error}", sys.stderr)

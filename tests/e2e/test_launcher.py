@@ -9,6 +9,7 @@ by polling with a deadline, never by sleeping.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -16,13 +17,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from services.common.settings import REPO_ROOT
-from services.stack import Ports, redis_ping
+from services.stack import Ports, http_json, redis_ping
 
 STOP_WITHIN = 5.0  # seconds, from the signal to every port free
 BANNER_END = "Ctrl-C stops everything."
@@ -140,10 +143,11 @@ class MakeUp:
     """A real `make up` on free ports, in a process group (a terminal's foreground job) of its
     own, with its output collected by a thread."""
 
-    def __init__(self, workdir: Path, keys: Path) -> None:
+    def __init__(self, workdir: Path, keys: Path, **extra: str) -> None:
         self.ports = Ports.free()
         env = {
             **os.environ,
+            **extra,
             "GATEWAY_PORT": str(self.ports.gateway),
             "AUTH_PORT": str(self.ports.auth),
             "ORDERS_PORTS": ",".join(map(str, self.ports.orders)),
@@ -364,3 +368,55 @@ def test_redis_servers_die_with_a_sigkilled_user(tmp_path: Path, redis_available
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_make_up_runs_the_session_store_as_a_cluster_with_one_option(
+    tmp_path: Path, keys: Path, redis_available: None
+) -> None:
+    """`SESSION_CLUSTER=1 make up`: six redis-servers (3 primaries + 3 replicas) hold the
+    sessions, spread over the primaries, and the stack works through them."""
+    stack = MakeUp(tmp_path / "stack", keys, SESSION_CLUSTER="1")
+    try:
+        stack.wait_ready()
+        banner = stack.output.split("authscale is up.")[1]
+        line = next(ln for ln in banner.splitlines() if "session store" in ln)
+        nodes = [int(url.rsplit(":", 1)[1]) for url in line.split()[-1].split(",")]
+        assert len(nodes) == 6 and stack.ports.session_store not in nodes
+        gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+        status, _ = http_json("POST", gateway + "/auth/users", USER)
+        assert status == 201
+        sids = []
+        for _ in range(12):
+            response = requests_session_login(gateway)
+            sids.append(response)
+        for sid in sids[:3]:
+            status, body = http_json("GET", gateway + "/orders", headers={"Cookie": f"sid={sid}"})
+            assert status == 200 and body == {"orders": []}
+        holders = set()
+        for port in nodes:
+            client = redis.Redis(port=port, socket_timeout=2)
+            try:
+                if client.execute_command("ROLE")[0] == b"master" and client.dbsize():
+                    holders.add(port)
+            finally:
+                client.close()
+        assert len(holders) == 3, holders  # every primary holds some of the sessions
+    finally:
+        stack.cleanup()
+    assert within(10, lambda: all(port_free(p) for p in nodes))
+
+
+USER = {"username": "clustered", "password": "correct horse"}
+
+
+def requests_session_login(gateway: str) -> str:
+    """Log in for a session; the sid from the Set-Cookie header."""
+    request = urllib.request.Request(
+        gateway + "/auth/session",
+        data=json.dumps(USER).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        cookie = response.headers["Set-Cookie"]
+    return str(cookie.split(";", 1)[0].removeprefix("sid="))
