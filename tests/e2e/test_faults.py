@@ -23,7 +23,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> It
 
 async def timed_call(api: Api, method: str, path: str, **kwargs: object) -> tuple[int, float]:
     started = time.monotonic()
-    response, _ = await api.call(method, path, **kwargs)  # type: ignore[arg-type]
+    response, _ = await api.call(method, path, **kwargs)
     return response.status, time.monotonic() - started
 
 

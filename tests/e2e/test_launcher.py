@@ -383,7 +383,7 @@ def test_make_up_runs_the_session_store_as_a_cluster_with_one_option(
         nodes = [int(url.rsplit(":", 1)[1]) for url in line.split()[-1].split(",")]
         assert len(nodes) == 6 and stack.ports.session_store not in nodes
         gateway = f"http://127.0.0.1:{stack.ports.gateway}"
-        status, _ = http_json("POST", gateway + "/auth/users", USER)
+        status, _ = http_json("POST", gateway + "/auth/users", CLUSTER_USER)
         assert status == 201
         sids = []
         for _ in range(12):
@@ -396,7 +396,8 @@ def test_make_up_runs_the_session_store_as_a_cluster_with_one_option(
         for port in nodes:
             client = redis.Redis(port=port, socket_timeout=2)
             try:
-                if client.execute_command("ROLE")[0] == b"master" and client.dbsize():
+                role = client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+                if role[0] == b"master" and client.dbsize():
                     holders.add(port)
             finally:
                 client.close()
@@ -406,14 +407,14 @@ def test_make_up_runs_the_session_store_as_a_cluster_with_one_option(
     assert within(10, lambda: all(port_free(p) for p in nodes))
 
 
-USER = {"username": "clustered", "password": "correct horse"}
+CLUSTER_USER: dict[str, object] = {"username": "clustered", "password": "correct horse"}
 
 
 def requests_session_login(gateway: str) -> str:
     """Log in for a session; the sid from the Set-Cookie header."""
     request = urllib.request.Request(
         gateway + "/auth/session",
-        data=json.dumps(USER).encode(),
+        data=json.dumps(CLUSTER_USER).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )

@@ -88,7 +88,7 @@ async def primary_holding(cluster: RedisClusterServers, key: str) -> int:
     for node in cluster.nodes:
         redis = Redis(port=node.port, socket_timeout=2)
         try:
-            role = (await redis.execute_command("ROLE"))[0]
+            role = (await redis.execute_command("ROLE"))[0]  # type: ignore[no-untyped-call]
             if role == b"master" and await redis.exists(key):
                 return node.port
         except MovedError:
@@ -147,7 +147,7 @@ async def test_a_failed_primary_costs_its_slots_a_503_until_the_replica_takes_ov
             on_victim.append(sid)
     # Wait until the replica has every write (replication is asynchronous).
     primary = Redis(port=victim_port, socket_timeout=5)
-    await primary.execute_command("WAIT", 1, 2000)
+    await primary.execute_command("WAIT", 1, 2000)  # type: ignore[no-untyped-call]
     await primary.aclose()
     victim.stop()
     killed = time.monotonic()

@@ -12,7 +12,7 @@ import gzip
 import http.client
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -100,7 +100,9 @@ async def test_a_non_ascii_byte_in_a_cookie_is_401_everywhere(api: Api, stack: S
     session = await api.session_login(username)
     login = json.dumps({"username": username, "password": "correct horse"}).encode()
     for cookie in (b"sid=\xff", session["Cookie"].encode() + b"\xff", b"theme=\xe9t\xe9"):
-        targets = [("GET", url, None) for url in orders_urls(stack) + auth_urls(stack, "/me")]
+        targets: list[tuple[str, str, bytes | None]] = [
+            ("GET", url, None) for url in orders_urls(stack) + auth_urls(stack, "/me")
+        ]
         targets += [("POST", url, login) for url in auth_urls(stack, "/session")]
         for method, url, body in targets:
             headers: list[Header] = [("Cookie", cookie), ("Content-Type", "application/json")]
@@ -208,7 +210,7 @@ STRING_TOKENS: dict[str, bytes] = {
 DEFECTS = list(WHOLE_BODY) + list(STRING_TOKENS) + ["too deep"]
 
 
-def defective(defect: str, fields: dict[str, object], text_field: str) -> bytes:
+def defective(defect: str, fields: Mapping[str, object], text_field: str) -> bytes:
     valid = json.dumps(fields)
     if defect in WHOLE_BODY:
         return WHOLE_BODY[defect](valid)

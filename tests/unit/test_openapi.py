@@ -19,7 +19,7 @@ PROBLEM = "application/problem+json"
 
 
 def test_the_document_validates() -> None:
-    validate(document())  # type: ignore[arg-type]
+    validate(document())
 
 
 def test_it_lists_exactly_the_contract_routes() -> None:
