@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientResponse, ClientSession
+from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from services.stack import Ports, Stack
@@ -82,3 +83,25 @@ class Api:
 
     async def login(self, mode: str, username: str) -> dict[str, str]:
         return await (self.jwt_login(username) if mode == "jwt" else self.session_login(username))
+
+    async def metric(self, url: str, name: str, **labels: str) -> float:
+        """The sum of a metric's samples at url/metrics whose labels include these."""
+        async with self.http.get(url + "/metrics") as response:
+            text = await response.text()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+    async def every_hop(self, stack: Stack, headers: dict[str, str]) -> list[int]:
+        """One credential's answer at the gateway, then each orders replica and auth directly."""
+        statuses = [(await self.call("GET", "/orders", headers=headers))[0].status]
+        for base, path in [
+            *((url, "/orders") for url in stack.orders_urls),
+            (stack.auth_url, "/me"),
+        ]:
+            async with self.http.get(base + path, headers=headers) as response:
+                statuses.append(response.status)
+        return statuses

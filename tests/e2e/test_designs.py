@@ -18,40 +18,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> It
     yield from running(tmp_path_factory.mktemp("designs"), SESSION_CACHE="push")
 
 
-async def every_hop(api: Api, stack: Stack, headers: dict[str, str]) -> list[int]:
-    """GET with one credential at the gateway, each orders replica and auth, directly."""
-    statuses = [(await api.call("GET", "/orders", headers=headers))[0].status]
-    for base in stack.orders_urls:
-        async with api.http.get(base + "/orders", headers=headers) as response:
-            statuses.append(response.status)
-    async with api.http.get(stack.auth_url + "/me", headers=headers) as response:
-        statuses.append(response.status)
-    return statuses
-
-
 async def refused_everywhere_within(
     api: Api, stack: Stack, headers: dict[str, str], seconds: float = 1.0
 ) -> None:
     started = time.monotonic()
-    while await every_hop(api, stack, headers) != [401] * 4:
+    while await api.every_hop(stack, headers) != [401] * 4:
         assert time.monotonic() - started < seconds, "the credential still works at some hop"
         await asyncio.sleep(0.01)
-
-
-async def metric(api: Api, url: str, name: str) -> float:
-    async with api.http.get(url + "/metrics") as response:
-        text = await response.text()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
-
-async def session_store_calls(api: Api, url: str) -> float:
-    async with api.http.get(url + "/metrics") as response:
-        text = await response.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("store_calls_total{") and 'store="session_store"' in line
-    )
 
 
 async def test_cached_sessions_skip_the_store_and_logout_reaches_every_hop(
@@ -59,19 +32,19 @@ async def test_cached_sessions_skip_the_store_and_logout_reaches_every_hop(
 ) -> None:
     username, _ = await api.signup()
     session = await api.session_login(username)
-    assert await every_hop(api, stack, session) == [200] * 4  # every verifier has it cached now
+    assert await api.every_hop(stack, session) == [200] * 4  # every verifier has it cached now
     urls = [stack.gateway_url, *stack.orders_urls]
-    before = [await session_store_calls(api, u) for u in urls]
-    hits_before = await metric(api, stack.gateway_url, 'session_cache_total{result="hit"')
+    before = [await api.metric(u, "store_calls_total", store="session_store") for u in urls]
+    hits_before = await api.metric(stack.gateway_url, "session_cache_total", result="hit")
     for _ in range(20):
         response, _ = await api.call("GET", "/orders", headers=session)
         assert response.status == 200
-    assert await metric(api, stack.gateway_url, 'session_cache_total{result="hit"') >= (
+    assert await api.metric(stack.gateway_url, "session_cache_total", result="hit") >= (
         hits_before + 20
     )
     # Not one session-store call at the gateway or either orders replica for those 20.
     for url, count in zip(urls, before, strict=True):
-        assert await session_store_calls(api, url) == count, url
+        assert await api.metric(url, "store_calls_total", store="session_store") == count, url
     response, _ = await api.call("POST", "/auth/logout", headers=session)
     assert response.status == 204
     await refused_everywhere_within(api, stack, session)
@@ -96,7 +69,7 @@ async def test_jwt_in_a_cookie_through_the_gateway(api: Api, stack: Stack) -> No
     csrf = {**cookie, "X-CSRF-Token": body["csrf_token"]}
     response, created = await api.call("POST", "/orders", headers=csrf, json=order)
     assert response.status == 201, created  # gateway, orders and auth all verified the cookie
-    assert await every_hop(api, stack, cookie) == [200] * 4
+    assert await api.every_hop(stack, cookie) == [200] * 4
     response, _ = await api.call("POST", "/auth/logout", headers=csrf)
     assert response.status == 204 and response.cookies["at"]["max-age"] == "0"
     await refused_everywhere_within(api, stack, cookie)

@@ -16,13 +16,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> It
 
 
 async def checks(api: Api, url: str) -> float:
-    async with api.http.get(url + "/metrics") as response:
-        text = await response.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("auth_checks_total{")
-    )
+    return await api.metric(url, "auth_checks_total")
 
 
 async def test_orders_verifies_when_the_edge_does_not(api: Api, stack: Stack) -> None:

@@ -28,17 +28,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> It
     )
 
 
-async def metric(api: Api, url: str, prefix: str) -> float:
-    async with api.http.get(url + "/metrics") as response:
-        text = await response.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
-
-
 async def orders_checks(api: Api, stack: Stack, mode: str) -> float:
-    prefix = f'auth_checks_total{{mode="{mode}",result="ok",service="orders"}}'
-    return sum([await metric(api, url, prefix) for url in stack.orders_urls])
+    return sum(
+        [
+            await api.metric(url, "auth_checks_total", mode=mode, result="ok")
+            for url in stack.orders_urls
+        ]
+    )
 
 
 async def internal_token(api: Api, stack: Stack, sid: str) -> str:
@@ -70,12 +66,11 @@ async def test_sessions_go_downstream_as_internal_tokens(api: Api, stack: Stack)
     assert await orders_checks(api, stack, "session") == session_before
     assert await orders_checks(api, stack, "jwt") == jwt_before + 2
     # Steady state: the gateway's cached internal token serves every further request.
-    exchanges = 'token_exchanges_total{result="miss"'
-    misses = await metric(api, stack.gateway_url, exchanges)
+    misses = await api.metric(stack.gateway_url, "token_exchanges_total", result="miss")
     for _ in range(20):
         response, _ = await api.call("GET", f"/orders/{created['id']}", headers=session)
         assert response.status == 200
-    assert await metric(api, stack.gateway_url, exchanges) == misses
+    assert await api.metric(stack.gateway_url, "token_exchanges_total", result="miss") == misses
 
 
 async def test_internal_tokens_stay_inside(api: Api, stack: Stack) -> None:

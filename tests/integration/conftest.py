@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +14,11 @@ from aiohttp.test_utils import TestClient
 
 from services.auth.app import create_app as create_auth
 from services.auth.settings import Settings as AuthSettings
-from tests.conftest import KeyMaterial, RedisProcess
+from services.common.observability import Metrics
+from services.common.settings import VerifierSettings
+from services.common.store import make_session_store
+from services.common.verify import Verifier
+from tests.conftest import AUDIENCE, ISSUER, KeyMaterial, RedisProcess
 
 
 @dataclass
@@ -75,3 +81,33 @@ async def session_login(
     sid = response.cookies["sid"].value
     client.session.cookie_jar.clear()
     return sid, (await response.json())["csrf_token"]
+
+
+@contextlib.asynccontextmanager
+async def running_verifier(
+    stores: Stores,
+    key_material: KeyMaterial | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    service: str = "other",
+    **settings: Any,
+) -> AsyncIterator[Verifier]:
+    """Another verifier on the same stores, as another service runs it, its push stream
+    followed (settings: VerifierSettings fields, e.g. session_cache="push")."""
+    config = VerifierSettings(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        session_store_url=stores.sessions.url,
+        data_store_url=stores.data.url,
+        **settings,
+    )
+    redis = make_session_store(stores.sessions.url, 0.5)
+    keys = {key_material.kid: key_material.private.public_key()} if key_material else None
+    verifier = Verifier(config, Metrics(service), redis, clock=clock, static_keys=keys)
+    await verifier.start()
+    try:
+        await asyncio.wait_for(verifier.stream.connected.wait(), 5)
+        yield verifier
+    finally:
+        await verifier.close()
+        await redis.aclose()

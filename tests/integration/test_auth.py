@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,40 +12,17 @@ from aiohttp.test_utils import TestClient
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 
-from services.common.observability import Metrics
-from services.common.settings import VerifierSettings
-from services.common.verify import InvalidToken, Verifier
+from services.common.verify import InvalidToken
 from tests.conftest import AUDIENCE, ISSUER, KeyMaterial
-from tests.integration.conftest import AuthClient, Stores, session_login, signup_and_login
+from tests.integration.conftest import (
+    AuthClient,
+    Stores,
+    running_verifier,
+    session_login,
+    signup_and_login,
+)
 
 PROBLEM = "application/problem+json"
-
-
-@contextlib.asynccontextmanager
-async def push_verifier(stores: Stores, key_material: KeyMaterial) -> AsyncIterator[Verifier]:
-    """Another verifier instance (as in another service), subscribed to the revocation stream."""
-    from services.common.store import make_redis
-
-    settings = VerifierSettings(
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        session_store_url=stores.sessions.url,
-        data_store_url=stores.data.url,
-    )
-    redis = make_redis(stores.sessions.url, 0.5)
-    verifier = Verifier(
-        settings,
-        Metrics("other"),
-        redis,
-        static_keys={key_material.kid: key_material.private.public_key()},
-    )
-    await verifier.start()
-    try:
-        await asyncio.wait_for(verifier.revocations.connected.wait(), 5)
-        yield verifier
-    finally:
-        await verifier.close()
-        await redis.aclose()
 
 
 async def problem(response: Any, status: int) -> dict[str, Any]:
@@ -242,7 +217,7 @@ async def test_bearer_logout_revokes_everywhere_within_a_second(
 ) -> None:
     client = await auth_client()
     pair = await signup_and_login(client, "judy")
-    async with push_verifier(stores, key_material) as other:
+    async with running_verifier(stores, key_material) as other:
         token = pair["access_token"]
         assert other.verify_token(token).username == "judy"  # now cached there
         out = await client.post(
@@ -265,7 +240,7 @@ async def test_bearer_logout_revokes_everywhere_within_a_second(
             await client.post("/refresh", json={"refresh_token": pair["refresh_token"]}), 401
         )
     # A verifier that starts later loads the revocation from the store.
-    async with push_verifier(stores, key_material) as late:
+    async with running_verifier(stores, key_material) as late:
         with pytest.raises(InvalidToken):
             late.verify_token(token)
 
@@ -441,7 +416,7 @@ async def test_revocation_list_reloads_after_its_stream_reconnects(
 
     from services.common.keyspace import REVOKED_SET
 
-    async with push_verifier(stores, key_material) as verifier:
+    async with running_verifier(stores, key_material) as verifier:
         token = make_token(jti="missed-while-away")
         assert verifier.verify_token(token).jti == "missed-while-away"
         admin = sync_redis.Redis(port=stores.sessions.port, socket_timeout=2)

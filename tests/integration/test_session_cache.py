@@ -6,42 +6,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from services.common.keyspace import session_key
-from services.common.observability import Metrics
-from services.common.settings import VerifierSettings
-from services.common.store import make_redis
 from services.common.verify import InvalidSession, Verifier
-from tests.conftest import AUDIENCE, ISSUER
-from tests.integration.conftest import AuthClient, Stores, session_login, signup_and_login
+from tests.integration.conftest import (
+    AuthClient,
+    Stores,
+    running_verifier,
+    session_login,
+    signup_and_login,
+)
 
 
-@contextlib.asynccontextmanager
-async def cached_verifier(
-    stores: Stores, clock: Callable[[], float] = time.time, **settings: int
-) -> AsyncIterator[Verifier]:
+def cached_verifier(
+    stores: Stores, clock: Callable[[], float] = time.time, **settings: Any
+) -> contextlib.AbstractAsyncContextManager[Verifier]:
     """A verifier as another service runs it, with SESSION_CACHE=push, subscribed."""
-    config = VerifierSettings(
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        session_store_url=stores.sessions.url,
-        data_store_url=stores.data.url,
-        session_cache="push",
-        **settings,  # type: ignore[arg-type]
-    )
-    redis = make_redis(stores.sessions.url, 0.5)
-    verifier = Verifier(config, Metrics("cached"), redis, clock=clock)
-    await verifier.start()
-    try:
-        await asyncio.wait_for(verifier.stream.connected.wait(), 5)
-        yield verifier
-    finally:
-        await verifier.close()
-        await redis.aclose()
+    return running_verifier(stores, clock=clock, service="cached", session_cache="push", **settings)
 
 
 def store_gets(verifier: Verifier) -> float:

@@ -5,9 +5,8 @@ until its replica takes over, then the sessions it had work again; JWTs never no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,8 @@ from redis.exceptions import MovedError
 from services.auth.app import create_app as create_auth
 from services.auth.settings import Settings as AuthSettings
 from services.common.keyspace import session_key
-from services.common.observability import Metrics
-from services.common.settings import VerifierSettings
-from services.common.store import make_session_store
-from services.common.verify import Verifier
 from services.stack import RedisClusterServers
-from tests.conftest import AUDIENCE, ISSUER, KeyMaterial, RedisProcess
+from tests.conftest import KeyMaterial, RedisProcess
 from tests.integration.conftest import session_login, signup_and_login
 
 
@@ -55,32 +50,6 @@ async def auth(
     client: TestClient[Any, Any] = await aiohttp_client(create_auth(AuthSettings.from_env(env)))
     client.session.cookie_jar.clear()
     return client
-
-
-@contextlib.asynccontextmanager
-async def other_verifier(
-    cluster: RedisClusterServers, data_url: str, key_material: KeyMaterial
-) -> AsyncIterator[Verifier]:
-    settings = VerifierSettings(
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        session_store_url=cluster.url,
-        data_store_url=data_url,
-    )
-    store = make_session_store(cluster.url, 0.5)
-    verifier = Verifier(
-        settings,
-        Metrics("other"),
-        store,
-        static_keys={key_material.kid: key_material.private.public_key()},
-    )
-    await verifier.start()
-    try:
-        await asyncio.wait_for(verifier.stream.connected.wait(), 10)
-        yield verifier
-    finally:
-        await verifier.close()
-        await store.aclose()
 
 
 async def primary_holding(cluster: RedisClusterServers, key: str) -> int:

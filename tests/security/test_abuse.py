@@ -65,13 +65,7 @@ async def test_no_enumeration_by_timing(api: Api) -> None:
 
 
 async def jwks_fetches(api: Api, stack: Stack) -> float:
-    async with api.http.get(stack.auth_url + "/metrics") as response:
-        text = await response.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("http_requests_total{") and 'route="/.well-known/jwks.json"' in line
-    )
+    return await api.metric(stack.auth_url, "http_requests_total", route="/.well-known/jwks.json")
 
 
 async def test_unknown_kid_flood_causes_at_most_one_fetch_per_cooldown(
