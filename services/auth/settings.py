@@ -10,7 +10,7 @@ from services.common.settings import (
     REPO_ROOT,
     ServerSettings,
     VerifierSettings,
-    read_env,
+    read_service_settings,
     setting,
 )
 
@@ -34,10 +34,5 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        return read_env(
-            cls,
-            env,
-            server=ServerSettings.from_env(env, 8081),
-            # Auth verifies its own tokens with its own key ring, never a JWKS fetch from itself.
-            verifier=VerifierSettings.from_env(env, own_keys=True),
-        )
+        # Auth verifies its own tokens with its own key ring, never a JWKS fetch from itself.
+        return read_service_settings(cls, env, port=8081, own_keys=True)

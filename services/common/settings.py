@@ -223,3 +223,16 @@ class VerifierSettings:
             jwks_url=jwks_url,
             accept_internal=accept_internal,
         )
+
+
+def read_service_settings(
+    cls: type[S], env: Mapping[str, str], *, port: int, **verifier: bool
+) -> S:
+    """A service's settings: where it listens (default `port`), how it verifies (verifier:
+    VerifierSettings.from_env's options), and its own `setting` fields."""
+    return read_env(
+        cls,
+        env,
+        server=ServerSettings.from_env(env, port),
+        verifier=VerifierSettings.from_env(env, **verifier),
+    )

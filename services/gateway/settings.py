@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.settings import ServerSettings, VerifierSettings, read_env, setting
+from services.common.settings import (
+    ServerSettings,
+    VerifierSettings,
+    read_service_settings,
+    setting,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,10 +32,5 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        return read_env(
-            cls,
-            env,
-            server=ServerSettings.from_env(env, 8080),
-            # Facing clients, the gateway never takes an internal token as a credential.
-            verifier=VerifierSettings.from_env(env, accept_internal=False),
-        )
+        # Facing clients, the gateway never takes an internal token as a credential.
+        return read_service_settings(cls, env, port=8080, accept_internal=False)

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.settings import ServerSettings, VerifierSettings, read_env, setting
+from services.common.settings import (
+    ServerSettings,
+    VerifierSettings,
+    read_service_settings,
+    setting,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,9 +26,4 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        return read_env(
-            cls,
-            env,
-            server=ServerSettings.from_env(env, 8082),
-            verifier=VerifierSettings.from_env(env),
-        )
+        return read_service_settings(cls, env, port=8082)
