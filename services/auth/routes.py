@@ -18,6 +18,7 @@ from services.common.verify import (
     AccountGone,
     AuthError,
     Principal,
+    RefreshRefused,
     Verifier,
     require_csrf,
     verifier_key,
@@ -103,7 +104,9 @@ async def refresh(request: web.Request) -> web.Response:
     """A refresh token in the body, or the cookie carrier's `rt` cookie with X-CSRF-Token."""
     tokens = request.app[tokens_key]
     cookie = request.cookies.get(request.app[verifier_key].settings.refresh_cookie_name)
-    if cookie and not request.can_read_body:
+    if not request.can_read_body:
+        if not cookie:
+            raise RefreshRefused()  # no refresh token at all: a missing credential
         csrf = request.headers.get("X-CSRF-Token", "")
         return _token_response(request, await tokens.rotate(cookie, cookie_csrf=csrf))
     body = await read_json_object(request)
@@ -134,6 +137,8 @@ async def logout(request: web.Request) -> web.Response:
     verifier = request.app[verifier_key]
     principal = await verifier.authenticate(request)
     require_csrf(request, principal)
+    # The body is checked before anything ends: a refused request changes nothing.
+    refresh = await _optional_refresh_token(request)
     tokens = request.app[tokens_key]
     response = web.Response(status=204)
     if principal.mode == "session":
@@ -142,7 +147,6 @@ async def logout(request: web.Request) -> web.Response:
         await tokens.revoke_session_tokens(principal.session_id)
         _set_session_cookie(response, verifier, "", clear=True)
         return response
-    refresh = await _optional_refresh_token(request)
     await tokens.revoke_access(principal)
     if principal.family:
         await tokens.revoke_family(principal.family)
@@ -156,8 +160,10 @@ async def _optional_refresh_token(request: web.Request) -> str | None:
     if not request.can_read_body:
         return None
     body = await read_json_object(request)
-    token = body.get("refresh_token")
-    if token is not None and (not isinstance(token, str) or has_control_characters(token)):
+    if "refresh_token" not in body:
+        return None
+    token = body["refresh_token"]
+    if not isinstance(token, str) or has_control_characters(token):
         raise ProblemError(422, "'refresh_token' must be a string without control characters.")
     return token
 

@@ -14,8 +14,22 @@ from services.common.verify.sessions import SESSION_ID_RE
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 
+# docs/API.md, input rules: text fields (username, password, item, tokens) hold no control
+# characters (Unicode category Cc), and `item` is not blank (whitespace and invisible format
+# characters only). Written with \\u escapes, which ECMA-262 and Python regexes read alike.
+_CONTROL = "\\u0000-\\u001f\\u007f-\\u009f"
+_NO_CONTROL = f"^[^{_CONTROL}]*$"
+# Whitespace (str.isspace) and format characters (Cf) that services/orders counts as blank: those
+# of the Basic Multilingual Plane (a class range beyond it is not portable between regex dialects).
+_BLANK = (
+    " \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+    "\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891\\u08e2\\u180e\\u200b-\\u200f"
+    "\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb"
+)
+_NOT_BLANK = f"^[^{_CONTROL}]*[^{_CONTROL}{_BLANK}][^{_CONTROL}]*$"
+_TEXT = {"type": "string", "pattern": _NO_CONTROL}
 _USERNAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{3,64}$"}
-_PASSWORD = {"type": "string", "minLength": 8, "maxLength": 256}
+_PASSWORD = {"type": "string", "minLength": 8, "maxLength": 256, "pattern": _NO_CONTROL}
 _CSRF_HEADER = {
     "name": "X-CSRF-Token",
     "in": "header",
@@ -23,6 +37,17 @@ _CSRF_HEADER = {
     "description": "Required for unsafe requests authenticated by a cookie (`sid` or `at`).",
     "schema": {"type": "string"},
 }
+_REFRESH_COOKIE = {
+    "name": "rt",
+    "in": "cookie",
+    "required": False,
+    "description": (
+        "The cookie carrier's refresh token (`__Secure-rt` when secure), sent with X-CSRF-Token "
+        "and no body."
+    ),
+    "schema": {"type": "string"},
+}
+_ORDER_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 _ANY_CREDENTIAL: list[dict[str, list[str]]] = [
     {"bearer": []},
     {"accessCookie": []},
@@ -61,12 +86,25 @@ _UNAUTHORIZED = _problem("No valid credential.", _CHALLENGE)
 _ANY_OTHER = _problem("Any other failure.")
 _CSRF = _problem("Cookie credential without a valid X-CSRF-Token.")
 
+# OpenAPI links: where a response's values feed the next request (stateful testing follows them).
+_SIGNED_UP = {"username": "$request.body#/username", "password": "$request.body#/password"}
+_REFRESH_WITH_ISSUED = {
+    "operationId": "refresh",
+    "requestBody": {"refresh_token": "$response.body#/refresh_token"},
+    "description": "Spend the refresh token just issued (the header carrier's body holds it).",
+}
+
+
+def _linked(response: dict[str, Any], **links: dict[str, Any]) -> dict[str, Any]:
+    return {**response, "links": links}
+
 
 def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {JSON: {"schema": schema}}}
 
 
 def _operation(
+    operation_id: str,
     summary: str,
     responses: dict[str, Any],
     *,
@@ -75,6 +113,7 @@ def _operation(
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
+        "operationId": operation_id,
         "summary": summary,
         "responses": {**_COMMON_FAILURES, **responses, "default": _ANY_OTHER},
         "security": security if security is not None else [],
@@ -106,8 +145,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["username", "password"],
         "properties": {
-            "username": {"type": "string"},
-            "password": {"type": "string"},
+            "username": _TEXT,
+            "password": _TEXT,
             "carrier": {"enum": ["header", "cookie"], "default": "header"},
         },
     },
@@ -176,8 +215,13 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["item", "quantity"],
         "properties": {
-            "item": {"type": "string", "minLength": 1, "maxLength": 200},
-            "quantity": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "item": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": _NOT_BLANK},
+            "quantity": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1000,
+                "description": "Written as an integer: 2, never 2.0 or 2e0 (those are 422).",
+            },
         },
         "additionalProperties": False,
     },
@@ -185,7 +229,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["id", "item", "quantity", "owner", "created_at"],
         "properties": {
-            "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            "id": _ORDER_ID,
             "item": {"type": "string"},
             "quantity": {"type": "integer"},
             "owner": {"type": "string"},
@@ -202,16 +246,28 @@ SCHEMAS: dict[str, Any] = {
 PATHS: dict[str, Any] = {
     "/auth/users": {
         "post": _operation(
+            "createUser",
             "Create an account",
-            {"201": _json(_ref("User"), "Created"), "409": _problem("That username is taken.")},
+            {
+                "201": _linked(
+                    _json(_ref("User"), "Created"),
+                    LogIn={"operationId": "logIn", "requestBody": _SIGNED_UP},
+                    OpenSession={"operationId": "openSession", "requestBody": _SIGNED_UP},
+                ),
+                "409": _problem("That username is taken."),
+            },
             body=_body(_ref("Credentials")),
         )
     },
     "/auth/token": {
         "post": _operation(
+            "logIn",
             "Log in for an access token (in the body, or as the at/rt cookies)",
             {
-                "200": _json({"oneOf": [_ref("TokenPair"), _ref("CookieTokens")]}),
+                "200": _linked(
+                    _json({"oneOf": [_ref("TokenPair"), _ref("CookieTokens")]}),
+                    Refresh=_REFRESH_WITH_ISSUED,
+                ),
                 "401": _UNAUTHORIZED,
                 "429": _problem("Too many failed logins for this account.", _RETRY_AFTER),
             },
@@ -220,9 +276,13 @@ PATHS: dict[str, Any] = {
     },
     "/auth/refresh": {
         "post": _operation(
+            "refresh",
             "Spend a refresh token (body, or the rt cookie with X-CSRF-Token) for a new pair",
             {
-                "200": _json({"oneOf": [_ref("TokenPair"), _ref("CookieTokens")]}),
+                "200": _linked(
+                    _json({"oneOf": [_ref("TokenPair"), _ref("CookieTokens")]}),
+                    RefreshAgain=_REFRESH_WITH_ISSUED,
+                ),
                 "401": _UNAUTHORIZED,
                 "403": _CSRF,
             },
@@ -230,15 +290,16 @@ PATHS: dict[str, Any] = {
                 {
                     "type": "object",
                     "required": ["refresh_token"],
-                    "properties": {"refresh_token": {"type": "string"}},
+                    "properties": {"refresh_token": _TEXT},
                 },
                 required=False,
             ),
-            parameters=[_CSRF_HEADER],
+            parameters=[_CSRF_HEADER, _REFRESH_COOKIE],
         )
     },
     "/auth/session": {
         "post": _operation(
+            "openSession",
             "Log in for a session cookie",
             {
                 "200": _json(_ref("Session")),
@@ -250,10 +311,11 @@ PATHS: dict[str, Any] = {
     },
     "/auth/logout": {
         "post": _operation(
+            "logOut",
             "End the session, or revoke the access token and its refresh family",
             {"204": {"description": "Logged out"}, "401": _UNAUTHORIZED, "403": _CSRF},
             body=_body(
-                {"type": "object", "properties": {"refresh_token": {"type": "string"}}},
+                {"type": "object", "properties": {"refresh_token": _TEXT}},
                 required=False,
             ),
             security=_ANY_CREDENTIAL,
@@ -262,22 +324,31 @@ PATHS: dict[str, Any] = {
     },
     "/auth/me": {
         "get": _operation(
+            "me",
             "Who the credential belongs to",
             {"200": _json(_ref("Me")), "401": _UNAUTHORIZED},
             security=_ANY_CREDENTIAL,
         )
     },
     "/auth/.well-known/jwks.json": {
-        "get": _operation("The public signing keys", {"200": _json(_ref("JwkSet"))})
+        "get": _operation("jwks", "The public signing keys", {"200": _json(_ref("JwkSet"))})
     },
     "/orders": {
         "post": _operation(
+            "createOrder",
             "Create an order (idempotent with Idempotency-Key)",
             {
-                "201": {
-                    **_json(_ref("Order"), "Created"),
-                    "headers": {"Location": {"schema": {"type": "string"}}},
-                },
+                "201": _linked(
+                    {
+                        **_json(_ref("Order"), "Created"),
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    GetOrder={
+                        "operationId": "getOrder",
+                        "parameters": {"path.id": "$response.body#/id"},
+                        "description": "The order just created, at its Location.",
+                    },
+                ),
                 "401": _UNAUTHORIZED,
                 "403": _CSRF,
                 "409": _problem("This Idempotency-Key was used with another body."),
@@ -295,6 +366,7 @@ PATHS: dict[str, Any] = {
             ],
         ),
         "get": _operation(
+            "listOrders",
             "The caller's orders, newest first",
             {"200": _json(_ref("OrderList")), "401": _UNAUTHORIZED},
             security=_ANY_CREDENTIAL,
@@ -310,6 +382,7 @@ PATHS: dict[str, Any] = {
     },
     "/orders/{id}": {
         "get": _operation(
+            "getOrder",
             "One of the caller's orders",
             {
                 "200": _json(_ref("Order")),
@@ -317,20 +390,19 @@ PATHS: dict[str, Any] = {
                 "404": _problem("No such order (or someone else's)."),
             },
             security=_ANY_CREDENTIAL,
-            parameters=[
-                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
+            parameters=[{"name": "id", "in": "path", "required": True, "schema": _ORDER_ID}],
         )
     },
 }
 
 # Every service's own routes, here as the gateway's.
-for _path, _summary in (
-    ("/healthz", "Liveness: no dependency checks"),
-    ("/readyz", "Readiness: 503 until the dependencies answer"),
+for _path, _id, _summary in (
+    ("/healthz", "healthz", "Liveness: no dependency checks"),
+    ("/readyz", "readyz", "Readiness: 503 until the dependencies answer"),
 ):
     PATHS[_path] = {
         "get": {
+            "operationId": _id,
             "summary": _summary,
             "security": [],
             "responses": {"200": _json({"type": "object"}), "503": _problem("Not ready.")},
@@ -338,6 +410,7 @@ for _path, _summary in (
     }
 PATHS["/metrics"] = {
     "get": {
+        "operationId": "metrics",
         "summary": "Prometheus text format",
         "security": [],
         "responses": {
@@ -347,6 +420,7 @@ PATHS["/metrics"] = {
 }
 PATHS["/openapi.json"] = {
     "get": {
+        "operationId": "openapi",
         "summary": "This document",
         "security": [],
         "responses": {"200": _json({"type": "object"})},
