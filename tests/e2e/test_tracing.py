@@ -80,6 +80,7 @@ def collector() -> Iterator[Collector]:
     receiver.thread.start()
     yield receiver
     receiver.server.shutdown()
+    receiver.server.server_close()
 
 
 @pytest.fixture(scope="module")
