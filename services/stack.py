@@ -537,6 +537,9 @@ class RedisClusterServers:
                     "1000",
                     "--appendonly",
                     "no",
+                    # A replica's first sync starts at once, not after the 5 s default.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ],
             )
             node.start()

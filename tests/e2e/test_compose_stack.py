@@ -1,32 +1,46 @@
 """The stack under `docker compose`, for real (needs a Docker engine; CI starts one).
 
-`docker compose up -d --build --wait` on a project name and gateway port of its own, then: the
-contract tests against the containers, the README's "Try it" commands exactly as written (the demo
-user is seeded by compose), and a second `up --scale orders=3` that must create the third orders
-replica and leave every other container as it was (item 12 of issue 9: one image build, reused).
+`docker compose up -d --wait` on a project name and gateway port of its own (the image is built
+once per session, tests/e2e/conftest.py), then: the contract tests against the containers, the
+README's "Try it" commands exactly as written (the demo user is seeded by compose), a second
+`up --scale orders=3` that must create the third orders replica and leave every other container
+as it was (item 12 of issue 9: one image build, reused), and a re-`up` choosing the hybrid with
+cached sessions (SESSION_CACHE=push GATEWAY_TOKEN_EXCHANGE=on) that recreates only the app
+containers. Then the `cluster` profile (docker-compose.cluster.yml) on a project of its own: the
+session store as a Redis Cluster, sessions spread over its three primaries.
 
-Skipped, with the reason, only where no engine answers. The compose file itself is checked
-without an engine in tests/unit/test_compose.py.
+Skipped, with the reason, only where no engine answers. The compose files themselves are checked
+without an engine in tests/unit/test_compose.py; failures under compose are in
+tests/e2e/test_compose_faults.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar
 
 from services.common.settings import REPO_ROOT
+from tests.e2e.composeutil import (
+    CLUSTER_FILE,
+    COMPOSE_FILE,
+    DEMO,
+    ComposeStack,
+    compose_project,
+    gateway_metrics,
+    metric_sum,
+    run,
+)
 from tests.e2e.test_contract import (  # noqa: F401 - collected here against compose
     test_bearer_token_is_judged_alone,
     test_csrf_is_enforced_for_cookie_requests,
@@ -35,132 +49,19 @@ from tests.e2e.test_contract import (  # noqa: F401 - collected here against com
     test_request_ids_are_created_or_forwarded,
     test_spoofed_identity_headers_change_nothing,
 )
+from tests.stackutil import Api
 
-# A cold image build is a minute or two; the module's stack is set up in its first test.
+# A cold image build is a minute or two (the session's `compose_image` fixture); each project is
+# brought up in the first test that uses it.
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-DEMO = {"username": "demo", "password": "demo-password"}
-
-
-def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
-
-
-def compose_cli() -> tuple[list[str] | None, str]:
-    """The compose command to use, or None and why there is none."""
-    if shutil.which("docker") is None:
-        return None, "no docker client installed (apt-get install docker.io)"
-    try:
-        info = _run(["docker", "info"])
-    except subprocess.TimeoutExpired:
-        return None, "the Docker engine did not answer `docker info` within 30 s"
-    if info.returncode != 0:
-        detail = (info.stderr.strip().splitlines() or ["docker info failed"])[-1]
-        return None, f"no Docker engine answers ({detail}); .ci/run starts one"
-    if _run(["docker", "compose", "version"]).returncode == 0:
-        return ["docker", "compose"], ""
-    if shutil.which("docker-compose"):
-        return ["docker-compose"], ""
-    return None, "neither `docker compose` (v2 plugin) nor docker-compose (v1) is installed"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class ComposeStack:
-    command: list[str]
-    env: dict[str, str]
-    gateway_url: str
-    port: int
-    up_seconds: float
-
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [*self.command, *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=self.env,
-            cwd=REPO_ROOT,
-            timeout=timeout,
-        )
-        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-        return done
-
-    def up(self, *args: str) -> float:
-        """`up -d` (with --wait where the CLI has it), then until the gateway is ready."""
-        wait = ["--wait"] if self.command == ["docker", "compose"] else []
-        started = time.monotonic()
-        self.run("up", "-d", *wait, *args)
-        wait_ready(self.gateway_url)
-        return time.monotonic() - started
-
-    def containers(self) -> dict[str, set[str]]:
-        """Every container of the project (running or exited), by service."""
-        ids = self.run("ps", "-a", "-q").stdout.split()
-        by_service: dict[str, set[str]] = {}
-        if not ids:
-            return by_service
-        inspected = _run(["docker", "inspect", *ids])
-        assert inspected.returncode == 0, inspected.stderr
-        for container in json.loads(inspected.stdout):
-            service = container["Config"]["Labels"]["com.docker.compose.service"]
-            by_service.setdefault(service, set()).add(container["Id"])
-        return by_service
-
-
-def wait_ready(url: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"the compose gateway never became ready at {url}"
-        time.sleep(0.25)
+STORES = ("session-store", "data-store")
+APPS = ("auth", "orders", "gateway")
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[ComposeStack]:
-    command, reason = compose_cli()
-    if command is None:
-        pytest.skip(reason)
-    project = f"authscale-test-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    env = {
-        **os.environ,
-        "COMPOSE_PROJECT_NAME": project,
-        "COMPOSE_FILE": str(COMPOSE_FILE),
-        "GATEWAY_PORT": str(port),
-        # An image name of its own, so that a build here never retags the image another stack
-        # (or another test run on the same engine) is using; the layers are shared and cached.
-        "AUTHSCALE_IMAGE": f"authscale:{project}",
-    }
-    env.pop("JWT_REVOCATION", None)
-    compose = ComposeStack(command, env, f"http://127.0.0.1:{port}", port, 0.0)
-    try:
-        compose.run("build", timeout=900)
-        compose.up_seconds = compose.up()
-        print(f"\ncompose: up -d --wait to a ready gateway in {compose.up_seconds:.1f} s")
-        yield compose
-    finally:
-        subprocess.run(
-            [*command, "down", "-v", "--remove-orphans"],
-            env=env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            check=False,
-            timeout=300,
-        )
-        _run(["docker", "image", "rm", env["AUTHSCALE_IMAGE"]])
+def stack(compose_image: str) -> Iterator[ComposeStack]:
+    yield from compose_project(compose_image)
 
 
 def try_it_commands(readme: str, gateway: str) -> str:
@@ -223,7 +124,7 @@ def test_second_up_recreates_only_what_changed(stack: ComposeStack) -> None:
             )
             with urllib.request.urlopen(request, timeout=5) as response:
                 assert response.status == 200
-        logs = _run(["docker", "logs", new])
+        logs = run(["docker", "logs", new])
         if probe in logs.stdout + logs.stderr:
             break
         assert time.monotonic() < deadline, "the gateway never sent a request to orders #3"
@@ -237,3 +138,155 @@ def post_json(url: str, body: dict[str, str]) -> dict[str, str]:
     with urllib.request.urlopen(request, timeout=10) as response:
         answer: dict[str, str] = json.load(response)
         return answer
+
+
+# The designs between the two extremes, chosen with a re-`up` (issue 11: each works in compose).
+
+
+def orders_checks(stack: ComposeStack, mode: str) -> float:
+    """Credentials orders accepted, over every running replica, by mode (jwt or session)."""
+    return sum(
+        metric_sum(stack.metrics("orders", 8082, index=n), "auth_checks_total", mode=mode)
+        for n in stack.replicas("orders")
+    )
+
+
+async def test_hybrid_with_cached_sessions_is_an_up_away(api: Api, stack: ComposeStack) -> None:
+    """SESSION_CACHE=push GATEWAY_TOKEN_EXCHANGE=on: a re-`up` recreates the app containers and
+    nothing else (stores, keys and the seed keep theirs); then a session-cookie order goes
+    through the gateway, which checks the CSRF token and sends orders an internal JWT fetched from
+    auth's exchange endpoint, cached for the requests after it."""
+    before = stack.containers()
+    seconds = stack.up(SESSION_CACHE="push", GATEWAY_TOKEN_EXCHANGE="on")
+    after = stack.containers()
+    print(f"\ncompose: re-up with SESSION_CACHE=push GATEWAY_TOKEN_EXCHANGE=on in {seconds:.1f} s")
+    assert after.keys() == before.keys()
+    for service in (*STORES, "keys", "seed"):
+        assert after[service] == before[service], f"{service} was recreated by a design change"
+    for service in APPS:
+        assert not after[service] & before[service], f"{service} kept a container of the old design"
+    assert len(stack.running("orders")) >= 2
+
+    username, _ = await api.signup()
+    session = await api.session_login(username)
+    jwt_before, session_before = orders_checks(stack, "jwt"), orders_checks(stack, "session")
+    gateway_before = gateway_metrics(stack)
+
+    order = {"item": "hybrid", "quantity": 2}
+    response, problem = await api.call(
+        "POST", "/orders", headers={"Cookie": session["Cookie"]}, json=order
+    )
+    assert response.status == 403, problem  # CSRF is checked at the gateway
+    response, created = await api.call("POST", "/orders", headers=session, json=order)
+    assert response.status == 201, created
+    for _ in range(5):
+        response, fetched = await api.call("GET", f"/orders/{created['id']}", headers=session)
+        assert response.status == 200 and fetched == created
+
+    gateway_after = gateway_metrics(stack)
+
+    def gateway(name: str, **labels: str) -> float:
+        return metric_sum(gateway_after, name, **labels) - metric_sum(
+            gateway_before, name, **labels
+        )
+
+    assert gateway("token_exchanges_total", result="miss") == 1  # one exchange for the session
+    assert gateway("token_exchanges_total", result="hit") >= 5  # then the gateway's cache
+    assert gateway("session_cache_total", result="hit") >= 5  # SESSION_CACHE=push at the gateway
+    # Orders never saw the cookie: every request (and the POST's call to auth) came as a JWT.
+    assert orders_checks(stack, "session") == session_before
+    assert orders_checks(stack, "jwt") >= jwt_before + 6
+
+    # Logout ends the session at the gateway's cache within 1 s (the pushed invalidation).
+    response, _ = await api.call("POST", "/auth/logout", headers=session)
+    assert response.status == 204
+    started = time.monotonic()
+    while (await api.call("GET", "/orders", headers=session))[0].status != 401:
+        assert time.monotonic() - started < 1.0, "the logged-out session still works after 1 s"
+        await asyncio.sleep(0.02)
+
+
+# The `cluster` profile: the session store as a Redis Cluster, on a project of its own.
+
+NODES = [f"session-node-{n}" for n in range(1, 7)]
+
+
+@pytest.fixture(scope="module")
+def cluster(compose_image: str) -> Iterator[ComposeStack]:
+    yield from compose_project(
+        compose_image, files=(COMPOSE_FILE, CLUSTER_FILE), profiles=("cluster",), label="cluster"
+    )
+
+
+def node_keys(cluster: ComposeStack) -> dict[str, tuple[str, int]]:
+    """Each node's role (master or slave) and number of keys."""
+    answer = {}
+    for node in NODES:
+        role = cluster.exec(node, "redis-cli", "role").split()[0]
+        answer[node] = (role, int(cluster.exec(node, "redis-cli", "dbsize")))
+    return answer
+
+
+async def test_cluster_profile_spreads_sessions_and_survives_a_primary_crash(
+    cluster: ComposeStack,
+) -> None:
+    """Sessions through the gateway land on all three primaries. Then one primary crashes and
+    Docker restarts it at once, empty: its replica takes its slots over with the sessions (the
+    restarted node waits until then, and rejoins as a replica). Meanwhile session requests on its
+    slots get 503, never 401 or 500, and JWT requests never notice (docs/API.md)."""
+    services = cluster.containers()
+    assert "session-store" not in services, "the single session store runs beside the cluster"
+    assert set(NODES) | {"cluster-init"} <= services.keys()
+    inspected = run(["docker", "inspect", *services["cluster-init"]])
+    assert json.loads(inspected.stdout)[0]["State"]["ExitCode"] == 0
+    before = node_keys(cluster)
+    primaries = sorted(node for node, (role, _) in before.items() if role == "master")
+    assert len(primaries) == 3, before
+
+    async with ClientSession(timeout=ClientTimeout(total=10), cookie_jar=DummyCookieJar()) as http:
+        api = Api(http, cluster.gateway_url)
+        username, _ = await api.signup()
+        sessions = [await api.session_login(username) for _ in range(24)]
+        for session in sessions:
+            response, listed = await api.call("GET", "/orders", headers=session)
+            assert response.status == 200, listed
+        response, created = await api.call(
+            "POST", "/orders", headers=sessions[0], json={"item": "clustered", "quantity": 1}
+        )
+        assert response.status == 201, created
+        bearer = await api.jwt_login(username)
+        response, listed = await api.call("GET", "/orders", headers=bearer)
+        assert response.status == 200 and [o["id"] for o in listed["orders"]] == [created["id"]]
+
+        after = node_keys(cluster)
+        gained = {node: after[node][1] - before[node][1] for node in primaries}
+        print(f"\ncompose (cluster): keys gained per primary after 24 session logins: {gained}")
+        assert all(count > 0 for count in gained.values()), gained
+
+        victim = primaries[0]
+        cluster.exec(victim, "redis-cli", "debug", "segfault", check=False)
+        started = time.monotonic()
+        seen: set[int] = set()
+        while True:
+            statuses = [
+                (await api.call("GET", "/orders", headers=session))[0].status
+                for session in sessions
+            ]
+            seen.update(statuses)
+            assert set(statuses) <= {200, 503}, statuses
+            assert (await api.call("GET", "/orders", headers=bearer))[0].status == 200
+            if statuses == [200] * len(sessions) and 503 in seen:
+                break
+            assert time.monotonic() - started < 30, f"sessions on {victim}'s slots never recovered"
+            await asyncio.sleep(0.1)
+        recovered = time.monotonic() - started
+    print(
+        f"compose (cluster): primary {victim} crashed; all {len(sessions)} sessions answered "
+        f"again after {recovered:.1f} s"
+    )
+    # The restarted node (it waits 10 s before starting) rejoins as the new primary's replica.
+    deadline = time.monotonic() + 60
+    while "slave" not in cluster.exec(victim, "redis-cli", "role", check=False):
+        assert time.monotonic() < deadline, f"{victim} did not rejoin as a replica"
+        await asyncio.sleep(0.5)
+    assert [role for role, _ in node_keys(cluster).values()].count("master") == 3

@@ -91,7 +91,7 @@ CONFIG: dict[str, Any] = {
                     "expected-statuses": ["2xx", "401", "403", "429"],
                 }
             },
-        }
+        },
     ],
 }
 PER_CASE = settings(

@@ -27,7 +27,11 @@ from services.orders.settings import Settings as OrdersSettings
 from services.stack import DEMO_USER, Ports, Stack
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
-SETTINGS = {"auth": AuthSettings, "orders": OrdersSettings, "gateway": GatewaySettings}
+SETTINGS: dict[str, Any] = {
+    "auth": AuthSettings,
+    "orders": OrdersSettings,
+    "gateway": GatewaySettings,
+}
 _DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
 
 
@@ -38,7 +42,7 @@ class Recorder(dict[str, str]):
         super().__init__(values)
         self.read: set[str] = set()
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         self.read.add(key)
         return super().get(key, default)
 
@@ -327,3 +331,167 @@ def test_the_demo_user_is_seeded_before_the_gateway_starts(compose: dict[str, An
         url = f"http://127.0.0.1:{server.server_address[1]}/users"
         done = run_command(seed["command"], {**env, "USERS_URL": url})
     assert done.returncode == 1 and "422" in done.stderr
+
+
+# The designs between the two extremes (issue 11): chosen by variables at `up`, like
+# JWT_REVOCATION, with the services' own defaults.
+
+DESIGNS = {
+    # variable: (services that read it, its default, the other value)
+    "JWT_REVOCATION": (("auth", "orders", "gateway"), "push", "off"),
+    "SESSION_CACHE": (("auth", "orders", "gateway"), "off", "push"),
+    "GATEWAY_TOKEN_EXCHANGE": (("gateway",), "off", "on"),
+}
+
+
+@pytest.mark.parametrize("variable", sorted(DESIGNS))
+def test_designs_are_chosen_by_variables(compose: dict[str, Any], variable: str) -> None:
+    readers, default, other = DESIGNS[variable]
+    for name in readers:
+        env = compose["services"][name]["environment"]
+        assert env[variable] == f"${{{variable}:-{default}}}", (name, env.get(variable))
+    # The compose default is the service's own default, and the other value switches the design.
+    for name in readers:
+        env = environment(compose["services"][name])
+        unset = {k: v for k, v in env.items() if k != variable}
+        assert design_of(read_by(name, unset)[0], variable) == default
+        assert design_of(read_by(name, {**env, variable: other})[0], variable) == other
+
+
+def design_of(settings: Any, variable: str) -> str:
+    if variable == "GATEWAY_TOKEN_EXCHANGE":
+        return "on" if settings.token_exchange else "off"
+    field = {"JWT_REVOCATION": "revocation", "SESSION_CACHE": "session_cache"}[variable]
+    return str(getattr(settings.verifier, field))
+
+
+# The `cluster` profile: docker-compose.cluster.yml, an overlay that runs the session store as a
+# Redis Cluster and points SESSION_STORE_URL at it.
+
+CLUSTER = REPO_ROOT / "docker-compose.cluster.yml"
+NODES = [f"session-node-{n}" for n in range(1, 7)]
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's merge tags (`!reset`, `!override`), kept as ("!reset", value)."""
+
+
+def _tagged(loader: yaml.SafeLoader, tag: str, node: yaml.Node) -> tuple[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        return tag, loader.construct_scalar(node)
+    return tag, loader.construct_object(node, deep=True)
+
+
+_ComposeLoader.add_multi_constructor("!", _tagged)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.load(CLUSTER.read_text(), Loader=_ComposeLoader)  # noqa: S506
+    return data
+
+
+def compose_v2() -> list[str]:
+    """`docker compose` (v2; the overlay's `!reset` needs v2.24+), or skip where there is none."""
+    if (
+        shutil.which("docker")
+        and subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        return ["docker", "compose", "-f", str(COMPOSE), "-f", str(CLUSTER)]
+    if os.environ.get("CI"):
+        pytest.fail("CI must install the compose v2 plugin to validate docker-compose.cluster.yml")
+    pytest.skip("no `docker compose` (v2) here; CI validates the cluster overlay")
+
+
+def shell(command: list[str]) -> str:
+    """The script of a `sh -c` exec-form command, as the container's shell gets it."""
+    assert command[:2] == ["sh", "-c"], command
+    return command[2].replace("$$", "$")
+
+
+def test_cluster_overlay_validates_and_replaces_the_session_store() -> None:
+    argv = compose_v2()
+    done = subprocess.run(
+        [*argv, "--profile", "cluster", "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k not in DESIGNS and k != "COOKIE_SECURE"},
+    )
+    assert done.returncode == 0, done.stderr
+    merged = json.loads(done.stdout)["services"]
+    assert "session-store" not in merged, "the single session store runs beside the cluster"
+    assert set(NODES) | {"cluster-init", "data-store", "auth", "orders", "gateway"} <= set(merged)
+    base = yaml.safe_load(COMPOSE.read_text())["services"]
+    url = ",".join(f"redis://{node}:6379" for node in NODES)
+    for name in ("auth", "orders", "gateway"):
+        # SESSION_STORE_URL names the nodes; everything else is as in docker-compose.yml.
+        assert merged[name]["environment"] == {**environment(base[name]), "SESSION_STORE_URL": url}
+    for name in ("auth", "orders"):
+        depends = merged[name]["depends_on"]
+        assert "session-store" not in depends
+        assert depends["cluster-init"]["condition"] == "service_completed_successfully"
+    # Without the profile the overlay is refused, never half-applied.
+    refused = subprocess.run([*argv, "config", "-q"], capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "cluster-init" in refused.stderr
+
+
+def test_cluster_nodes_and_their_init(compose: dict[str, Any], cluster: dict[str, Any]) -> None:
+    services = cluster["services"]
+    redis_image = compose["services"]["session-store"]["image"]
+    assert sorted(n for n in services if n.startswith("session-node-")) == NODES
+    for node in NODES:
+        service = services[node]
+        # The image scripts/build-base-images.sh provides (it reads docker-compose.yml's).
+        assert service["image"] == redis_image and service["profiles"] == ["cluster"]
+        assert service["restart"] == "unless-stopped" and service["user"] == "redis"
+        script = shell(service["command"])
+        assert subprocess.run(["sh", "-n", "-c", script], check=False).returncode == 0
+        server = " ".join(script.split("exec ", 1)[1].replace("\\\n", " ").split())
+        for flag in (
+            "--protected-mode no",
+            "--cluster-enabled yes",
+            '--save ""',
+            "--appendonly no",
+            "--enable-debug-command local",
+        ):
+            assert flag in server, (node, flag)
+        assert "redis-cli" in " ".join(service["healthcheck"]["test"])
+    init = services["cluster-init"]
+    assert init["image"] == redis_image and init["restart"] == "no"
+    assert init["profiles"] == ["cluster"]
+    assert init["depends_on"] == {node: {"condition": "service_healthy"} for node in NODES}
+    script = shell(init["command"])
+    assert subprocess.run(["sh", "-n", "-c", script], check=False).returncode == 0
+    assert "redis-cli --cluster create" in script
+    assert "--cluster-replicas 1 --cluster-yes" in script
+    assert all(node in script for node in NODES)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_the_services_take_the_node_list_as_a_cluster(
+    compose: dict[str, Any], cluster: dict[str, Any], name: str
+) -> None:
+    from services.common.store import cluster_nodes
+
+    overlay = cluster["services"][name]["environment"]
+    env = {**environment(compose["services"][name]), **overlay}
+    settings, read = read_by(name, env)
+    assert "SESSION_STORE_URL" in read
+    url = settings.verifier.session_store_url
+    assert cluster_nodes(url) == [f"redis://{node}:6379" for node in NODES]
+
+
+def test_the_readme_gives_the_compose_commands_for_the_designs_and_the_cluster() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## docker compose", 1)[1].split("\n## ", 1)[0]
+    for text in (
+        "SESSION_CACHE=push",
+        "GATEWAY_TOKEN_EXCHANGE=on",
+        "JWT_REVOCATION=off",
+        "-f docker-compose.yml -f docker-compose.cluster.yml --profile cluster",
+    ):
+        assert text in section, text
