@@ -23,14 +23,14 @@ check-redis:
 	  echo "  macOS:         brew install redis"; exit 1; }
 
 up: venv check-redis
-	$(PY) -m services.stack
+	$(PY) -m devstack
 
 test: venv check-redis
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check services loadtests tests
-	$(VENV)/bin/ruff format --check services loadtests tests
+	$(VENV)/bin/ruff check services loadtests devstack tests
+	$(VENV)/bin/ruff format --check services loadtests devstack tests
 	$(VENV)/bin/mypy
 
 bench: venv check-redis

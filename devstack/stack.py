@@ -1,6 +1,6 @@
 """The local stack as plain processes: two Redis stores, auth, orders replicas and the gateway.
 
-`python -m services.stack` (what `make up` runs) starts it, waits until every /readyz is green,
+`python -m devstack` (what `make up` runs) starts it, waits until every /readyz is green,
 prints the URLs and the demo credentials, streams prefixed logs, and stops on Ctrl-C, SIGTERM or
 SIGHUP, at any moment (start-up included) and however many times the signal arrives: a terminal's
 Ctrl-C reaches `make` and the launcher alike, and `make` forwards SIGTERM once more. Every child

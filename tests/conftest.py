@@ -15,8 +15,8 @@ import pytest
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devstack.stack import RedisServer
 from services.common import keys as keylib
-from services.stack import RedisServer
 from tests.stackutil import Api
 
 ISSUER = "http://authscale-auth"

@@ -11,7 +11,7 @@ from aiohttp import ClientResponse, ClientSession
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-from services.stack import Ports, Stack
+from devstack.stack import Ports, Stack
 from tests.openapi_check import check_response
 
 

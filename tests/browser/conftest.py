@@ -18,7 +18,7 @@ import pytest_asyncio
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
 from playwright.async_api import Browser, BrowserContext, async_playwright
 
-from services.stack import Stack
+from devstack.stack import Stack
 from tests.stackutil import Api, running
 
 CHROMIUM_PACKAGE = "chromium"  # Debian's; scripts/install-browser.sh installs it

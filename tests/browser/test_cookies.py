@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.async_api import BrowserContext, Page, Response
 
-from services.stack import Stack
+from devstack.stack import Stack
 from tests.browser.conftest import Pages
 from tests.stackutil import Api
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from services.stack import Stack
+from devstack.stack import Stack
 from tests.e2e.conftest import Api
 
 MODES = ["jwt", "session"]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.stack import Stack
+from devstack.stack import Stack
 from tests.stackutil import Api, running
 
 

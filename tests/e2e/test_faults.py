@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.stack import Stack, redis_ping
+from devstack.stack import Stack, redis_ping
 from tests.e2e.conftest import Api
 from tests.stackutil import running
 

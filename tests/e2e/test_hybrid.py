@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import jwt
 import pytest
 
+from devstack.stack import Stack
 from services.common import exchange
 from services.common import keys as keylib
-from services.stack import Stack
 from tests.conftest import token_signer
 from tests.stackutil import Api, running
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from devstack.stack import Ports, http_json, redis_ping
 from services.common.settings import REPO_ROOT
-from services.stack import Ports, http_json, redis_ping
 
 STOP_WITHIN = 5.0  # seconds, from the signal to every port free
 BANNER_END = "Ctrl-C stops everything."
@@ -40,7 +40,7 @@ def test_launcher_starts_prints_and_stops_cleanly(tmp_path: Path, redis_availabl
     argv = [
         sys.executable,
         "-m",
-        "services.stack",
+        "devstack",
         "--workdir",
         str(tmp_path / "stack"),
         "--gateway-port",
@@ -188,7 +188,7 @@ class MakeUp:
         return any(text in line for line in self.lines)
 
     def launcher(self) -> int | None:
-        found = [pid for pid in children(self.make.pid) if "services.stack" in cmdline(pid)]
+        found = [pid for pid in children(self.make.pid) if "devstack" in cmdline(pid)]
         return found[0] if found else None
 
     def launcher_children(self) -> list[int]:
@@ -325,7 +325,7 @@ def test_sigkill_of_the_launcher_takes_every_child_with_it(make_up: MakeUp) -> N
 USER = """
 import sys, threading, time
 from pathlib import Path
-from services.stack import RedisServer
+from devstack.stack import RedisServer
 main = RedisServer(Path(sys.argv[1]))
 main.start()
 # Started from a thread that then ends: the server must outlive that thread, not its process.

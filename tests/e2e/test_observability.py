@@ -41,8 +41,8 @@ import pytest
 import yaml
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar
 
+from devstack.stack import Ports, Stack, free_port, spawn
 from services.common.settings import REPO_ROOT
-from services.stack import Ports, Stack, free_port, spawn
 
 T = TypeVar("T")
 

@@ -46,8 +46,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis import AuthContext, BaseSchema, Case
 from schemathesis.generation.stateful import APIStateMachine
 
+from devstack.stack import Stack
 from services.gateway.openapi import document
-from services.stack import Stack
 from tests.stackutil import running
 
 AnyCase = Case[Any]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from devstack.stack import Ports, Stack
 from services.common import keys as keylib
-from services.stack import Ports, Stack
 from tests.conftest import token_signer
 from tests.stackutil import running
 

@@ -10,8 +10,8 @@ import time
 import uuid
 from typing import Any
 
+from devstack.stack import Stack
 from services.common import keys as keylib
-from services.stack import Stack
 from tests.security.conftest import Token
 from tests.stackutil import Api
 

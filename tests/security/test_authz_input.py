@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from services.stack import Stack
+from devstack.stack import Stack
 from tests.stackutil import Api
 
 

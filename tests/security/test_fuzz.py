@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.stack import Stack, http_json
+from devstack.stack import Stack, http_json
 from tests.security.conftest import dbsize
 
 ENDPOINTS = [

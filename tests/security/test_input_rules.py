@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from services.stack import Stack
+from devstack.stack import Stack
 from tests.stackutil import Api
 
 PROBLEM = "application/problem+json"

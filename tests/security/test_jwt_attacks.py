@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from devstack.stack import Stack
 from services.common import keys as keylib
-from services.stack import Stack
 from tests.security.conftest import Token
 from tests.stackutil import Api
 

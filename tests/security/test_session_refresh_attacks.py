@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from services.stack import Stack
+from devstack.stack import Stack
 from tests.stackutil import Api, running
 
 

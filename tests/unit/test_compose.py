@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.stack import DEMO_USER, Ports, Stack
 from services.auth.settings import Settings as AuthSettings
 from services.common.settings import REPO_ROOT
 from services.gateway.settings import Settings as GatewaySettings
 from services.orders.settings import Settings as OrdersSettings
-from services.stack import DEMO_USER, Ports, Stack
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 SETTINGS: dict[str, Any] = {

@@ -30,12 +30,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from devstack.stack import Ports, Stack
 from services.auth.settings import Settings as AuthSettings
 from services.common import keys as keylib
 from services.common.settings import REPO_ROOT
 from services.gateway.settings import Settings as GatewaySettings
 from services.orders.settings import Settings as OrdersSettings
-from services.stack import Ports, Stack
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 COMPOSE = REPO_ROOT / "docker-compose.yml"

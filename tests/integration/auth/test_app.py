@@ -287,7 +287,7 @@ async def test_session_store_stalled_gives_503_fast(
     )
     try:
         # Wait until the stall is really in effect: a PING no longer answers quickly.
-        from services.stack import redis_ping
+        from devstack.stack import redis_ping
 
         deadline = time.monotonic() + 2
         while redis_ping(stores.sessions.port) and time.monotonic() < deadline:

@@ -22,8 +22,8 @@ from typing import IO
 
 import pytest
 
+from devstack.stack import RedisServer, free_port
 from services.common.settings import REPO_ROOT
-from services.stack import RedisServer, free_port
 from tests.conftest import KeyMaterial
 
 WRITE_TIMEOUT = 2.0  # BODY_TIMEOUT_SECONDS of the processes below

@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from redis.exceptions import MovedError
 
+from devstack.stack import RedisClusterServers
 from services.auth.app import create_app as create_auth
 from services.auth.settings import Settings as AuthSettings
 from services.common.keyspace import session_key
-from services.stack import RedisClusterServers
 from tests.conftest import KeyMaterial, RedisProcess
 from tests.integration.conftest import session_login, signup_and_login
 

@@ -1,0 +1,7 @@
+"""`python -m devstack` (what `make up` runs): the whole stack on loopback until Ctrl-C."""
+
+import sys
+
+from devstack.stack import main
+
+sys.exit(main())
