@@ -35,6 +35,7 @@ lint: venv
 
 bench: venv check-redis
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
+	$(PY) -m loadtests.crossover $(CROSSOVER_ARGS)
 
 microbench: venv check-redis
 	$(PY) -m loadtests.microbench

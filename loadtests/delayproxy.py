@@ -14,7 +14,10 @@ import time
 
 
 class DelayProxy:
-    def __init__(self, target_port: int, delay_ms: float = 0.0) -> None:
+    def __init__(
+        self, target_port: int, delay_ms: float = 0.0, target_host: str = "127.0.0.1"
+    ) -> None:
+        self.target_host = target_host
         self.target_port = target_port
         self.delay_ms = delay_ms
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -43,7 +46,7 @@ class DelayProxy:
         while not self._closed.is_set():
             try:
                 client, _ = self._server.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+                upstream = socket.create_connection((self.target_host, self.target_port), timeout=2)
             except OSError:
                 if self._closed.is_set():
                     return

@@ -1,0 +1,5 @@
+import sys
+
+from loadtests.crossover.cli import main
+
+sys.exit(main())
