@@ -2,8 +2,10 @@
 
 `make microbench` prints, per call: wall-clock and CPU microseconds of RSA-2048 verify
 (cryptography), a bare PyJWT decode, the Verifier's JWT path on a cache miss and on a hit,
-a bare redis-py asyncio GET and the Verifier's session path; plus the two login primitives
-(RS256 signing vs creating a session). Each figure is the median of several rounds.
+a bare redis-py asyncio GET and the Verifier's session path (a store read), a bare dict look-up
+and the Verifier's session path on a cache hit (SESSION_CACHE=push, the push stream connected);
+plus the two login primitives (RS256 signing vs creating a session). Each figure is the median
+of several rounds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from devstack.stack import RedisServer
 from loadtests.bench.results import MicrobenchRow
 from services.common import keys as keylib
 from services.common.keyspace import session_key
@@ -32,7 +35,6 @@ from services.common.settings import VerifierSettings
 from services.common.store import make_redis
 from services.common.verify import Verifier
 from services.common.verify.sessions import SessionRecord
-from services.stack import RedisServer
 
 ISSUER, AUDIENCE = "http://authscale-auth", "authscale"
 
@@ -121,6 +123,26 @@ async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
     warm = Verifier(settings, Metrics("bench-warm"), redis, static_keys={kid: public})
     assert warm.sessions is not None
     sid, _ = await warm.sessions.create("u1", "bench", None)
+    cached = Verifier(
+        VerifierSettings(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            revocation="off",
+            session_store_url=redis_url,
+            data_store_url=redis_url,
+            session_cache="push",
+        ),
+        Metrics("bench-cached"),
+        redis,
+        static_keys={kid: public},
+    )
+    await cached.start()
+    # The cache is trusted (and filled) only once the push stream is subscribed.
+    async with asyncio.timeout(5):
+        await cached.stream.connected.wait()
+    await cached.authenticate_session(sid)  # the miss that fills it
+    assert cached.sessions is not None and cached.sessions.cache is not None
+    assert len(cached.sessions.cache) == 1, "the session cache did not take the session"
     await redis.set("plain", b"x" * 120)
 
     rows: list[Row] = []
@@ -165,6 +187,13 @@ async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
         await _measure_async(lambda: warm.authenticate_session(sid), n, rounds),
         "redis-py asyncio GET (bare)",
     )
+    table = {f"session-{i}": i for i in range(1000)} | {sid: 1}
+    add("bare dict look-up", _measure_sync(lambda: table.get(sid), n * 20, rounds))
+    add(
+        "Verifier session lookup, cache hit",
+        await _measure_async(lambda: cached.authenticate_session(sid), n * 20, rounds),
+        "bare dict look-up",
+    )
     add("login: RS256 sign (PyJWT encode)", _measure_sync(token, max(n // 10, 50), rounds))
 
     async def create_session() -> None:
@@ -179,9 +208,14 @@ async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
         await _measure_async(create_session, n, rounds),
         "login: RS256 sign (PyJWT encode)",
     )
+    await cached.close()
     await warm.close()
     await redis.aclose()
     return rows
+
+
+def _us(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
 def render(rows: list[Row]) -> str:
@@ -195,7 +229,7 @@ def render(rows: list[Row]) -> str:
         if r.baseline:
             base = by_name[r.baseline]
             ratio = f"{r.wall_us / base.wall_us:.2f}x {r.baseline}"
-        lines.append(f"| {r.name} | {r.wall_us:.1f} | {r.cpu_us:.1f} | {ratio} |")
+        lines.append(f"| {r.name} | {_us(r.wall_us)} | {_us(r.cpu_us)} | {ratio} |")
     return "\n".join(lines)
 
 

@@ -42,10 +42,16 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     )
     parser.add_argument("--distance-duration", type=float, default=8.0)
     parser.add_argument(
-        "--long", action="store_true", help="60 s phases, 3 rounds (about 20 minutes)"
+        "--long", action="store_true", help="60 s phases, 3 rounds (about 30 minutes)"
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--microbench-n", type=int, default=500, help="calls per round (0 skips)")
+    parser.add_argument(
+        "--revocation-samples",
+        type=int,
+        default=5,
+        help="logout/poll samples per mode after each of its phases (default 5)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.long:
         args.duration, args.rounds, args.distance_duration = 60.0, 3, 30.0
@@ -60,6 +66,7 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         distance_duration=args.distance_duration,
         out=args.out,
         microbench_n=args.microbench_n,
+        revocation_samples=max(args.revocation_samples, 1),
     )
 
 

@@ -12,8 +12,11 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
+from http.cookies import SimpleCookie
 
-from loadtests.modes import LOGIN_PATH, Credential, Mode
+from loadtests.modes import Credential
+from services.common.exchange import TOKEN_EXCHANGE_PATH
+from services.common.exchange import request_body as exchange_request
 
 USER_PREFIX = "bench"
 PROBE_USER = "bench-probe"
@@ -58,8 +61,28 @@ def get_text(url: str, timeout: float = 5.0) -> str:
     return reply.body.decode()
 
 
+def get_status(url: str, headers: Mapping[str, str], timeout: float = 5.0) -> tuple[int, float]:
+    """The status of one GET (0: no answer in time) and how long it took."""
+    started = time.perf_counter()
+    try:
+        code = request("GET", url, headers=headers, timeout=timeout).status
+    except OSError:  # refused, reset or timed out (URLError and TimeoutError are OSErrors)
+        code = 0
+    return code, time.perf_counter() - started
+
+
+def internal_token(auth_url: str, cookie: str) -> str:
+    """The hybrid's internal token for the session in `cookie` (`sid=...`), from the exchange
+    endpoint on auth's own address (only the bench's own stack can reach it)."""
+    session_id = cookie.split("=", 1)[1].split(";")[0]
+    reply = request("POST", auth_url + TOKEN_EXCHANGE_PATH, exchange_request(session_id))
+    body = reply.json()
+    assert reply.status == 200 and isinstance(body, dict), (reply.status, reply.body)
+    return str(body["access_token"])
+
+
 class Gateway:
-    """Signs up, logs in per mode and asks 'is this credential still accepted?' at the gateway."""
+    """Signs up, logs in per credential, asks 'is this credential still accepted?'."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -69,20 +92,27 @@ class Gateway:
         if reply.status not in (201, 409):
             raise RuntimeError(f"could not create user {username}: {reply.status} {reply.json()}")
 
-    def login(self, mode: Mode, username: str) -> dict[str, str]:
-        """Log in as `username`; the headers that carry the credential afterwards."""
-        reply = self.timed_login(mode.credential, username)[0]
+    def login(self, credential: Credential, username: str) -> dict[str, str]:
+        """Log in as `username`; the headers that carry the credential afterwards, as a client
+        sends them to /orders: `Authorization`, or the cookies with Path=/ and `X-CSRF-Token`."""
+        reply = self.timed_login(credential, username)[0]
         assert reply.status == 200, (reply.status, reply.body)
         body = reply.json()
         assert isinstance(body, dict)
-        if mode.credential == "session":
-            cookie = reply.headers["Set-Cookie"].split(";")[0]
-            return {"Cookie": cookie, "X-CSRF-Token": body["csrf_token"]}
-        return {"Authorization": f"Bearer {body['access_token']}"}
+        if credential.carrier == "header":
+            return {"Authorization": f"Bearer {body['access_token']}"}
+        jar: SimpleCookie = SimpleCookie()
+        for line in reply.headers.get_all("Set-Cookie") or []:
+            jar.load(line)
+        cookies = "; ".join(
+            f"{name}={morsel.value}" for name, morsel in jar.items() if morsel["path"] in ("", "/")
+        )
+        return {"Cookie": cookies, "X-CSRF-Token": body["csrf_token"]}
 
     def timed_login(self, credential: Credential, username: str) -> tuple[Reply, float]:
         started = time.perf_counter()
-        reply = request("POST", self.url + LOGIN_PATH[credential], self._account(username))
+        body = credential.login_body(username, PASSWORD)
+        reply = request("POST", self.url + credential.login_path, body)
         return reply, time.perf_counter() - started
 
     def logout(self, headers: Mapping[str, str]) -> int:
@@ -91,13 +121,8 @@ class Gateway:
     def status(
         self, headers: Mapping[str, str], path: str = "/orders?limit=1", timeout: float = 5.0
     ) -> tuple[int, float]:
-        """The status of one request (0: no answer in time) and how long it took."""
-        started = time.perf_counter()
-        try:
-            code = request("GET", self.url + path, headers=headers, timeout=timeout).status
-        except OSError:  # refused, reset or timed out (URLError and TimeoutError are OSErrors)
-            code = 0
-        return code, time.perf_counter() - started
+        """The status of one GET through the gateway and how long it took."""
+        return get_status(self.url + path, headers, timeout)
 
     @staticmethod
     def _account(username: str) -> dict[str, str]:

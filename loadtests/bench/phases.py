@@ -7,16 +7,17 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from loadtests.bench import log
-from loadtests.bench.client import PASSWORD, USER_PREFIX
+from loadtests.bench.client import PASSWORD, USER_PREFIX, get_text
 from loadtests.bench.results import LocustStats, Phase
-from loadtests.bench.scrape import NO_IDLE, Idle, Target, delta
-from loadtests.modes import JWT_OFF, JWT_PUSH, SESSION, Mode
+from loadtests.bench.scrape import NO_IDLE, Idle, Target, delta, scrape_service
+from loadtests.modes import MODES, Mode, settings_groups
 from services.common.settings import REPO_ROOT
 
 LOCUSTFILE = REPO_ROOT / "loadtests" / "locustfile.py"
@@ -30,17 +31,31 @@ class Load:
     warmup: float
 
 
-def phase_plan(rounds: int) -> list[Mode]:
+def phase_plan(rounds: int, modes: Sequence[Mode] = MODES) -> list[Mode]:
     """Interleave the modes, reversing the order every other round, so drift hits all alike.
 
-    The order needs one restart of the services per round: jwt-off alone, then the two modes
-    that run with JWT_REVOCATION=push, and the reversed round starts where the last one ended.
+    Modes that share settings run back to back, on one start of the services, so a round
+    restarts them once per further group of settings and the reversed round starts where the
+    last one ended: with the table's four groups (session, jwt-push, jwt-cookie | session-cached
+    | hybrid | jwt-off), three restarts a round.
     """
+    order = [mode for group in settings_groups(modes) for mode in group]
     plan: list[Mode] = []
     for index in range(rounds):
-        order = [JWT_OFF, SESSION, JWT_PUSH]
         plan += order if index % 2 == 0 else order[::-1]
     return plan
+
+
+def read_locust_errors(prefix: Path) -> dict[str, int]:
+    """Locust's failures CSV: occurrences by "METHOD name: error"."""
+    path = prefix.parent / f"{prefix.name}_failures.csv"
+    if not path.exists():
+        return {}
+    with path.open() as handle:
+        return {
+            f"{r['Method']} {r['Name']}: {r['Error']}": int(r["Occurrences"])
+            for r in csv.DictReader(handle)
+        }
 
 
 def read_locust_stats(prefix: Path) -> LocustStats:
@@ -48,6 +63,7 @@ def read_locust_stats(prefix: Path) -> LocustStats:
         rows = list(csv.DictReader(handle))
     total = next(r for r in rows if r["Name"] == "Aggregated")
     return {
+        "errors": read_locust_errors(prefix),
         "requests": int(total["Request Count"]),
         "failures": int(total["Failure Count"]),
         "rps": round(float(total["Requests/s"]), 1),
@@ -109,25 +125,56 @@ def start_locust(
         )
 
 
-def run_phase(
-    target: Target, mode: Mode, load: Load, workdir: Path, label: str, idle: Idle = NO_IDLE
-) -> Phase:
-    """One Locust run; the measurement window starts after spawn and warm-up."""
-    prefix = workdir / label
-    run_time = load.warmup + load.duration + 1
-    process = start_locust(target.gateway, mode, load, prefix, run_time)
-    locust = psutil.Process(process.pid)
-    time.sleep(load.warmup)  # spawn, logins and warm-up stay outside the window
-    before = target.snapshot()
-    cpu_before = sum(locust.cpu_times()[:2])
-    time.sleep(load.duration)
-    cpu_after = sum(locust.cpu_times()[:2])
-    after = target.snapshot()
+def answered(gateway: str) -> float:
+    """Requests the gateway has answered so far (its probes left out)."""
+    return scrape_service(get_text(gateway + "/metrics")).requests
+
+
+def wait_for_traffic(
+    gateway: str, needed: int, process: subprocess.Popen[bytes], timeout: float = 30.0
+) -> None:
+    """Until the gateway has answered `needed` more requests: Locust has started (seconds on a
+    busy machine), its users have logged in and are running their tasks."""
+    start = answered(gateway)
+    deadline = time.monotonic() + timeout
+    while answered(gateway) - start < needed:
+        if process.poll() is not None or time.monotonic() > deadline:
+            log(f"Locust's users did not start within {timeout:.0f} s; measuring anyway")
+            return
+        time.sleep(0.1)
+
+
+def stop_locust(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM: Locust stops its users and closes its CSV files (written every second)."""
+    if process.poll() is None:
+        process.terminate()
     try:
-        process.wait(timeout=run_time + 30)
+        process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def run_phase(
+    target: Target, mode: Mode, load: Load, workdir: Path, label: str, idle: Idle = NO_IDLE
+) -> Phase:
+    """One Locust run; the measurement window starts once its users run, after the warm-up."""
+    prefix = workdir / label
+    # Locust's own time limit is only a safety net: the phase stops it once the window is over.
+    process = start_locust(target.gateway, mode, load, prefix, load.warmup + load.duration + 60)
+    try:
+        locust = psutil.Process(process.pid)
+        # Start-up, spawn and logins stay outside the window, then the warm-up.
+        wait_for_traffic(target.services.get("gateway", target.gateway), 3 * load.users, process)
+        time.sleep(load.warmup)
+        before = target.snapshot()
+        cpu_before = sum(locust.cpu_times()[:2])
+        time.sleep(load.duration)
+        cpu_after = sum(locust.cpu_times()[:2])
+        after = target.snapshot()
+        time.sleep(1.1)  # Locust writes its CSV every second: the window's last second in it
+    finally:
+        stop_locust(process)
     costs = delta(before, after, cpu_after - cpu_before, idle)
     result: Phase = {
         "mode": mode.name,

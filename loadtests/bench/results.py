@@ -1,9 +1,12 @@
 """The shape of one bench run's results: what the runner writes to results.json, the report reads.
 
 TypedDicts rather than classes, because the JSON file is the contract: a run recorded months ago
-must still render, so the types describe the file as it is and loading it is `json.loads`.
+must still render, so the types describe the file as it is and loading it is `json.loads`; what
+later runs added is NotRequired (runs before the six designs had three modes: session, jwt-off,
+jwt-push, one revocation sample each, and the outage measured once per kind of credential).
 Mode names are those of loadtests.modes; services are gateway, auth, orders; stores are
-session_store, data_store.
+session_store, data_store; credentials (login, credential_size) are loadtests.modes.Credential
+names.
 """
 
 # No `from __future__ import annotations`: TypedDict must see NotRequired to leave keys optional.
@@ -18,6 +21,9 @@ class Machine(TypedDict):
     cpus: int | None
     python: str
     platform: str
+    # The 1-minute load average when the run started and finished: other processes on the
+    # machine inflate CPU per request and latency (older runs: absent).
+    loadavg: NotRequired[list[float]]
 
 
 class LoadSettings(TypedDict):
@@ -49,6 +55,7 @@ class LocustStats(TypedDict):
     p99_ms: float
     avg_ms: float
     by_name: dict[str, NameStats]
+    errors: NotRequired[dict[str, int]]  # failures by "METHOD name: error" (older runs: absent)
 
 
 class ServerCosts(TypedDict):
@@ -67,6 +74,11 @@ class ServerCosts(TypedDict):
     store_usec_per_call: PerName  # by store, time inside Redis per command
     store_cpu_us_per_request: PerName  # by store
     locust_cpu_fraction: float  # Locust's CPU seconds per wall second
+    # Summed over the services: look-ups answered from a verifier's session cache ("hit") or
+    # the store ("miss"); the gateway's internal tokens served from its cache ("hit") or
+    # fetched from auth ("miss": one token exchange). Absent in runs before the six designs.
+    session_cache_per_request: NotRequired[PerName]
+    token_exchanges_per_request: NotRequired[PerName]
 
 
 class Phase(LocustStats, ServerCosts):
@@ -85,13 +97,26 @@ class DistancePhase(Phase):
 
 
 class Revocation(TypedDict):
-    """How long an old credential was accepted after logout."""
+    """How long an old credential was accepted after logout, over one or more samples.
+
+    Each sample logs in, uses the credential at every hop, logs out through the gateway and
+    polls every hop at once with the old credential until each refuses it (401) or the limit
+    passes. A refusal's time is when its answer arrived, so it includes one request's latency.
+    """
 
     mode: str
-    refused_after_ms: float | None  # None: still accepted when polling stopped
-    polls: int
+    # The slowest refusal over the samples and hops; None: some hop still accepted it when
+    # polling stopped (then still_accepted_after_s says when that was).
+    refused_after_ms: float | None
+    polls: int  # requests made while polling, over every sample
     still_accepted_after_s: NotRequired[float]  # only when never refused
     jwt_revocation: str  # the services' JWT_REVOCATION during the poll
+    samples: NotRequired[int]  # older runs: one
+    p50_ms: NotRequired[float | None]  # median over samples of each sample's slowest hop
+    hops: NotRequired[dict[str, float | None]]  # by hop (gateway, auth, orders-1, ...), slowest
+    # By hop, over every sample: requests still answered 200 after the logout had been answered.
+    accepted_after_logout: NotRequired[dict[str, int]]
+    settings: NotRequired[dict[str, str]]  # the services' design settings during the poll
 
 
 class Probe(TypedDict):
@@ -102,13 +127,16 @@ class Probe(TypedDict):
 
 
 class Outage(TypedDict):
-    """Probes by mode (and "jwt login") while the session store is stalled, then down."""
+    """Probes by mode, each under its own settings (and "<credential> login"), while the session
+    store is stalled, then down. Older runs probed session and jwt-push only (and "jwt login")."""
 
     stalled: dict[str, Probe]
     down: dict[str, Probe]
 
 
 class LoginCost(TypedDict):
+    """One login (or, under "token-exchange", one hybrid exchange at auth's own address)."""
+
     p50_ms: float
     auth_cpu_ms_per_login: float | None  # None when auth's /metrics is out of reach (--host)
 
@@ -140,8 +168,10 @@ class BenchResults(TypedDict):
     distance: list[DistancePhase]
     revocation: list[Revocation]
     outage: Outage | None  # the store experiments need the bench's own stack
-    login: dict[str, LoginCost] | None  # by credential: "jwt", "session"
-    credential_size: dict[str, CredentialSize] | None  # by credential
+    # By credential ("session", "jwt", "jwt-cookie") and "token-exchange" (the hybrid's).
+    login: dict[str, LoginCost] | None
+    # By credential, and "internal": the hybrid's internal token on the hops behind the gateway.
+    credential_size: dict[str, CredentialSize] | None
     microbench: list[MicrobenchRow]
     idle_cpu_ms_per_s: NotRequired[PerName]  # by service and store
     finished: NotRequired[str]

@@ -13,13 +13,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.stack import Ports, Stack
 from loadtests import microbench, report
 from loadtests.bench import log
 from loadtests.bench.client import PROBE_USER, USER_PREFIX, Gateway
 from loadtests.bench.experiments import (
+    HopLag,
     credential_size,
     login_cost,
-    revocation_latency,
+    revocation_record,
+    revocation_sample,
     store_distance,
     store_outage,
 )
@@ -32,9 +35,10 @@ from loadtests.bench.results import (
     Phase,
     Revocation,
 )
-from loadtests.bench.scrape import Idle, Target, target_revocation
-from loadtests.modes import JWT_PUSH
-from services.stack import Ports, Stack
+from loadtests.bench.scrape import Idle, Target, target_settings
+from loadtests.modes import SETTING_NAMES, Mode
+
+REVOCATION_LIMIT_S = 3.0  # how long an old credential is polled after logout
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Options:
     distance_duration: float
     out: Path
     microbench_n: int
+    revocation_samples: int = 5
 
     @property
     def load(self) -> Load:
@@ -73,17 +78,22 @@ class Services:
         return {k: v for k, v in settings.items() if self.settings.get(k) != v}
 
     def switch(self, settings: Mapping[str, str]) -> None:
+        """Restart the services if, and only if, `settings` differ from what they run."""
         changed = self.differ(settings)
         if changed:
             assert self.stack is not None
+            log(f"restarting the services with {' '.join(f'{k}={v}' for k, v in changed.items())}")
             # The default timeout, given by position so that **changed cannot be taken for it.
             self.stack.reconfigure(60.0, **changed)
             self.settings.update(changed)
 
 
 @contextmanager
-def open_target(host: str | None, workdir: Path) -> Iterator[tuple[Target, Stack | None]]:
-    """The --host target as it is, or the local stack on free ports, stopped on the way out."""
+def open_target(
+    host: str | None, workdir: Path, settings: Mapping[str, str]
+) -> Iterator[tuple[Target, Stack | None]]:
+    """The --host target as it is, or the local stack on free ports started with `settings`,
+    stopped on the way out."""
     if host:
         gateway = host.rstrip("/")
         log(f"targeting {gateway}: server-side figures come from the gateway only")
@@ -95,7 +105,7 @@ def open_target(host: str | None, workdir: Path) -> Iterator[tuple[Target, Stack
         workdir=workdir / "stack",
         keys_dir=workdir / "keys",
         log=(workdir / "stack.log").open("w"),
-        env={"LOG_LEVEL": "WARNING"},
+        env={"LOG_LEVEL": "WARNING", **settings},
     )
     try:
         stack.start()
@@ -112,47 +122,72 @@ def open_target(host: str | None, workdir: Path) -> Iterator[tuple[Target, Stack
         stack.log.close()
 
 
+@dataclass
+class Comparison:
+    """What the interleaved phases measured, and the experiments made between them."""
+
+    phases: list[Phase]
+    revocation: list[Revocation]
+    outage: Outage | None
+
+
 def compare_modes(
     options: Options, target: Target, services: Services, idle: Idle, workdir: Path
-) -> tuple[list[Phase], list[Revocation]]:
-    """The interleaved phases, and each mode's revocation latency after its first phase."""
+) -> Comparison:
+    """The interleaved phases; after each, revocation samples under that mode's settings; and
+    after the last phase of each group of settings (own stack only), the store outage for the
+    modes of that group, so that no restart is spent on experiments."""
     gateway = Gateway(target.gateway)
     plan = phase_plan(options.rounds)
     if services.stack is None:
-        # A running stack has one revocation mode; measure the JWT class that matches it.
-        current = services.settings["JWT_REVOCATION"]
-        plan = [m for m in plan if m.measurable_on(current)]
+        # A running stack has one set of settings: measure the modes it serves as they are.
+        plan = [m for m in plan if not m.mismatches(services.settings)]
+        shown = " ".join(f"{k}={v}" for k, v in sorted(services.settings.items()))
         names = ", ".join(dict.fromkeys(m.name for m in plan))
-        log(f"the target runs JWT_REVOCATION={current}: phases {names}")
+        log(f"the target shows {shown}: phases {names}")
+    modes = modes_of(plan)
+    # The index of each group of settings' last phase.
+    last_of_group = {tuple(sorted(m.settings.items())): index for index, m in enumerate(plan)}
     phases: list[Phase] = []
-    revocation: list[Revocation] = []
-    for number, mode in enumerate(plan, start=1):
-        changed = services.differ(mode.settings)
-        if changed:
-            log(f"restarting the services with {' '.join(f'{k}={v}' for k, v in changed.items())}")
-            services.switch(changed)
-        log(f"phase {number}/{len(plan)}: {mode.name}")
-        label = f"phase{number}-{mode.name}"
+    samples: dict[str, list[dict[str, HopLag]]] = {}
+    under: dict[str, dict[str, str]] = {}  # the settings each mode's samples were taken under
+    outage: Outage | None = {"stalled": {}, "down": {}} if services.stack is not None else None
+    for index, mode in enumerate(plan):
+        services.switch(mode.settings)
+        log(f"phase {index + 1}/{len(plan)}: {mode.name}")
+        label = f"phase{index + 1}-{mode.name}"
         phases.append(run_phase(target, mode, options.load, workdir, label, idle))
-        if all(r["mode"] != mode.name for r in revocation):
-            current = services.settings["JWT_REVOCATION"]
-            revocation.append(revocation_latency(gateway, mode, PROBE_USER, 3.0, current))
-    return phases, revocation
+        revocation_samples(options, target, mode, samples)
+        under[mode.name] = dict(services.settings)
+        last = last_of_group[tuple(sorted(mode.settings.items()))] == index
+        if last and services.stack is not None and outage is not None:
+            group = [m for m in modes if m.settings == mode.settings]
+            log(f"store outage ({', '.join(m.name for m in group)}): stalling, then stopping it")
+            found = store_outage(services.stack, gateway, group, PROBE_USER)
+            outage["stalled"].update(found["stalled"])
+            outage["down"].update(found["down"])
+    revocation = [
+        revocation_record(m, samples[m.name], REVOCATION_LIMIT_S, under[m.name]) for m in modes
+    ]
+    return Comparison(phases, revocation, outage)
 
 
-def store_experiments(
-    options: Options, stack: Stack, target: Target, services: Services, idle: Idle, workdir: Path
-) -> tuple[Outage, list[DistancePhase]]:
-    """The session store stalled, stopped, then moved away: needs the bench's own stack."""
-    services.switch(JWT_PUSH.settings)
-    log("store outage: stalling, then stopping the session store")
-    outage = store_outage(stack, Gateway(target.gateway), PROBE_USER)
-    distance: list[DistancePhase] = []
-    if options.distances:
-        distance = store_distance(
-            stack, target, options.distance_load, options.distances, workdir, idle
+def modes_of(plan: list[Mode]) -> list[Mode]:
+    """Each mode of a plan once, in the order of first appearance."""
+    return list({m.name: m for m in plan}.values())
+
+
+def revocation_samples(
+    options: Options, target: Target, mode: Mode, samples: dict[str, list[dict[str, HopLag]]]
+) -> None:
+    """Add `options.revocation_samples` samples of `mode` (one, if it was never refused)."""
+    taken = samples.setdefault(mode.name, [])
+    for _ in range(options.revocation_samples):
+        if any(h.refused_ms is None for s in taken for h in s.values()):
+            return  # still accepted at the limit: another sample only says so again
+        taken.append(
+            revocation_sample(Gateway(target.gateway), target, mode, PROBE_USER, REVOCATION_LIMIT_S)
         )
-    return outage, distance
 
 
 def primitives(n: int) -> list[MicrobenchRow]:
@@ -166,26 +201,43 @@ def measure(
     options: Options, target: Target, stack: Stack | None, workdir: Path, started: dt.datetime
 ) -> BenchResults:
     gateway = Gateway(target.gateway)
+    loadavg = round(os.getloadavg()[0], 2)
     log(f"creating {options.users} load-test users")
     for index in range(options.users):
         gateway.ensure_user(f"{USER_PREFIX}-{index}")
     gateway.ensure_user(PROBE_USER)
     log("measuring the idle CPU baseline")
     idle = Idle.measure(target, 3.0)
-    # The bench's own stack starts with the services' default, JWT_REVOCATION=push.
-    revocation = "push" if stack is not None else target_revocation(target.gateway)
-    services = Services(stack, {"JWT_REVOCATION": revocation})
-    phases, revocations = compare_modes(options, target, services, idle, workdir)
-    outage: Outage | None = None
+    # The bench's own stack runs the settings it was started with; a --host shows its own.
+    running = (
+        {name: stack.env[name] for name in SETTING_NAMES}
+        if stack is not None
+        else target_settings(gateway, PROBE_USER)
+    )
+    services = Services(stack, running)
+    comparison = compare_modes(options, target, services, idle, workdir)
+    log("login cost and credential size")
+    login = login_cost(target, gateway, PROBE_USER, 10)
+    size = credential_size(target, gateway, PROBE_USER)
     distance: list[DistancePhase] = []
-    if stack is not None:
-        outage, distance = store_experiments(options, stack, target, services, idle, workdir)
+    if stack is not None and options.distances:
+        log("store distance: the session store behind a delaying proxy")
+        distance = store_distance(
+            stack,
+            services.switch,
+            target,
+            options.distance_load,
+            options.distances,
+            workdir,
+            idle,
+        )
     return {
         "started": started.isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
             "platform": sys.platform,
+            "loadavg": [loadavg],
         },
         "load": {
             "users": options.users,
@@ -195,12 +247,12 @@ def measure(
             "rounds": options.rounds,
         },
         "target": options.host,
-        "phases": phases,
+        "phases": comparison.phases,
         "distance": distance,
-        "revocation": revocations,
-        "outage": outage,
-        "login": login_cost(target, gateway, PROBE_USER, 10),
-        "credential_size": credential_size(gateway, PROBE_USER),
+        "revocation": comparison.revocation,
+        "outage": comparison.outage,
+        "login": login,
+        "credential_size": size,
         "microbench": primitives(options.microbench_n),
         "idle_cpu_ms_per_s": idle.ms_per_s(),
     }
@@ -210,11 +262,15 @@ def run(options: Options) -> Path:
     """Measure, then write reports/<timestamp>/ and a copy as reports/latest/; returns the first."""
     started = dt.datetime.now(dt.UTC)
     workdir = Path(tempfile.mkdtemp(prefix="authscale-bench-"))
-    with open_target(options.host, workdir) as (target, stack):
+    first = phase_plan(options.rounds)[0].settings
+    with open_target(options.host, workdir, first) as (target, stack):
         results = measure(options, target, stack, workdir, started)
     results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    results["machine"].setdefault("loadavg", []).append(round(os.getloadavg()[0], 2))
     out = options.out / started.strftime("%Y%m%dT%H%M%SZ")
     report.write(results, out)
+    if (workdir / "stack.log").exists():  # the services' warnings: what any failure was
+        shutil.copy(workdir / "stack.log", out / "stack.log")
     latest = options.out / "latest"
     if latest.is_symlink() or latest.is_file():
         latest.unlink()

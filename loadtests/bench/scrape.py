@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.bench import stores
-from loadtests.bench.client import get_text
+from loadtests.bench.client import Gateway, get_text
 from loadtests.bench.results import PerName, ServerCosts
+from loadtests.modes import SESSION_COOKIE, revealed_settings
 
 SERVICE_ROUTES_SKIPPED = {"/metrics", "/healthz", "/readyz"}
 
@@ -29,37 +30,58 @@ class Snapshot:
     auth_seconds: dict[str, tuple[float, float]] = field(
         default_factory=dict
     )  # service -> (sum, count)
+    session_cache: dict[str, float] = field(default_factory=dict)  # hit/miss, every service
+    exchanges: dict[str, float] = field(default_factory=dict)  # hit/miss, every service
     store_calls: dict[str, float] = field(default_factory=dict)  # store -> commands
     store_usec: dict[str, float] = field(default_factory=dict)  # store -> usec inside Redis
     store_cpu: dict[str, float] = field(default_factory=dict)  # store -> Redis CPU seconds
 
 
-def scrape_service(text: str) -> tuple[float, float, float, tuple[float, float]]:
-    """CPU seconds, answered requests, ok auth checks and (sum, count) of check durations."""
-    cpu = requests = checks = auth_sum = auth_count = 0.0
+@dataclass
+class ServiceCounters:
+    """What one service's /metrics says at one moment."""
+
+    cpu: float = 0.0  # process CPU seconds
+    requests: float = 0.0  # answered requests, probes left out
+    checks: float = 0.0  # ok verifications
+    auth_sum: float = 0.0  # seconds spent verifying
+    auth_count: float = 0.0
+    session_cache: dict[str, float] = field(default_factory=dict)  # by result: hit, miss
+    exchanges: dict[str, float] = field(default_factory=dict)  # by result: hit, miss
+
+
+def _add(into: dict[str, float], key: str, value: float) -> None:
+    into[key] = into.get(key, 0.0) + value
+
+
+def scrape_service(text: str) -> ServiceCounters:
+    out = ServiceCounters()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "process_cpu_seconds_total":
-                cpu += sample.value
+                out.cpu += sample.value
             elif sample.name == "http_requests_total":
                 if sample.labels.get("route") not in SERVICE_ROUTES_SKIPPED:
-                    requests += sample.value
+                    out.requests += sample.value
             elif sample.name == "auth_checks_total" and sample.labels.get("result") == "ok":
-                checks += sample.value
+                out.checks += sample.value
             elif sample.name == "auth_check_duration_seconds_sum":
-                auth_sum += sample.value
+                out.auth_sum += sample.value
             elif sample.name == "auth_check_duration_seconds_count":
-                auth_count += sample.value
-    return cpu, requests, checks, (auth_sum, auth_count)
+                out.auth_count += sample.value
+            elif sample.name == "session_cache_total":
+                _add(out.session_cache, sample.labels.get("result", "?"), sample.value)
+            elif sample.name == "token_exchanges_total":
+                _add(out.exchanges, sample.labels.get("result", "?"), sample.value)
+    return out
 
 
-def target_revocation(gateway: str) -> str:
-    """The JWT_REVOCATION a running gateway reports (its authscale_info metric)."""
-    for family in text_string_to_metric_families(get_text(gateway + "/metrics")):
-        for sample in family.samples:
-            if sample.name == "authscale_info":
-                return str(sample.labels["jwt_revocation"])
-    return "push"
+def target_settings(gateway: Gateway, username: str) -> dict[str, str]:
+    """The design settings a running gateway shows (loadtests.modes.revealed_settings), after one
+    session request of its own so that the session cache and the exchange can show."""
+    headers = gateway.login(SESSION_COOKIE, username)
+    gateway.status(headers)
+    return revealed_settings(get_text(gateway.url + "/metrics"))
 
 
 @dataclass
@@ -74,14 +96,16 @@ class Target:
         snap = Snapshot(at=time.monotonic())
         for name, url in self.services.items():
             service = name.split("-")[0]  # orders-1, orders-2 -> orders
-            cpu, requests, checks, (auth_sum, auth_count) = scrape_service(
-                get_text(url + "/metrics")
-            )
-            snap.cpu[service] = snap.cpu.get(service, 0.0) + cpu
-            snap.requests[service] = snap.requests.get(service, 0.0) + requests
-            snap.auth_checks[service] = snap.auth_checks.get(service, 0.0) + checks
+            counters = scrape_service(get_text(url + "/metrics"))
+            _add(snap.cpu, service, counters.cpu)
+            _add(snap.requests, service, counters.requests)
+            _add(snap.auth_checks, service, counters.checks)
             s, c = snap.auth_seconds.get(service, (0.0, 0.0))
-            snap.auth_seconds[service] = (s + auth_sum, c + auth_count)
+            snap.auth_seconds[service] = (s + counters.auth_sum, c + counters.auth_count)
+            for result, value in counters.session_cache.items():
+                _add(snap.session_cache, result, value)
+            for result, value in counters.exchanges.items():
+                _add(snap.exchanges, result, value)
         for name, port in self.stores.items():
             snap.store_calls[name], snap.store_usec[name], snap.store_cpu[name] = (
                 stores.store_counters(port)
@@ -164,4 +188,6 @@ def delta(
             for s in after.store_cpu
         },
         "locust_cpu_fraction": round(locust_cpu / wall, 3) if wall else 0.0,
+        "session_cache_per_request": per_request(after.session_cache, before.session_cache),
+        "token_exchanges_per_request": per_request(after.exchanges, before.exchanges),
     }

@@ -10,7 +10,7 @@ from loadtests.bench.results import BenchResults, dump
 from loadtests.report.plots import plot
 from loadtests.report.sections import render
 from loadtests.report.summary import capacity, summarise
-from loadtests.report.tables import seed_table
+from loadtests.report.tables import seed_cells, seed_table
 
 
 def _flatten(row: Mapping[str, object], prefix: str = "") -> dict[str, object]:
@@ -27,12 +27,15 @@ def _flatten(row: Mapping[str, object], prefix: str = "") -> dict[str, object]:
     return out
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
+def write_csv(
+    path: Path, rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None
+) -> None:
+    """One row per mapping, nested figures flattened; columns sorted unless given."""
     if not rows:
         path.write_text("")
         return
     flat = [_flatten(r) for r in rows]
-    names = sorted({k for r in flat for k in r})
+    names = list(columns) if columns is not None else sorted({k for r in flat for k in r})
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=names)
         writer.writeheader()
@@ -49,6 +52,18 @@ def write(results: BenchResults, out: Path) -> Path:
     write_csv(out / "revocation.csv", results.get("revocation") or [])
     write_csv(out / "microbench.csv", results.get("microbench") or [])
     write_csv(out / "capacity.csv", capacity(summary))
+    header, rows = seed_cells(results, summary)
+    write_csv(out / "designs.csv", [dict(zip(header, row, strict=True)) for row in rows], header)
+    outage = results.get("outage")
+    states = (("stalled", outage["stalled"]), ("down", outage["down"])) if outage else ()
+    write_csv(
+        out / "outage.csv",
+        [
+            {"store": state, "request": request, **probe}
+            for state, probes in states
+            for request, probe in probes.items()
+        ],
+    )
     plots = plot(results, summary, out) if summary else []
     (out / "report.md").write_text(render(results, summary, plots))
     (out / "summary.md").write_text(seed_table(results, summary) + "\n")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from loadtests.bench.results import BenchResults, DistancePhase
 from loadtests.modes import MODES
-from loadtests.report.summary import SERVICES, STORES, ModeSummary
+from loadtests.report.summary import SERVICES, STORES, ModeSummary, mode_order
 
 PLOTS = (
     "throughput_latency.png",
@@ -30,6 +30,8 @@ Summary = Mapping[str, ModeSummary]
 
 
 def _save(fig: Figure, out: Path, name: str) -> str:
+    for ax in fig.axes:  # six design names side by side need the room
+        ax.tick_params(axis="x", labelrotation=25, labelsize=8)
     fig.tight_layout()
     fig.savefig(out / name, dpi=110)
     plt.close(fig)
@@ -37,7 +39,7 @@ def _save(fig: Figure, out: Path, name: str) -> str:
 
 
 def throughput_latency(summary: Summary, modes: list[str], out: Path) -> str:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     left.bar(modes, [summary[m]["rps"] for m in modes], color="#4c72b0")
     left.set_title("Throughput at the fixed offered load")
     left.set_ylabel("requests/s")
@@ -57,7 +59,7 @@ def throughput_latency(summary: Summary, modes: list[str], out: Path) -> str:
 
 
 def cpu_per_request(summary: Summary, modes: list[str], out: Path) -> str:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     bottom = [0.0] * len(modes)
     for part in (*SERVICES, *STORES):
         raw = [
@@ -76,7 +78,7 @@ def cpu_per_request(summary: Summary, modes: list[str], out: Path) -> str:
 
 
 def store_ops_per_request(summary: Summary, modes: list[str], out: Path) -> str:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     for i, store in enumerate(STORES):
         ax.bar(
             [x + (i - 0.5) * 0.35 for x in range(len(modes))],
@@ -92,8 +94,8 @@ def store_ops_per_request(summary: Summary, modes: list[str], out: Path) -> str:
 
 
 def latency_vs_distance(distance: list[DistancePhase], out: Path) -> str:
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for mode in sorted({d["mode"] for d in distance}):
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for mode in sorted({d["mode"] for d in distance}, key=mode_order):
         runs = sorted((d for d in distance if d["mode"] == mode), key=lambda d: d["added_rtt_ms"])
         xs = [d["added_rtt_ms"] for d in runs]
         ax.plot(xs, [d["p50_ms"] for d in runs], marker="o", label=f"{mode} p50")

@@ -31,6 +31,8 @@ Group = Literal[
     "store_ops_per_request",
     "store_usec_per_call",
     "store_cpu_us_per_request",
+    "session_cache_per_request",
+    "token_exchanges_per_request",
 ]
 
 
@@ -53,6 +55,8 @@ class ModeSummary(TypedDict):
     store_ops_per_request: PerName
     store_usec_per_call: PerName
     store_cpu_us_per_request: PerName
+    session_cache_per_request: PerName  # by result: hit, miss (empty: no cache, or an older run)
+    token_exchanges_per_request: PerName  # by result: hit, miss (empty: an older run)
     service_cpu_us: float  # cpu_us_per_request summed over the services
 
 
@@ -62,6 +66,12 @@ class CapacityRow(TypedDict):
     service_cores: float
     session_store_ops_per_s: int
     session_store_cores: float
+
+
+def mode_order(name: str) -> tuple[int, str]:
+    """Sort key: the modes' table order; names it does not know (older runs) after, by name."""
+    names = [m.name for m in MODES]
+    return (names.index(name) if name in names else len(names), name)
 
 
 def _median(values: Iterable[float | None]) -> float:
@@ -74,8 +84,10 @@ def _summarise_mode(runs: Sequence[Phase]) -> ModeSummary:
         return _median(r[figure] for r in runs)
 
     def by_name(group: Group) -> PerName:
-        names = sorted({n for r in runs for n in r.get(group, {})})
-        return {n: _median(r[group].get(n, float("nan")) for r in runs) for n in names}
+        # Older runs lack the newer groups: they give no figure rather than an error.
+        found: list[PerName] = [r.get(group) or {} for r in runs]
+        names = sorted({n for f in found for n in f})
+        return {n: _median(f.get(n, float("nan")) for f in found) for n in names}
 
     cpu = by_name("cpu_us_per_request")
     return {
@@ -95,6 +107,8 @@ def _summarise_mode(runs: Sequence[Phase]) -> ModeSummary:
         "store_ops_per_request": by_name("store_ops_per_request"),
         "store_usec_per_call": by_name("store_usec_per_call"),
         "store_cpu_us_per_request": by_name("store_cpu_us_per_request"),
+        "session_cache_per_request": by_name("session_cache_per_request"),
+        "token_exchanges_per_request": by_name("token_exchanges_per_request"),
         "service_cpu_us": sum(cpu.get(s, 0.0) for s in SERVICES),
     }
 

@@ -1,5 +1,6 @@
 """The locustfile runs unchanged in Locust's web UI and in distributed mode (master + worker),
-and its user classes are the modes' table."""
+its user classes are the modes' table, and every class runs against a stack with its mode's
+settings (and refuses to run against one with other settings)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.modes import JWT_PUSH, MODES, SESSION
+from devstack.stack import Stack, free_port
+from loadtests.modes import HYBRID, JWT_COOKIE, JWT_OFF, JWT_PUSH, MODES, SESSION, settings_groups
 from services.common.settings import REPO_ROOT
-from services.stack import Stack, free_port
+from tests.stackutil import running
 
 LOCUSTFILE = str(REPO_ROOT / "loadtests" / "locustfile.py")
 ENV = {
@@ -158,3 +160,81 @@ def test_distributed_master_and_worker(
         total = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
     assert int(total["Request Count"]) >= 10, (tmp_path / "master.log").read_text()[-2000:]
     assert int(total["Failure Count"]) == 0, (tmp_path / "master.log").read_text()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def design_stack(
+    tmp_path_factory: pytest.TempPathFactory, redis_available: None
+) -> Iterator[Stack]:
+    """A stack of its own, reconfigured group by group; access tokens live 33 s, so the JWT
+    classes refresh (30 s before expiry) every few seconds of a short run."""
+    yield from running(tmp_path_factory.mktemp("designs"), ACCESS_TOKEN_SECONDS="33")
+
+
+def headless(
+    stack: Stack, user_class: str, seconds: int, prefix: Path
+) -> dict[str, dict[str, str]]:
+    """Run one class headless for `seconds`; Locust's stats rows by name."""
+    process = locust(
+        "--headless",
+        "-u",
+        "2",
+        "-r",
+        "2",
+        "-t",
+        f"{seconds}s",
+        "--host",
+        stack.gateway_url,
+        "--csv",
+        str(prefix),
+        user_class,
+        log=prefix.with_suffix(".log"),
+    )
+    try:
+        process.wait(timeout=seconds + 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with prefix.parent.joinpath(f"{prefix.name}_stats.csv").open() as handle:
+        return {row["Name"]: row for row in csv.DictReader(handle)}
+
+
+@pytest.mark.timeout(600)  # four restarts, eight Locust runs
+def failures(prefix: Path) -> list[tuple[str, str]]:
+    """Locust's failures CSV: (request name, error) of each kind of failure."""
+    with prefix.parent.joinpath(f"{prefix.name}_failures.csv").open() as handle:
+        return [
+            (row["Name"], row["Error"].removeprefix("CatchResponseError('").removesuffix("')"))
+            for row in csv.DictReader(handle)
+        ]
+
+
+def test_every_class_runs_against_a_stack_with_its_settings(
+    design_stack: Stack, tmp_path: Path
+) -> None:
+    for group in settings_groups(MODES):
+        design_stack.reconfigure(60.0, **group[0].settings)
+        for mode in group:
+            rows = headless(design_stack, mode.user_class, 8, tmp_path / mode.name)
+            log = (tmp_path / f"{mode.name}.log").read_text()[-3000:]
+            # Only a shed login (503 when password hashing is saturated: the contract's answer
+            # on an overloaded machine, retried by the class) may fail.
+            failed = failures(tmp_path / mode.name)
+            assert all(error == "login answered 503" for _, error in failed), (mode.name, failed)
+            total = rows["Aggregated"]
+            assert int(total["Request Count"]) >= 20, (mode.name, log)
+            assert int(rows["/orders"]["Request Count"]) >= 2, (mode.name, rows)
+            if mode.credential.kind == "jwt":
+                # The access token lives 33 s: the class refreshed it, by its carrier.
+                name = "/auth/refresh (cookie)" if mode is JWT_COOKIE else "/auth/refresh"
+                assert int(rows[name]["Request Count"]) >= 1, (mode.name, rows)
+        if group[0].settings == HYBRID.settings:
+            # A class against a stack with other settings stops at its settings check.
+            rows = headless(design_stack, SESSION.user_class, 4, tmp_path / "session-on-hybrid")
+            check = rows["/metrics (settings check)"]
+            assert int(check["Failure Count"]) >= 1, rows
+            assert int(rows["Aggregated"]["Request Count"]) < 20, rows
+        if group[0].settings == JWT_OFF.settings:
+            rows = headless(design_stack, JWT_PUSH.user_class, 4, tmp_path / "push-on-off")
+            assert int(rows["/metrics (settings check)"]["Failure Count"]) >= 1, rows
+            assert "/orders" not in rows, rows
