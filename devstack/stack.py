@@ -34,6 +34,10 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from services.common.keys import ensure_keypair
 from services.common.settings import REPO_ROOT
 
@@ -445,14 +449,30 @@ class Stack:
         self.stop()
 
 
+def redis_probe(port: int, timeout: float) -> redis.Redis:
+    """A probing client for a local Redis: no retries (a slow or refused answer is the
+    finding), nothing sent on connect (RESP2, no CLIENT SETINFO), so INFO commandstats counts
+    only what the services send. The harness's one way to talk to Redis."""
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,
+        driver_info=None,
+    )
+
+
 def redis_ping(port: int, timeout: float = 0.5) -> bool:
     """True if a Redis server on this loopback port answers PING within the timeout."""
+    client = redis_probe(port, timeout)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
         return False
+    finally:
+        client.close()
 
 
 @dataclass

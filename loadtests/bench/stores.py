@@ -11,23 +11,15 @@ import time
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from devstack.stack import redis_probe
 
 # Our own probes, left out of the store's command counts.
 PROBE_COMMANDS = frozenset({"cmdstat_info", "cmdstat_ping"})
 
 
 def connect(port: int, timeout: float) -> redis.Redis:
-    return redis.Redis(
-        host="127.0.0.1",
-        port=port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        protocol=2,
-        driver_info=None,
-    )
+    return redis_probe(port, timeout)
 
 
 def info(port: int) -> dict[str, Any]:
