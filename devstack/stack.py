@@ -449,12 +449,12 @@ class Stack:
         self.stop()
 
 
-def redis_probe(port: int, timeout: float) -> redis.Redis:
+def redis_probe(port: int, timeout: float, host: str = "127.0.0.1") -> redis.Redis:
     """A probing client for a local Redis: no retries (a slow or refused answer is the
     finding), nothing sent on connect (RESP2, no CLIENT SETINFO), so INFO commandstats counts
     only what the services send. The harness's one way to talk to Redis."""
     return redis.Redis(
-        host="127.0.0.1",
+        host=host,
         port=port,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,

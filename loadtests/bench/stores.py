@@ -58,11 +58,16 @@ def sleep(port: int, seconds: float) -> None:
 def median_rtt_ms(port: int, n: int = 200) -> float:
     """Median PING round trip over one connection (opened by a first, untimed PING)."""
     with connect(port, 5.0) as client:
+        return median_ping_ms(client, n)
+
+
+def median_ping_ms(client: redis.Redis, n: int) -> float:
+    """Median PING round trip on this client's connection, after one untimed PING."""
+    client.ping()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
         client.ping()
-        samples = []
-        for _ in range(n):
-            started = time.perf_counter()
-            client.ping()
-            samples.append(time.perf_counter() - started)
+        samples.append(time.perf_counter() - started)
     samples.sort()
     return round(samples[len(samples) // 2] * 1000, 3)

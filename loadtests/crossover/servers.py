@@ -13,14 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from devstack.stack import redis_probe
 from loadtests.bench.client import get_text
 from loadtests.bench.scrape import scrape_service
+from loadtests.bench.stores import PROBE_COMMANDS, median_ping_ms
 from loadtests.crossover.results import Costs
-
-PROBE_COMMANDS = frozenset({"cmdstat_info", "cmdstat_ping"})  # our own probes, left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +29,7 @@ class StoreAddress:
 
 def connect(address: StoreAddress, timeout: float = 2.0) -> redis.Redis:
     """A probe connection: no retries, nothing sent on connect (RESP2, no CLIENT SETINFO)."""
-    return redis.Redis(
-        host=address.host,
-        port=address.port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        protocol=2,
-        driver_info=None,
-    )
+    return redis_probe(address.port, timeout, address.host)
 
 
 def store_counters(address: StoreAddress) -> tuple[float, float, float]:
@@ -58,14 +48,7 @@ def store_counters(address: StoreAddress) -> tuple[float, float, float]:
 def median_rtt_ms(address: StoreAddress, n: int = 50) -> float:
     """Median PING round trip over one connection, as a service on this host sees the store."""
     with connect(address, 5.0) as client:
-        client.ping()
-        samples = []
-        for _ in range(n):
-            started = time.perf_counter()
-            client.ping()
-            samples.append(time.perf_counter() - started)
-    samples.sort()
-    return round(samples[len(samples) // 2] * 1000, 3)
+        return median_ping_ms(client, n)
 
 
 @dataclass
