@@ -97,6 +97,30 @@ def test_readme_try_it_works_on_compose(stack: ComposeStack, tmp_path: Path) -> 
     assert {o["item"] for o in listed[-1]["orders"]} >= {"tea", "cake"}
 
 
+async def test_jwt_in_a_cookie_works_on_compose(api: Api, stack: ComposeStack) -> None:
+    """The cookie carrier through compose's gateway: CSRF-bound, orders and auth verify the `at`
+    cookie, and logout clears it and refuses it within 1 s."""
+    username, _ = await api.signup()
+    response, body = await api.call(
+        "POST",
+        "/auth/token",
+        json={"username": username, "password": "correct horse", "carrier": "cookie"},
+    )
+    assert response.status == 200 and set(body) == {"csrf_token", "expires_in"}
+    cookie = {"Cookie": f"at={response.cookies['at'].value}"}
+    order = {"item": "cookie-carried", "quantity": 1}
+    response, _ = await api.call("POST", "/orders", headers=cookie, json=order)
+    assert response.status == 403
+    csrf = {**cookie, "X-CSRF-Token": body["csrf_token"]}
+    response, created = await api.call("POST", "/orders", headers=csrf, json=order)
+    assert response.status == 201, created
+    response, _ = await api.call("POST", "/auth/logout", headers=csrf)
+    assert response.status == 204 and response.cookies["at"]["max-age"] == "0"
+    deadline = time.monotonic() + 1
+    while (await api.call("GET", "/orders", headers=cookie))[0].status != 401:
+        assert time.monotonic() < deadline, "the logged-out cookie still works"
+
+
 def test_second_up_recreates_only_what_changed(stack: ComposeStack) -> None:
     """`up --scale orders=3` adds a replica and keeps every other container (same ids), and the
     gateway finds the new replica by DNS."""
