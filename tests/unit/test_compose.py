@@ -4,7 +4,6 @@ one the service reads, every address is set for compose, and it matches the loca
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import http.server
 import json
 import os
@@ -21,30 +20,10 @@ import pytest
 import yaml
 
 from devstack.stack import DEMO_USER, Ports, Stack
-from services.auth.settings import Settings as AuthSettings
 from services.common.settings import REPO_ROOT
-from services.gateway.settings import Settings as GatewaySettings
-from services.orders.settings import Settings as OrdersSettings
+from tests.settingsutil import SETTINGS, read_by, resolve, strings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
-SETTINGS: dict[str, Any] = {
-    "auth": AuthSettings,
-    "orders": OrdersSettings,
-    "gateway": GatewaySettings,
-}
-_DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
-
-
-class Recorder(dict[str, str]):
-    """An environment that remembers which variables were asked for."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        super().__init__(values)
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.read.add(key)
-        return super().get(key, default)
 
 
 @pytest.fixture(scope="module")
@@ -53,29 +32,10 @@ def compose() -> dict[str, Any]:
     return data
 
 
-def resolve(value: Any) -> str:
-    """A compose value with every `${NAME:-default}` at its default."""
-    return _DEFAULTED.sub(lambda m: m.group(2), str(value))
-
-
 def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment", {})
     assert isinstance(env, dict), "environment must be a mapping"
     return {k: resolve(v) for k, v in env.items()}
-
-
-def read_by(name: str, env: Mapping[str, str]) -> tuple[Any, set[str]]:
-    recorder = Recorder(env)
-    settings = SETTINGS[name].from_env(recorder)
-    return settings, recorder.read
-
-
-def strings(value: Any) -> list[str]:
-    if dataclasses.is_dataclass(value):
-        return [s for f in dataclasses.fields(value) for s in strings(getattr(value, f.name))]
-    if isinstance(value, tuple):
-        return [s for v in value for s in strings(v)]
-    return [str(value)]
 
 
 def test_compose_file_validates() -> None:

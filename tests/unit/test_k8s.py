@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import dataclasses
 import functools
 import http.server
 import importlib.util
@@ -31,11 +30,9 @@ import pytest
 import yaml
 
 from devstack.stack import Ports, Stack
-from services.auth.settings import Settings as AuthSettings
 from services.common import keys as keylib
 from services.common.settings import REPO_ROOT
-from services.gateway.settings import Settings as GatewaySettings
-from services.orders.settings import Settings as OrdersSettings
+from tests.settingsutil import SETTINGS, Recorder, read_by, resolve, strings
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -43,33 +40,11 @@ OVERLAYS = ("dev", "scale", "loadtest")
 TREES = ("base", *OVERLAYS)
 # The oldest Kubernetes still commonly run, and a recent one: both must accept every object.
 KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
-SETTINGS: dict[str, Any] = {
-    "auth": AuthSettings,
-    "orders": OrdersSettings,
-    "gateway": GatewaySettings,
-}
 STORES = ("session-store", "data-store")
 NAME = "app.kubernetes.io/name"
 SIGNING_SECRET = "authscale-signing-key"
 PUBLIC_CONFIGMAP = "authscale-public-key"
-_DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
 Doc = dict[str, Any]
-
-
-class Recorder(dict[str, str]):
-    """An environment that remembers which variables were asked for."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        super().__init__(values)
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.read.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        self.read.add(key)
-        return super().__getitem__(key)
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -172,27 +147,9 @@ def compose() -> Doc:
     return data
 
 
-def resolve(value: Any) -> str:
-    return _DEFAULTED.sub(lambda m: m.group(2), str(value))
-
-
 def compose_env(service: str) -> dict[str, str]:
     env = compose()["services"][service].get("environment", {})
     return {k: resolve(v) for k, v in env.items()}
-
-
-def read_by(service: str, env: Mapping[str, str]) -> tuple[Any, set[str]]:
-    recorder = Recorder(env)
-    settings = SETTINGS[service].from_env(recorder)
-    return settings, recorder.read
-
-
-def strings(value: Any) -> list[str]:
-    if dataclasses.is_dataclass(value):
-        return [s for f in dataclasses.fields(value) for s in strings(getattr(value, f.name))]
-    if isinstance(value, tuple):
-        return [s for v in value for s in strings(v)]
-    return [str(value)]
 
 
 # -- (a) every tree renders and validates ----------------------------------------------------
