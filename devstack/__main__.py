@@ -2,6 +2,6 @@
 
 import sys
 
-from devstack.stack import main
+from devstack.launcher import main
 
 sys.exit(main())

@@ -26,7 +26,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from devstack.stack import RedisServer
+from devstack.stores import RedisServer
 from loadtests.bench.results import MicrobenchRow
 from services.common import keys as keylib
 from services.common.keyspace import session_key

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devstack.stack import RedisServer
+from devstack.stores import RedisServer
 from services.common import keys as keylib
 from tests.stackutil import Api
 

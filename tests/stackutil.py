@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,8 +83,68 @@ class Api:
             "X-CSRF-Token": body["csrf_token"],
         }
 
+    async def cookie_login(
+        self, username: str, password: str = "correct horse"
+    ) -> tuple[dict[str, str], str]:
+        """A JWT in a cookie (carrier "cookie"): the `at` cookie header and the CSRF token."""
+        response, body = await self.call(
+            "POST",
+            "/auth/token",
+            json={"username": username, "password": password, "carrier": "cookie"},
+        )
+        assert response.status == 200 and set(body) == {"csrf_token", "expires_in"}, body
+        return {"Cookie": f"at={response.cookies['at'].value}"}, body["csrf_token"]
+
     async def login(self, mode: str, username: str) -> dict[str, str]:
         return await (self.jwt_login(username) if mode == "jwt" else self.session_login(username))
+
+    async def logout(self, headers: dict[str, str]) -> ClientResponse:
+        """Log this credential out (204); the response, for its cookies."""
+        response, body = await self.call("POST", "/auth/logout", headers=headers)
+        assert response.status == 204, body
+        return response
+
+    async def refused_within(
+        self,
+        headers: dict[str, str],
+        message: str = "the logged-out credential still works",
+        seconds: float = 1.0,
+    ) -> None:
+        """Poll GET /orders with this credential until it gets 401, for at most `seconds`."""
+        deadline = time.monotonic() + seconds
+        while (await self.call("GET", "/orders", headers=headers))[0].status != 401:
+            assert time.monotonic() < deadline, message
+            await asyncio.sleep(0.01)
+
+    async def timed_call(self, method: str, path: str, **kwargs: Any) -> tuple[int, float]:
+        """A call's status, and how long it took in seconds."""
+        started = time.monotonic()
+        response, _ = await self.call(method, path, **kwargs)
+        return response.status, time.monotonic() - started
+
+    async def session_store_down(
+        self,
+        session: dict[str, str],
+        bearer: dict[str, str],
+        item: str,
+        revoked: dict[str, str] | None = None,
+    ) -> None:
+        """While the session store is down: session requests fail fast (503 with Retry-After,
+        under 1 s), JWT reads and writes still work, and a revoked JWT stays refused."""
+        for _ in range(3):
+            status, seconds = await self.timed_call("GET", "/orders", headers=session)
+            assert status == 503 and seconds < 1.0, (status, seconds)
+            response, problem = await self.call("GET", "/orders", headers=session)
+            assert problem["status"] == 503 and response.headers.get("Retry-After")
+            status, _ = await self.timed_call("GET", "/orders", headers=bearer)
+            assert status == 200
+            if revoked is not None:
+                status, _ = await self.timed_call("GET", "/orders", headers=revoked)
+                assert status == 401
+        response, created = await self.call(
+            "POST", "/orders", headers=bearer, json={"item": item, "quantity": 1}
+        )
+        assert response.status == 201, created
 
     async def metric(self, url: str, name: str, **labels: str) -> float:
         """The sum of a metric's samples at url/metrics whose labels include these."""

@@ -7,12 +7,14 @@ SETINFO), which INFO commandstats would otherwise count as store traffic in a me
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from typing import Any
 
 import redis
 
-from devstack.stack import redis_probe
+from devstack.stores import redis_probe
 
 # Our own probes, left out of the store's command counts.
 PROBE_COMMANDS = frozenset({"cmdstat_info", "cmdstat_ping"})
@@ -71,3 +73,23 @@ def median_ping_ms(client: redis.Redis, n: int) -> float:
         samples.append(time.perf_counter() - started)
     samples.sort()
     return round(samples[len(samples) // 2] * 1000, 3)
+
+
+def redis_benchmark(
+    port: int, requests: int, clients: int = 50, *, cluster: bool = False
+) -> dict[str, float] | None:
+    """redis-benchmark GET and SET (ops/s by command) on the server at `port` (with `cluster`,
+    the cluster that node belongs to); None where redis-benchmark is missing or fails."""
+    if shutil.which("redis-benchmark") is None:
+        return None
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "get,set"]
+    argv += ["-n", str(requests), "-c", str(clients), "--csv", "-q"]
+    if cluster:
+        argv.append("--cluster")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    rps: dict[str, float] = {}
+    for line in done.stdout.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if len(cells) > 1 and cells[0] in ("GET", "SET"):
+            rps[cells[0]] = float(cells[1])
+    return rps if set(rps) == {"GET", "SET"} else None

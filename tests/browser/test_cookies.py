@@ -8,9 +8,7 @@ cross-origin) and on `localhost` (another site: the gateway is on 127.0.0.1).
 
 from __future__ import annotations
 
-import asyncio
 import html
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -199,41 +197,53 @@ async def test_the_cookie_is_invisible_to_document_cookie(
     assert status == 200 and me["auth"] == ("session" if carrier.name == "sid" else "jwt"), me
 
 
-async def test_a_cross_site_form_post_arrives_without_the_cookie(
-    context: BrowserContext, stack: Stack, api: Api, pages: Pages, carrier: Carrier
-) -> None:
+@dataclass(frozen=True)
+class Forged:
+    """A logged-in page with one legitimate order, and a hostile page's forged order POST."""
+
+    logged: LoggedIn
+    mine: dict[str, Any]  # the legitimate order
+    attacker: Page
+    answer: Response  # the gateway's answer to the forged POST
+    sent: dict[str, str]  # the headers the browser sent with it
+
+
+async def forge_order(
+    context: BrowserContext, stack: Stack, api: Api, pages: Pages, carrier: Carrier, host: str
+) -> Forged:
+    """Log in and place an order, then let a page on `host` submit a forged order form."""
     logged = await log_in(context, stack, api, carrier)
     mine = await place_order(logged, "legitimate")
     attacker = await context.new_page()
-    answer = await submit_hostile_form(
-        attacker, pages, CROSS_SITE_HOST, stack.gateway_url + "/orders"
-    )
-    sent = await answer.request.all_headers()
+    answer = await submit_hostile_form(attacker, pages, host, stack.gateway_url + "/orders")
+    return Forged(logged, mine, attacker, answer, await answer.request.all_headers())
+
+
+async def test_a_cross_site_form_post_arrives_without_the_cookie(
+    context: BrowserContext, stack: Stack, api: Api, pages: Pages, carrier: Carrier
+) -> None:
+    forged = await forge_order(context, stack, api, pages, carrier, CROSS_SITE_HOST)
+    sent, answer = forged.sent, forged.answer
     assert sent["sec-fetch-site"] == "cross-site"  # the browser saw it as cross-site
     assert "cookie" not in sent, sent["cookie"]  # SameSite kept every cookie back
     assert answer.status == 401, await answer.text()
-    assert await orders_of(api, logged) == [mine]  # nothing was created
-    await still_logged_in(api, logged)
+    assert await orders_of(api, forged.logged) == [forged.mine]  # nothing was created
+    await still_logged_in(api, forged.logged)
 
 
 async def test_a_same_site_cross_origin_form_post_needs_the_csrf_token(
     context: BrowserContext, stack: Stack, api: Api, pages: Pages, carrier: Carrier
 ) -> None:
-    logged = await log_in(context, stack, api, carrier)
-    mine = await place_order(logged, "legitimate")
-    attacker = await context.new_page()
-    answer = await submit_hostile_form(
-        attacker, pages, SAME_SITE_HOST, stack.gateway_url + "/orders"
-    )
-    sent = await answer.request.all_headers()
+    forged = await forge_order(context, stack, api, pages, carrier, SAME_SITE_HOST)
+    sent, answer, logged = forged.sent, forged.answer, forged.logged
     assert sent["sec-fetch-site"] == "same-site"
     # Same site: the Lax cookie rides along (and only it: rt is Strict and scoped to refresh).
     assert sent.get("cookie") == f"{carrier.name}={logged.credential}", sent
     assert answer.status == 403, await answer.text()
-    assert await orders_of(api, logged) == [mine]
+    assert await orders_of(api, logged) == [forged.mine]
     # A forged logout is refused the same way, and the browser keeps its cookies.
     answer = await submit_hostile_form(
-        attacker, pages, SAME_SITE_HOST, stack.gateway_url + "/auth/logout"
+        forged.attacker, pages, SAME_SITE_HOST, stack.gateway_url + "/auth/logout"
     )
     assert answer.status == 403, await answer.text()
     assert set(await cookie_jar(context, stack)) == carrier.cookies
@@ -287,13 +297,6 @@ async def test_a_cross_origin_fetch_cannot_read_the_response(
         await reader.close()
 
 
-async def refused_within(api: Api, headers: dict[str, str], seconds: float = 1.0) -> None:
-    deadline = time.monotonic() + seconds
-    while (await api.call("GET", "/orders", headers=headers))[0].status != 401:
-        assert time.monotonic() < deadline, "the logged-out credential still works"
-        await asyncio.sleep(0.01)
-
-
 async def test_logout_clears_the_cookies_in_the_browser(
     context: BrowserContext, stack: Stack, api: Api, carrier: Carrier
 ) -> None:
@@ -307,7 +310,7 @@ async def test_logout_clears_the_cookies_in_the_browser(
     status, _ = await gateway_fetch(logged.page, "GET", "/auth/me")
     assert status == 401
     # And the values the browser dropped are dead on the server too.
-    await refused_within(api, logged.cookie)
+    await api.refused_within(logged.cookie)
     if carrier.name == "at":
         response, body = await api.call(
             "POST",

@@ -34,8 +34,18 @@ DEMO = {"username": "demo", "password": "demo-password"}
 DESIGN_VARIABLES = ("JWT_REVOCATION", "SESSION_CACHE", "GATEWAY_TOKEN_EXCHANGE")
 
 
-def run(argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=timeout)
+def run(
+    argv: Sequence[str],
+    timeout: float = 30,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to the end (or `timeout`), its output captured as text; never raises on
+    a non-zero exit, so the caller asserts with the output in the message."""
+    return subprocess.run(
+        list(argv), capture_output=True, text=True, check=False, timeout=timeout, env=env, cwd=cwd
+    )
 
 
 def compose_cli() -> tuple[list[str] | None, str]:
@@ -76,15 +86,7 @@ def built_image(command: list[str]) -> Iterator[str]:
     tag = f"authscale:test-{uuid.uuid4().hex[:8]}"
     env = compose_env(f"authscale-build-{uuid.uuid4().hex[:8]}", tag, free_port())
     started = time.monotonic()
-    done = subprocess.run(
-        [*command, "build", "keys"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
+    done = run([*command, "build", "keys"], timeout=900, env=env, cwd=REPO_ROOT)
     assert done.returncode == 0, f"compose build failed:\n{done.stdout}\n{done.stderr}"
     print(f"\ncompose: image {tag} built in {time.monotonic() - started:.1f} s")
     try:
@@ -127,15 +129,7 @@ class ComposeStack:
         self, *args: str, timeout: float = 600, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         profiles = [a for p in self.profiles for a in ("--profile", p)]
-        done = subprocess.run(
-            [*self.command, *profiles, *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=self.env,
-            cwd=REPO_ROOT,
-            timeout=timeout,
-        )
+        done = run([*self.command, *profiles, *args], timeout=timeout, env=self.env, cwd=REPO_ROOT)
         if check:
             assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
         return done

@@ -45,31 +45,22 @@ async def test_cached_sessions_skip_the_store_and_logout_reaches_every_hop(
     # Not one session-store call at the gateway or either orders replica for those 20.
     for url, count in zip(urls, before, strict=True):
         assert await api.metric(url, "store_calls_total", store="session_store") == count, url
-    response, _ = await api.call("POST", "/auth/logout", headers=session)
-    assert response.status == 204
+    await api.logout(session)
     await refused_everywhere_within(api, stack, session)
 
 
 async def test_jwt_in_a_cookie_through_the_gateway(api: Api, stack: Stack) -> None:
     username, _ = await api.signup()
-    response, body = await api.call(
-        "POST",
-        "/auth/token",
-        json={"username": username, "password": "correct horse", "carrier": "cookie"},
-    )
-    assert response.status == 200 and set(body) == {"csrf_token", "expires_in"}
-    at = response.cookies["at"].value
-    cookie = {"Cookie": f"at={at}"}
+    cookie, csrf_token = await api.cookie_login(username)
     order = {"item": "cookie-carried", "quantity": 1}
     # An unsafe request by cookie without the CSRF token changes nothing.
     response, _ = await api.call("POST", "/orders", headers=cookie, json=order)
     assert response.status == 403
     response, listed = await api.call("GET", "/orders", headers=cookie)
     assert response.status == 200 and listed["orders"] == []
-    csrf = {**cookie, "X-CSRF-Token": body["csrf_token"]}
+    csrf = {**cookie, "X-CSRF-Token": csrf_token}
     response, created = await api.call("POST", "/orders", headers=csrf, json=order)
     assert response.status == 201, created  # gateway, orders and auth all verified the cookie
     assert await api.every_hop(stack, cookie) == [200] * 4
-    response, _ = await api.call("POST", "/auth/logout", headers=csrf)
-    assert response.status == 204 and response.cookies["at"]["max-age"] == "0"
+    assert (await api.logout(csrf)).cookies["at"]["max-age"] == "0"
     await refused_everywhere_within(api, stack, cookie)

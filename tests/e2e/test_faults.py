@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.stack import Stack, redis_ping
+from devstack.stack import Stack
+from devstack.stores import redis_ping
 from tests.e2e.conftest import Api
 from tests.stackutil import running
 
@@ -19,12 +20,6 @@ from tests.stackutil import running
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> Iterator[Stack]:
     """A stack only these tests break, so the contract tests never see a half-broken one."""
     yield from running(tmp_path_factory.mktemp("faults"))
-
-
-async def timed_call(api: Api, method: str, path: str, **kwargs: object) -> tuple[int, float]:
-    started = time.monotonic()
-    response, _ = await api.call(method, path, **kwargs)
-    return response.status, time.monotonic() - started
 
 
 def restore(stack: Stack, name: str) -> None:
@@ -43,9 +38,9 @@ async def test_session_store_stalled(api: Api, stack: Stack) -> None:
         deadline = time.monotonic() + 2
         while redis_ping(port) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        status, seconds = await timed_call(api, "GET", "/orders", headers=session)
+        status, seconds = await api.timed_call("GET", "/orders", headers=session)
         assert status == 503 and seconds < 1.0, (status, seconds)
-        status, seconds = await timed_call(api, "GET", "/orders", headers=jwt)
+        status, seconds = await api.timed_call("GET", "/orders", headers=jwt)
         assert status == 200, status
     finally:
         stall.wait(10)
@@ -56,17 +51,7 @@ async def test_session_store_down(api: Api, stack: Stack) -> None:
     jwt, session = await api.jwt_login(username), await api.session_login(username)
     stack.kill("session-store")
     try:
-        for _ in range(3):
-            status, seconds = await timed_call(api, "GET", "/orders", headers=session)
-            assert status == 503 and seconds < 1.0, (status, seconds)
-            response, problem = await api.call("GET", "/orders", headers=session)
-            assert problem["status"] == 503 and response.headers.get("Retry-After")
-            status, _ = await timed_call(api, "GET", "/orders", headers=jwt)
-            assert status == 200
-        response, created = await api.call(
-            "POST", "/orders", headers=jwt, json={"item": "offline", "quantity": 1}
-        )
-        assert response.status == 201, created
+        await api.session_store_down(session, jwt, item="offline")
     finally:
         restore(stack, "session-store")
 
@@ -76,7 +61,7 @@ async def test_auth_down_jwt_orders_keep_working(api: Api, stack: Stack) -> None
     jwt = await api.jwt_login(username)
     stack.kill("auth")
     try:
-        status, _ = await timed_call(api, "GET", "/orders", headers=jwt)
+        status, _ = await api.timed_call("GET", "/orders", headers=jwt)
         assert status == 200
         response, created = await api.call(
             "POST", "/orders", headers=jwt, json={"item": "no auth", "quantity": 1}
@@ -128,7 +113,7 @@ async def test_data_store_crash_loses_no_acknowledged_order(api: Api, stack: Sta
     acknowledged = [order_id for order_id in [*before, *await writer] if order_id]
     assert len(acknowledged) >= 20
     try:
-        status, seconds = await timed_call(api, "GET", "/orders", headers=jwt)
+        status, seconds = await api.timed_call("GET", "/orders", headers=jwt)
         assert status == 503 and seconds < 1.0, (status, seconds)
     finally:
         restore(stack, "data-store")
@@ -154,8 +139,7 @@ async def test_revoked_jwt_stays_revoked_after_the_session_store_loses_everythin
 
     username, _ = await api.signup()
     revoked = await api.jwt_login(username)
-    response, _ = await api.call("POST", "/auth/logout", headers=revoked)
-    assert response.status == 204
+    await api.logout(revoked)
     deadline = time.monotonic() + 5
     while await api.every_hop(stack, revoked) != [401] * 4:
         assert time.monotonic() < deadline, "logout never took effect everywhere"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import Stack, free_port
+from devstack.processes import free_port, stop_process
+from devstack.stack import Stack
 from loadtests.modes import HYBRID, JWT_COOKIE, JWT_OFF, JWT_PUSH, MODES, SESSION, settings_groups
 from services.common.settings import REPO_ROOT
 from tests.stackutil import running
@@ -42,17 +43,18 @@ def locust(*args: str, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def headless_run(stack: Stack, seconds: int, csv_prefix: Path) -> list[str]:
+    """Locust's options for a headless run of 2 users against the stack, stats to CSV files."""
+    users = ["-u", "2", "-r", "2", "-t", f"{seconds}s"]
+    return ["--headless", *users, "--host", stack.gateway_url, "--csv", str(csv_prefix)]
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for process in started:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_process(process)
 
 
 def test_user_classes_are_the_modes_table(tmp_path: Path) -> None:
@@ -123,23 +125,13 @@ def test_distributed_master_and_worker(
     port = free_port()
     master = locust(
         "--master",
-        "--headless",
-        "-u",
-        "2",
-        "-r",
-        "2",
-        "-t",
-        "4s",
         "--expect-workers",
         "1",
         "--master-bind-host",
         "127.0.0.1",
         "--master-bind-port",
         str(port),
-        "--host",
-        stack.gateway_url,
-        "--csv",
-        str(tmp_path / "dist"),
+        *headless_run(stack, 4, tmp_path / "dist"),
         SESSION.user_class,
         JWT_PUSH.user_class,
         log=tmp_path / "master.log",
@@ -176,17 +168,7 @@ def headless(
 ) -> dict[str, dict[str, str]]:
     """Run one class headless for `seconds`; Locust's stats rows by name."""
     process = locust(
-        "--headless",
-        "-u",
-        "2",
-        "-r",
-        "2",
-        "-t",
-        f"{seconds}s",
-        "--host",
-        stack.gateway_url,
-        "--csv",
-        str(prefix),
+        *headless_run(stack, seconds, prefix),
         user_class,
         log=prefix.with_suffix(".log"),
     )
@@ -199,7 +181,6 @@ def headless(
         return {row["Name"]: row for row in csv.DictReader(handle)}
 
 
-@pytest.mark.timeout(600)  # four restarts, eight Locust runs
 def failures(prefix: Path) -> list[tuple[str, str]]:
     """Locust's failures CSV: (request name, error) of each kind of failure."""
     with prefix.parent.joinpath(f"{prefix.name}_failures.csv").open() as handle:
@@ -209,6 +190,7 @@ def failures(prefix: Path) -> list[tuple[str, str]]:
         ]
 
 
+@pytest.mark.timeout(600)  # four restarts, eight Locust runs
 def test_every_class_runs_against_a_stack_with_its_settings(
     design_stack: Stack, tmp_path: Path
 ) -> None:

@@ -41,8 +41,10 @@ import pytest
 import yaml
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar
 
-from devstack.stack import Ports, Stack, free_port, spawn
+from devstack.processes import free_port, spawn, stop_process
+from devstack.stack import Ports, Stack
 from services.common.settings import REPO_ROOT
+from tests.e2e.composeutil import run
 
 T = TypeVar("T")
 
@@ -181,7 +183,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("promtool")
     if binary is None:
         pytest.skip(f"promtool is not installed: {INSTALL_HINT}")
-    return subprocess.run([binary, *args], capture_output=True, text=True, check=False, timeout=60)
+    return run([binary, *args], timeout=60)
 
 
 def test_promtool_accepts_the_prometheus_config(tmp_path: Path) -> None:
@@ -288,16 +290,6 @@ class Observed:
     prometheus_url: str
     exporters: bool  # redis_exporter scraped both stores
     jobs: dict[str, int]  # job -> number of targets
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def start_process(argv: list[str], log: IO[bytes], cleanup: contextlib.ExitStack) -> None:
@@ -748,14 +740,7 @@ def test_overlay_merges_under_compose_config() -> None:
     files = ["-f", str(COMPOSE), "-f", str(OVERLAY)]
 
     def config(*args: str) -> str:
-        done = subprocess.run(
-            [*command, *files, *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=REPO_ROOT,
-            timeout=60,
-        )
+        done = run([*command, *files, *args], timeout=60, cwd=REPO_ROOT)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -825,15 +810,7 @@ def test_observability_profile_runs_under_compose(tmp_path: Path) -> None:
     files = ["-f", str(COMPOSE), "-f", str(OVERLAY), "--profile", PROFILE]
 
     def compose(*args: str, timeout: float = 900) -> None:
-        done = subprocess.run(
-            [*command, *files, *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-            cwd=REPO_ROOT,
-            timeout=timeout,
-        )
+        done = run([*command, *files, *args], timeout=timeout, env=env, cwd=REPO_ROOT)
         assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout}\n{done.stderr}"
 
     try:

@@ -83,6 +83,17 @@ async def session_login(
     return sid, (await response.json())["csrf_token"]
 
 
+async def session_client(
+    auth_client: AuthClient, username: str, **settings: Any
+) -> tuple[TestClient[Any, Any], str, str]:
+    """An auth client made with `settings`, and a user signed up on it and logged in with a
+    session: the client, the session id and the session's CSRF token."""
+    client = await auth_client(**settings)
+    await signup_and_login(client, username)
+    sid, csrf = await session_login(client, username)
+    return client, sid, csrf
+
+
 @contextlib.asynccontextmanager
 async def running_verifier(
     stores: Stores,

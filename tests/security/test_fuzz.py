@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devstack.stack import Stack, http_json
+from devstack.client import http_json
+from devstack.stack import Stack
 from tests.security.conftest import dbsize
 
 ENDPOINTS = [

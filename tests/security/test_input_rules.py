@@ -23,6 +23,7 @@ from tests.stackutil import Api
 
 PROBLEM = "application/problem+json"
 Header = tuple[str, str | bytes]
+Target = tuple[str, str, bytes | None]  # method, URL, body
 
 
 def send(
@@ -56,6 +57,16 @@ def assert_problem(answer: tuple[int, dict[str, str], bytes], status: int, where
     assert json.loads(payload)["status"] == status
 
 
+async def refused_at_each(
+    targets: Sequence[Target], headers: Sequence[Header], challenge: str
+) -> None:
+    """Each (method, url, body) answers a 401 problem with this WWW-Authenticate challenge."""
+    for method, url, body in targets:
+        answer = await call(url, method, body=body, headers=headers)
+        assert_problem(answer, 401, url)
+        assert answer[1]["www-authenticate"] == challenge, url
+
+
 def orders_urls(stack: Stack, path: str = "/orders") -> list[str]:
     """The gateway and every orders replica directly."""
     return [stack.gateway_url + path] + [base + path for base in stack.orders_urls]
@@ -65,11 +76,38 @@ def auth_urls(stack: Stack, path: str) -> list[str]:
     return [f"{stack.gateway_url}/auth{path}", stack.auth_url + path]
 
 
+def reads(stack: Stack) -> list[Target]:
+    """GET /orders at the gateway and each orders replica, GET /me at the gateway and auth."""
+    return [("GET", url, None) for url in orders_urls(stack) + auth_urls(stack, "/me")]
+
+
 async def orders_of(api: Api, auth: dict[str, str]) -> list[dict[str, Any]]:
     response, body = await api.call("GET", "/orders?limit=100", headers=auth)
     assert response.status == 200
     orders: list[dict[str, Any]] = body["orders"]
     return orders
+
+
+async def order_refused_everywhere(
+    stack: Stack, auth: dict[str, str], body: bytes, header: Header, status: int
+) -> None:
+    """POST this body as JSON, with the bearer and one more header, to the gateway and each
+    orders replica: each answers a problem with this status."""
+    headers: list[Header] = [
+        ("Authorization", auth["Authorization"]),
+        ("Content-Type", "application/json"),
+        header,
+    ]
+    for url in orders_urls(stack):
+        assert_problem(await call(url, "POST", body=body, headers=headers), status, url)
+
+
+async def tea_ordered(api: Api, headers: dict[str, str]) -> None:
+    """An order of one tea through the gateway, with these headers, is created."""
+    response, _ = await api.call(
+        "POST", "/orders", headers=headers, json={"item": "tea", "quantity": 1}
+    )
+    assert response.status == 201
 
 
 def bearer(auth: dict[str, str]) -> bytes:
@@ -83,13 +121,9 @@ async def test_a_non_ascii_byte_in_a_bearer_token_is_401_everywhere(api: Api, st
     username, _ = await api.signup()
     auth = await api.jwt_login(username)
     for value in (bearer(auth) + b"\xff", b"Bearer \xff", bearer(auth)[:20] + b"\x80" + b"x" * 40):
-        targets = [("GET", url) for url in orders_urls(stack) + auth_urls(stack, "/me")] + [
-            ("POST", url) for url in auth_urls(stack, "/logout") + orders_urls(stack)
-        ]
-        for method, url in targets:
-            answer = await call(url, method, headers=[("Authorization", value)])
-            assert_problem(answer, 401, url)
-            assert answer[1]["www-authenticate"] == 'Bearer error="invalid_token"', url
+        writes = auth_urls(stack, "/logout") + orders_urls(stack)
+        targets = reads(stack) + [("POST", url, None) for url in writes]
+        await refused_at_each(targets, [("Authorization", value)], 'Bearer error="invalid_token"')
     # None of that was a logout: the token still works.
     response, _ = await api.call("GET", "/auth/me", headers=auth)
     assert response.status == 200
@@ -100,15 +134,9 @@ async def test_a_non_ascii_byte_in_a_cookie_is_401_everywhere(api: Api, stack: S
     session = await api.session_login(username)
     login = json.dumps({"username": username, "password": "correct horse"}).encode()
     for cookie in (b"sid=\xff", session["Cookie"].encode() + b"\xff", b"theme=\xe9t\xe9"):
-        targets: list[tuple[str, str, bytes | None]] = [
-            ("GET", url, None) for url in orders_urls(stack) + auth_urls(stack, "/me")
-        ]
-        targets += [("POST", url, login) for url in auth_urls(stack, "/session")]
-        for method, url, body in targets:
-            headers: list[Header] = [("Cookie", cookie), ("Content-Type", "application/json")]
-            answer = await call(url, method, body=body, headers=headers)
-            assert_problem(answer, 401, url)
-            assert answer[1]["www-authenticate"] == "Bearer", url
+        targets = reads(stack) + [("POST", url, login) for url in auth_urls(stack, "/session")]
+        headers: list[Header] = [("Cookie", cookie), ("Content-Type", "application/json")]
+        await refused_at_each(targets, headers, "Bearer")
     response, _ = await api.call("GET", "/auth/me", headers=session)
     assert response.status == 200
 
@@ -137,23 +165,11 @@ async def test_a_non_ascii_idempotency_key_is_422_never_a_shorter_key(
     order = json.dumps({"item": "tea", "quantity": 1}).encode()
     key = "k" + uuid.uuid4().hex
     for bad in (key.encode() + b"\x80", b"\xff" + key.encode(), (key + "\u00e9").encode()):
-        for url in orders_urls(stack):
-            headers: list[Header] = [
-                ("Authorization", auth["Authorization"]),
-                ("Content-Type", "application/json"),
-                ("Idempotency-Key", bad),
-            ]
-            assert_problem(await call(url, "POST", body=order, headers=headers), 422, url)
+        await order_refused_everywhere(stack, auth, order, ("Idempotency-Key", bad), 422)
     assert await orders_of(api, auth) == []
     # The key without the stray byte is its own key: its first use creates an order (the
     # gateway used to forward "k\x80" as "k", so two different keys collided).
-    response, _ = await api.call(
-        "POST",
-        "/orders",
-        headers={**auth, "Idempotency-Key": key},
-        json={"item": "tea", "quantity": 1},
-    )
-    assert response.status == 201
+    await tea_ordered(api, {**auth, "Idempotency-Key": key})
 
 
 async def test_compressed_request_bodies_are_415_and_change_nothing(
@@ -166,26 +182,17 @@ async def test_compressed_request_bodies_are_415_and_change_nothing(
     newcomer = "z" + uuid.uuid4().hex[:12]
     signup = gzip.compress(json.dumps({"username": newcomer, "password": "long enough"}).encode())
     for encoding in ("gzip", "GZip", "deflate", "br", "identity, gzip"):
-        for url in orders_urls(stack):
+        await order_refused_everywhere(stack, auth, order, ("Content-Encoding", encoding), 415)
+        for url in auth_urls(stack, "/users"):
             headers: list[Header] = [
-                ("Authorization", auth["Authorization"]),
                 ("Content-Type", "application/json"),
                 ("Content-Encoding", encoding),
             ]
-            assert_problem(await call(url, "POST", body=order, headers=headers), 415, url)
-        for url in auth_urls(stack, "/users"):
-            headers = [("Content-Type", "application/json"), ("Content-Encoding", encoding)]
             assert_problem(await call(url, "POST", body=signup, headers=headers), 415, url)
     assert store_sizes()[1] == before
     assert await orders_of(api, auth) == []
     # An explicit identity coding is no coding at all.
-    response, _ = await api.call(
-        "POST",
-        "/orders",
-        headers={**auth, "Content-Encoding": "identity"},
-        json={"item": "tea", "quantity": 1},
-    )
-    assert response.status == 201
+    await tea_ordered(api, {**auth, "Content-Encoding": "identity"})
 
 
 # -- bodies ------------------------------------------------------------------------------------

@@ -11,16 +11,17 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from devstack.stack import DEMO_USER, Ports, Stack
+from devstack.launcher import DEMO_USER
+from devstack.stack import Ports, Stack
 from services.common.settings import REPO_ROOT
+from tests.httputil import serving
 from tests.settingsutil import SETTINGS, read_by, resolve, strings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -226,18 +227,8 @@ class _Answers(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def answering(*statuses: int) -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
-    server.statuses = list(statuses)  # type: ignore[attr-defined]
-    server.bodies = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def answering(*statuses: int) -> contextlib.AbstractContextManager[http.server.ThreadingHTTPServer]:
+    return serving(_Answers, statuses=list(statuses), bodies=[])
 
 
 def run_command(command: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:

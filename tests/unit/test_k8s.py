@@ -19,8 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,6 +31,7 @@ import yaml
 from devstack.stack import Ports, Stack
 from services.common import keys as keylib
 from services.common.settings import REPO_ROOT
+from tests.httputil import serving
 from tests.settingsutil import SETTINGS, Recorder, read_by, resolve, strings
 
 K8S = REPO_ROOT / "deploy" / "k8s"
@@ -692,19 +692,8 @@ class _FakeApi(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def fake_api() -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeApi)
-    server.objects = {"secrets": {}, "configmaps": {}}  # type: ignore[attr-defined]
-    server.calls = []  # type: ignore[attr-defined]
-    server.racing = {}  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def fake_api() -> contextlib.AbstractContextManager[http.server.ThreadingHTTPServer]:
+    return serving(_FakeApi, objects={"secrets": {}, "configmaps": {}}, calls=[], racing={})
 
 
 def test_the_key_job_creates_the_keys_once(tmp_path: Path) -> None:

@@ -12,17 +12,31 @@ from aiohttp.test_utils import TestClient
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 
-from services.common.verify import InvalidToken
+from services.common.verify import InvalidToken, Verifier
 from tests.conftest import AUDIENCE, ISSUER, KeyMaterial
 from tests.integration.conftest import (
     AuthClient,
     Stores,
     running_verifier,
+    session_client,
     session_login,
     signup_and_login,
 )
 
 PROBLEM = "application/problem+json"
+
+
+async def revoked_within(verifier: Verifier, token: str, seconds: float, message: str) -> None:
+    """Poll the verifier until it refuses the token as revoked, for at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            verifier.verify_token(token)
+        except InvalidToken as exc:
+            assert exc.reason == "token revoked"
+            return
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.01)
 
 
 async def problem(response: Any, status: int) -> dict[str, Any]:
@@ -195,9 +209,7 @@ async def test_secure_cookie_uses_host_prefix(auth_client: AuthClient) -> None:
 
 
 async def test_cookie_logout_needs_csrf_then_kills_the_session(auth_client: AuthClient) -> None:
-    client = await auth_client()
-    await signup_and_login(client, "ivan")
-    sid, csrf = await session_login(client, "ivan")
+    client, sid, csrf = await session_client(auth_client, "ivan")
     other_sid, other_csrf = await session_login(client, "ivan")
     cookie = {"Cookie": f"sid={sid}"}
     await problem(await client.post("/logout", headers=cookie), 403)
@@ -226,15 +238,7 @@ async def test_bearer_logout_revokes_everywhere_within_a_second(
             json={"refresh_token": pair["refresh_token"]},
         )
         assert out.status == 204
-        started = time.monotonic()
-        while True:
-            try:
-                other.verify_token(token)
-            except InvalidToken as exc:
-                assert exc.reason == "token revoked"
-                break
-            assert time.monotonic() - started < 1.0, "revocation took over 1 s to arrive"
-            await asyncio.sleep(0.01)
+        await revoked_within(other, token, 1.0, "revocation took over 1 s to arrive")
         await problem(await client.get("/me", headers={"Authorization": f"Bearer {token}"}), 401)
         await problem(
             await client.post("/refresh", json={"refresh_token": pair["refresh_token"]}), 401
@@ -278,16 +282,14 @@ async def test_session_store_stopped_gives_503_fast(
 async def test_session_store_stalled_gives_503_fast(
     auth_client: AuthClient, stores: Stores
 ) -> None:
-    client = await auth_client()
-    await signup_and_login(client, "lena")
-    sid, _ = await session_login(client, "lena")
+    client, sid, _ = await session_client(auth_client, "lena")
     stall = subprocess.Popen(
         ["redis-cli", "-p", str(stores.sessions.port), "DEBUG", "SLEEP", "2"],
         stdout=subprocess.DEVNULL,
     )
     try:
         # Wait until the stall is really in effect: a PING no longer answers quickly.
-        from devstack.stack import redis_ping
+        from devstack.stores import redis_ping
 
         deadline = time.monotonic() + 2
         while redis_ping(stores.sessions.port) and time.monotonic() < deadline:
@@ -303,9 +305,7 @@ async def test_session_store_stalled_gives_503_fast(
 async def test_idle_timeout_expires_an_unused_session(
     auth_client: AuthClient, stores: Stores
 ) -> None:
-    client = await auth_client(SESSION_IDLE_SECONDS="1")
-    await signup_and_login(client, "mallory")
-    sid, _ = await session_login(client, "mallory")
+    client, sid, _ = await session_client(auth_client, "mallory", SESSION_IDLE_SECONDS="1")
     assert (await client.get("/me", headers={"Cookie": f"sid={sid}"})).status == 200
     # Leave the session alone and watch the store: the idle timeout is the key's TTL.
     import redis
@@ -326,9 +326,9 @@ async def test_idle_timeout_slides_while_the_session_is_used(
     from redis.asyncio import Redis
 
     now = [time.time()]
-    client = await auth_client(clock=lambda: now[0], SESSION_IDLE_SECONDS="20")
-    await signup_and_login(client, "mike")
-    sid, _ = await session_login(client, "mike")
+    client, sid, _ = await session_client(
+        auth_client, "mike", clock=lambda: now[0], SESSION_IDLE_SECONDS="20"
+    )
     store = Redis(port=stores.sessions.port, socket_timeout=1)
     try:
         for _ in range(3):
@@ -425,13 +425,5 @@ async def test_revocation_list_reloads_after_its_stream_reconnects(
         durable.zadd(REVOKED_SET, {"missed-while-away": time.time() + 300})
         durable.close()
         assert admin.client_kill_filter(_type="pubsub") >= 1
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                verifier.verify_token(token)
-            except InvalidToken as exc:
-                assert exc.reason == "token revoked"
-                break
-            assert time.monotonic() < deadline, "the revocation list never reloaded"
-            await asyncio.sleep(0.02)
+        await revoked_within(verifier, token, 5, "the revocation list never reloaded")
         admin.close()

@@ -27,12 +27,20 @@ async def cookie_login(client: TestClient[Any, Any], username: str) -> tuple[str
     return response.cookies["at"].value, response.cookies["rt"].value, body["csrf_token"], response
 
 
+async def cookie_client(
+    auth_client: AuthClient, username: str
+) -> tuple[TestClient[Any, Any], str, str, str, Any]:
+    """An auth client, and a user signed up on it and logged in with the JWT in a cookie: the
+    client, then what cookie_login returns (access token, refresh token, CSRF token, response)."""
+    client = await auth_client()
+    await signup_and_login(client, username)
+    return (client, *await cookie_login(client, username))
+
+
 async def test_cookie_carrier_sets_httponly_cookies_and_binds_the_csrf_token(
     auth_client: AuthClient,
 ) -> None:
-    client = await auth_client()
-    await signup_and_login(client, "carrie")
-    at, rt, csrf, response = await cookie_login(client, "carrie")
+    client, at, rt, csrf, response = await cookie_client(auth_client, "carrie")
     body = await response.json()
     assert set(body) == {"csrf_token", "expires_in"}  # no token is readable by script
     assert response.headers["Cache-Control"] == "no-store"
@@ -103,9 +111,7 @@ async def test_which_credential_judges_header_then_at_then_sid(auth_client: Auth
 async def test_logout_by_cookie_needs_the_csrf_token_and_clears_the_cookies(
     auth_client: AuthClient,
 ) -> None:
-    client = await auth_client()
-    await signup_and_login(client, "leaving")
-    at, _, csrf, _ = await cookie_login(client, "leaving")
+    client, at, _, csrf, _ = await cookie_client(auth_client, "leaving")
     cookie = {"Cookie": f"at={at}"}
     for sent in ({}, {"X-CSRF-Token": "wrong"}, {"X-CSRF-Token": csrf_digest(csrf)}):
         response = await client.post("/logout", headers={**cookie, **sent})
@@ -139,9 +145,7 @@ async def test_a_header_token_put_in_the_cookie_has_no_csrf_binding(
 async def test_refresh_by_cookie_rotates_and_a_replay_kills_the_family(
     auth_client: AuthClient,
 ) -> None:
-    client = await auth_client()
-    await signup_and_login(client, "rotor")
-    _, rt, csrf, _ = await cookie_login(client, "rotor")
+    client, _, rt, csrf, _ = await cookie_client(auth_client, "rotor")
     cookie = {"Cookie": f"rt={rt}"}
     # Without (or with a wrong) CSRF token: 403, and the refresh token is not spent.
     for sent in ({}, {"X-CSRF-Token": "wrong"}):

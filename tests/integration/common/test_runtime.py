@@ -22,7 +22,8 @@ from typing import IO
 
 import pytest
 
-from devstack.stack import RedisServer, free_port
+from devstack.processes import free_port
+from devstack.stores import RedisServer
 from services.common.settings import REPO_ROOT
 from tests.conftest import KeyMaterial
 

@@ -18,8 +18,8 @@ from tests.integration.conftest import (
     AuthClient,
     Stores,
     running_verifier,
+    session_client,
     session_login,
-    signup_and_login,
 )
 
 
@@ -52,9 +52,7 @@ async def refused_within(verifier: Verifier, sid: str, seconds: float = 1.0) -> 
 async def test_a_hot_session_is_read_from_the_store_once(
     auth_client: AuthClient, stores: Stores
 ) -> None:
-    client = await auth_client()
-    await signup_and_login(client, "hot")
-    sid, csrf = await session_login(client, "hot")
+    _, sid, csrf = await session_client(auth_client, "hot")
     async with cached_verifier(stores) as verifier:
         for _ in range(50):
             principal = await verifier.authenticate_session(sid)
@@ -70,9 +68,7 @@ async def test_a_hot_session_is_read_from_the_store_once(
 async def test_an_ended_session_leaves_every_cache_within_1_s(
     auth_client: AuthClient, stores: Stores, ending: str
 ) -> None:
-    client = await auth_client()
-    await signup_and_login(client, "leaver")
-    sid, csrf = await session_login(client, "leaver")
+    client, sid, csrf = await session_client(auth_client, "leaver")
     async with cached_verifier(stores) as first, cached_verifier(stores) as second:
         for verifier in (first, second):
             await verifier.authenticate_session(sid)
@@ -91,9 +87,7 @@ async def test_an_ended_session_leaves_every_cache_within_1_s(
 async def test_a_lost_subscription_empties_the_cache(
     auth_client: AuthClient, stores: Stores
 ) -> None:
-    client = await auth_client()
-    await signup_and_login(client, "cut")
-    sid, _ = await session_login(client, "cut")
+    _, sid, _ = await session_client(auth_client, "cut")
     admin = Redis(port=stores.sessions.port, socket_timeout=2)
     try:
         async with cached_verifier(stores) as verifier:
@@ -115,9 +109,7 @@ async def test_a_lost_subscription_empties_the_cache(
 
 async def test_no_entry_outlives_the_idle_timeout(auth_client: AuthClient, stores: Stores) -> None:
     now = [time.time()]
-    client = await auth_client()
-    await signup_and_login(client, "idler")
-    sid, _ = await session_login(client, "idler")
+    _, sid, _ = await session_client(auth_client, "idler")
     admin = Redis(port=stores.sessions.port, socket_timeout=2)
     try:
         async with cached_verifier(
@@ -141,9 +133,7 @@ async def test_cached_sessions_still_slide_and_still_end_at_the_absolute_timeout
     auth_client: AuthClient, stores: Stores
 ) -> None:
     now = [time.time()]
-    client = await auth_client(clock=lambda: now[0])
-    await signup_and_login(client, "slider")
-    sid, _ = await session_login(client, "slider")
+    _, sid, _ = await session_client(auth_client, "slider", clock=lambda: now[0])
     admin = Redis(port=stores.sessions.port, socket_timeout=2)
     try:
         async with cached_verifier(

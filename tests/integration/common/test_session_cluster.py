@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from redis.exceptions import MovedError
 
-from devstack.stack import RedisClusterServers
+from devstack.stores import RedisClusterServers
 from services.auth.app import create_app as create_auth
 from services.auth.settings import Settings as AuthSettings
 from services.common.keyspace import session_key
