@@ -19,6 +19,9 @@ The model, fitted per design by least squares (loadtests/crossover/results.py ha
 - revocation lag: the worst hop's p99 over the run's logouts, or the token's lifetime when
   revocation is off (the credential works until `exp`).
 Everything here is a pure function of the results, except main().
+
+Over 300 lines on purpose: the fits, the projection and its printed answer are one model, read
+top to bottom, and tests/unit/test_model.py uses each part through this one module.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from services.common.settings import REPO_ROOT
 DEFAULT_RESULTS = REPO_ROOT / "reports" / "latest" / "crossover" / "results.json"
 ERROR_GOAL_PCT = 20.0  # the CPU model should be within this on the measured points
 STORE_OPS_FLOOR = 0.1  # store ops per request below this get no relative error
+# What `python -m loadtests.model` answers when not asked otherwise (and the report's model.txt).
+DEFAULT_QUERY = {"rate": 50_000.0, "hops": 5.0, "rtt_ms": 1.0}
 
 
 def least_squares(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
@@ -176,6 +181,12 @@ class DesignModel:
         return self.store_ops_at(hops) * max(rtt_ms - self.base_rtt_ms, 0.0)
 
 
+def per_shard_ops(results: CrossoverResults) -> float | None:
+    """One session-store shard's capacity in this run (None: not measured)."""
+    shards = results["shards"]
+    return shards["per_shard_ops"] if shards else None
+
+
 def build(results: CrossoverResults) -> list[DesignModel]:
     """One model per design that has hop measurements, in the run's design order."""
     models = []
@@ -278,6 +289,19 @@ class PointError:
     error_pct: float | None
 
 
+def _point_error(
+    design: str, where: str, metric: str, predicted: float, measured: float, floor: float = 1e-9
+) -> PointError:
+    return PointError(
+        design,
+        where,
+        metric,
+        round(measured, 3),
+        round(predicted, 3),
+        error_pct(predicted, measured, floor),
+    )
+
+
 def point_errors(results: CrossoverResults, models: Sequence[DesignModel]) -> list[PointError]:
     """The model against every measured point: the hop windows (CPU, store operations,
     latency: the fits) and the distance windows (CPU from the hop fit at the window's
@@ -300,16 +324,7 @@ def point_errors(results: CrossoverResults, models: Sequence[DesignModel]) -> li
             ):
                 predicted = line["intercept"] + line["slope"] * x
                 floor = STORE_OPS_FLOOR if metric == "store_ops" else 1e-9
-                out.append(
-                    PointError(
-                        model.name,
-                        where,
-                        metric,
-                        round(measured, 3),
-                        round(predicted, 3),
-                        error_pct(predicted, measured, floor),
-                    )
-                )
+                out.append(_point_error(model.name, where, metric, predicted, measured, floor))
         for distant in _usable_distance(results["distance"]["designs"].get(model.name, [])):
             x = distant["checks_per_request"]
             cpu = model.cpu["intercept"] + model.cpu["slope"] * x
@@ -320,17 +335,7 @@ def point_errors(results: CrossoverResults, models: Sequence[DesignModel]) -> li
                     x, distant["measured_rtt_ms"]
                 )
                 pairs.append(("p50_ms", latency, float(distant["p50_ms"] or 0.0)))
-            for metric, predicted, measured in pairs:
-                out.append(
-                    PointError(
-                        model.name,
-                        where,
-                        metric,
-                        round(measured, 3),
-                        round(predicted, 3),
-                        error_pct(predicted, measured),
-                    )
-                )
+            out += [_point_error(model.name, where, *pair) for pair in pairs]
     return out
 
 
@@ -463,7 +468,7 @@ def report(
     """The model's answer as text (what main prints)."""
     models = build(results)
     shards = results["shards"]
-    per_shard = shards["per_shard_ops"] if shards else None
+    per_shard = per_shard_ops(results)
     lines = [
         f"crossover model: {rate:,.0f} req/s, {hops:g} verifying hops, "
         f"session store {rtt_ms:g} ms away" + (f", revocation within {bound:g} s" if bound else ""),
@@ -518,9 +523,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--rate", type=float, default=50_000.0, help="requests/s (default 50000)")
-    parser.add_argument("--hops", type=float, default=5.0, help="verifying hops (default 5)")
-    parser.add_argument("--store-rtt-ms", type=float, default=1.0, help="store RTT (default 1)")
+    rate, hops, rtt = DEFAULT_QUERY["rate"], DEFAULT_QUERY["hops"], DEFAULT_QUERY["rtt_ms"]
+    parser.add_argument("--rate", type=float, default=rate, help=f"requests/s (default {rate:.0f})")
+    parser.add_argument(
+        "--hops", type=float, default=hops, help=f"verifying hops (default {hops:g})"
+    )
+    parser.add_argument(
+        "--store-rtt-ms", type=float, default=rtt, help=f"store RTT (default {rtt:g})"
+    )
     parser.add_argument("--revocation-bound-s", type=float, default=None)
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     args = parser.parse_args(argv)

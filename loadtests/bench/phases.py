@@ -83,6 +83,39 @@ def read_locust_stats(prefix: Path) -> LocustStats:
     }
 
 
+def locust_argv(
+    locustfile: Path,
+    users: int,
+    spawn_rate: int,
+    host: str,
+    loglevel: str,
+    run_time: float,
+    stop_timeout: float,
+) -> list[str]:
+    """Headless Locust's command line (the caller adds its user classes and own flags)."""
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locustfile),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(max(spawn_rate, 1)),
+        "--host",
+        host,
+        "--loglevel",
+        loglevel,
+        "--only-summary",
+        "--stop-timeout",
+        f"{stop_timeout:g}",
+        "-t",
+        f"{run_time:.0f}s",
+    ]
+
+
 def start_locust(
     gateway: str, mode: Mode, load: Load, prefix: Path, run_time: float
 ) -> subprocess.Popen[bytes]:
@@ -94,31 +127,8 @@ def start_locust(
         "AUTHSCALE_PASSWORD": PASSWORD,
         "AUTHSCALE_USER_RPS": str(load.user_rps),
     }
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        str(load.users),
-        "-r",
-        str(load.users),
-        "-t",
-        f"{run_time:.0f}s",
-        "--host",
-        gateway,
-        "--csv",
-        str(prefix),
-        "--only-summary",
-        "--reset-stats",
-        "--loglevel",
-        "ERROR",
-        "--stop-timeout",
-        "2",
-        mode.user_class,
-    ]
+    argv = locust_argv(LOCUSTFILE, load.users, load.users, gateway, "ERROR", run_time, 2)
+    argv += ["--csv", str(prefix), "--reset-stats", mode.user_class]
     with (prefix.parent / f"{prefix.name}.locust.log").open("w") as stderr:  # the child keeps it
         return subprocess.Popen(
             argv, env=env, cwd=str(REPO_ROOT), stdout=subprocess.DEVNULL, stderr=stderr

@@ -11,8 +11,9 @@ names.
 
 # No `from __future__ import annotations`: TypedDict must see NotRequired to leave keys optional.
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import NotRequired, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 PerName = dict[str, float]  # service or store name -> figure
 
@@ -65,6 +66,7 @@ class ServerCosts(TypedDict):
     """
 
     window_s: float
+    window_epoch: NotRequired[list[float]]  # the window's start and end, Unix time (older: absent)
     gateway_requests: float
     gateway_rps: float
     cpu_us_per_request: PerName  # by service
@@ -157,6 +159,67 @@ class MicrobenchRow(TypedDict):
     baseline: str | None  # the primitive this row is compared with
 
 
+class HopTrace(TypedDict):
+    """One hop over the requests it verified in a traced phase (loadtests.bench.spans)."""
+
+    requests: int  # server spans of this hop with a verification under them
+    verify_p50_us: float  # per request: the time in `authscale.verify` spans
+    verify_mean_us: float  # per verification: comparable with the /metrics mean
+    store_p50_us: PerName  # by store: per request, the time in store calls (zero included)
+    store_calls_per_request: PerName  # by store
+    metrics_check_mean_us: float | None  # the hop's /metrics auth check mean, same phase
+
+
+class TracedPhase(TypedDict):
+    """A short phase with tracing on: where each hop's time went, from the spans."""
+
+    mode: str
+    spans: int
+    traces: int
+    gateway_requests: float
+    p50_ms: float
+    hops: dict[str, HopTrace]  # gateway, orders, auth
+
+
+class ShardSpread(TypedDict):
+    """Store commands by primary over a session phase on the cluster."""
+
+    ops_per_request: PerName  # by primary (shard-1, ...)
+    share: PerName  # by primary: fraction of the cluster's commands
+
+
+class StoreThroughput(TypedDict):
+    """redis-benchmark (GET/SET, pipelined) on one primary and on the cluster, same run."""
+
+    command: str
+    single_rps: float
+    cluster_rps: float
+    ratio: float
+
+
+class Failover(TypedDict):
+    """A primary killed while session and JWT requests run through the gateway."""
+
+    recovered_s: float | None  # kill -> first 200 for a session on the dead primary's slots
+    session_statuses: dict[str, int]  # status -> count while polling
+    jwt_statuses: dict[str, int]
+    revoked_refused: dict[str, bool]  # by hop: a JWT revoked during the failover is refused
+    sessions_back: int  # sessions on the dead primary's slots that work after it, no new login
+    sessions_on_victim: int
+
+
+class ClusterResults(TypedDict):
+    """The session store as a Redis Cluster (3 primaries, 3 replicas) beside one Redis."""
+
+    primaries: int
+    replicas: int
+    single: Phase  # the session design on one Redis, in this phase's conditions
+    cluster: Phase  # the same load on the cluster
+    spread: ShardSpread
+    throughput: StoreThroughput | None  # None where redis-benchmark is missing
+    failover: Failover
+
+
 class BenchResults(TypedDict):
     """Everything one run measured (results.json)."""
 
@@ -174,6 +237,8 @@ class BenchResults(TypedDict):
     credential_size: dict[str, CredentialSize] | None
     microbench: list[MicrobenchRow]
     idle_cpu_ms_per_s: NotRequired[PerName]  # by service and store
+    traced: NotRequired[list[TracedPhase]]  # per-hop attribution from spans (older runs: absent)
+    cluster: NotRequired[ClusterResults | None]  # None: not run (older runs: absent)
     finished: NotRequired[str]
 
 
@@ -181,12 +246,19 @@ def dump(results: BenchResults, path: Path) -> None:
     path.write_text(json.dumps(results, indent=2))
 
 
-def load(path: Path) -> BenchResults:
-    """Read a results.json; refuse a file that is not one, naming what it lacks."""
+def read_json_object(path: Path, required: Iterable[str], what: str) -> dict[str, Any]:
+    """A results file's JSON object; refuse a file that is not one, naming what it lacks."""
     data = json.loads(path.read_text())
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a bench results object")
-    missing = sorted(BenchResults.__required_keys__ - data.keys())
+        raise ValueError(f"{path}: not a {what} object")
+    missing = sorted(set(required) - data.keys())
     if missing:
-        raise ValueError(f"{path}: not a bench results file, it lacks {', '.join(missing)}")
-    return cast(BenchResults, data)
+        raise ValueError(f"{path}: not a {what} file, it lacks {', '.join(missing)}")
+    return data
+
+
+def load(path: Path) -> BenchResults:
+    """Read a results.json (see read_json_object)."""
+    return cast(
+        BenchResults, read_json_object(path, BenchResults.__required_keys__, "bench results")
+    )

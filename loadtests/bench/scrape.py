@@ -7,6 +7,7 @@ gateway answered, with the idle baseline (timers, health checks) taken out.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,6 +25,7 @@ class Snapshot:
     """Counters read from every service and store at one moment."""
 
     at: float
+    epoch: float = field(default_factory=time.time)  # wall clock, to match spans' timestamps
     cpu: dict[str, float] = field(default_factory=dict)  # service -> process CPU seconds
     requests: dict[str, float] = field(default_factory=dict)  # service -> answered requests
     auth_checks: dict[str, float] = field(default_factory=dict)  # service -> ok verifications
@@ -113,6 +115,13 @@ class Target:
         return snap
 
 
+def growth_per_second(
+    before: Mapping[str, float], after: Mapping[str, float], wall: float
+) -> dict[str, float]:
+    """How fast each counter grew over `wall` seconds (never below zero)."""
+    return {k: max(v - before.get(k, 0.0), 0.0) / wall for k, v in after.items()}
+
+
 @dataclass(frozen=True)
 class Idle:
     """CPU seconds per second each process burns with no traffic (timers, health checks)."""
@@ -127,11 +136,8 @@ class Idle:
         after = target.snapshot()
         wall = after.at - before.at
         return cls(
-            {s: max(after.cpu[s] - before.cpu.get(s, 0.0), 0.0) / wall for s in after.cpu},
-            {
-                s: max(after.store_cpu[s] - before.store_cpu.get(s, 0.0), 0.0) / wall
-                for s in after.store_cpu
-            },
+            growth_per_second(before.cpu, after.cpu, wall),
+            growth_per_second(before.store_cpu, after.store_cpu, wall),
         )
 
     def ms_per_s(self) -> PerName:
@@ -173,6 +179,7 @@ def delta(
             )
     return {
         "window_s": round(wall, 3),
+        "window_epoch": [round(before.epoch, 3), round(after.epoch, 3)],
         "gateway_requests": requests,
         "gateway_rps": round(requests / wall, 1) if wall else 0.0,
         "cpu_us_per_request": {

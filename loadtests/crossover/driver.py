@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +19,10 @@ from pathlib import Path
 
 import psutil
 
-from devstack.stack import free_port, spawn
+from devstack.processes import free_port, stop_process
+from loadtests.bench.phases import locust_argv
 from loadtests.crossover import hist, protocol
+from loadtests.crossover.processes import start_child, wait_until
 from loadtests.crossover.results import Segment
 from loadtests.crossover.servers import Idle, Servers, costs
 from loadtests.modes import Mode
@@ -81,27 +81,9 @@ class LocustDriver:
         for stale in self.directory.glob(f"{protocol.WORKER_PREFIX}*.json"):
             stale.unlink()
         protocol.write_json(self.directory / protocol.CONTROL, protocol.idle(0))
-        argv = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
-            "--headless",
-            "-u",
-            str(self.total_users),
-            "-r",
-            str(max(self.total_users, 1)),
-            "--host",
-            self.host,
-            "--loglevel",
-            "WARNING",
-            "--only-summary",
-            "--stop-timeout",
-            "1",
-            "-t",
-            "2h",
-        ]
+        argv = locust_argv(
+            LOCUSTFILE, self.total_users, self.total_users, self.host, "WARNING", 7200, 1
+        )
         if self.processes > 1:
             port = str(free_port())
             argv += ["--processes", str(self.processes), "--master-bind-port", port]
@@ -114,30 +96,20 @@ class LocustDriver:
             "CROSSOVER_USERS": str(self.users),
         }
         with (self.directory / "locust.log").open("ab") as output:
-            self.process = spawn(
-                argv,
-                env=env,
-                cwd=str(REPO_ROOT),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Locust exited with {self.process.returncode}; see locust.log")
-            reports = protocol.read_workers(self.directory)
-            self.ready = sum(r["ready"] for r in reports)
-            self.stopped_users = sum(r["stopped"] for r in reports)
-            if self.ready + self.stopped_users >= self.total_users:
-                break
-            time.sleep(0.1)
-        else:
+            self.process = start_child(argv, env, output)
+        exited = "Locust exited with {}; see locust.log"
+        if not wait_until(self.process, self._logged_in, timeout, 0.1, exited):
             self.log(f"only {self.ready}/{self.total_users} Locust users logged in; going on")
         if self.stopped_users:
             self.log(f"{self.stopped_users} Locust users gave up at start; see locust.log")
         self._workers = self._user_processes()
+
+    def _logged_in(self) -> bool:
+        """Whether every user has logged in or given up, as the workers last reported."""
+        reports = protocol.read_workers(self.directory)
+        self.ready = sum(r["ready"] for r in reports)
+        self.stopped_users = sum(r["stopped"] for r in reports)
+        return self.ready + self.stopped_users >= self.total_users
 
     def _user_processes(self) -> list[psutil.Process]:
         """The processes that run users: the workers, or Locust itself when it has none."""
@@ -261,13 +233,7 @@ class LocustDriver:
             children = psutil.Process(process.pid).children(recursive=True)
         except psutil.Error:
             children = []
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_process(process, 10)
         for child in children:
             with contextlib.suppress(psutil.Error):
                 child.kill()

@@ -1,25 +1,19 @@
-"""The crossover's experiments beside the load windows: revocation lag per hop, key rotation
-under load, the nginx reference and the store's per-shard capacity."""
+"""The crossover's experiments beside the load windows: revocation lag per hop and key rotation
+under load (the reference points, nginx and one store shard, are in references.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import re
 import shutil
-import socket
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from http.cookies import SimpleCookie
 from pathlib import Path
 
 import jwt
-import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from devstack.stack import RedisServer, Stack, free_port, spawn
+from devstack.stack import Stack
 from loadtests.bench.client import Gateway, get_status, get_text
 from loadtests.bench.experiments import revocation_hops, revocation_sample
 from loadtests.bench.scrape import Target
@@ -27,10 +21,8 @@ from loadtests.crossover import protocol
 from loadtests.crossover.driver import LocustDriver
 from loadtests.crossover.results import (
     HopLag,
-    NginxReference,
     RevocationLag,
     Rotation,
-    Shards,
 )
 from loadtests.crossover.servers import Idle, Servers
 from loadtests.modes import Mode
@@ -227,170 +219,4 @@ def key_rotation(
         "cooldown_s": cooldown_s,
         "ok": ok,
         "segment": segment,
-    }
-
-
-# -- nginx, the reference proxy -----------------------------------------------------------------
-
-NGINX_CONF = """daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  upstream orders {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://orders;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-"""
-
-
-def wrk(url: str, headers: Mapping[str, str], seconds: float, connections: int) -> tuple[int, int]:
-    """(requests, non-2xx answers) of one wrk run at full speed."""
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
-    for name, value in headers.items():
-        argv += ["-H", f"{name}: {value}"]
-    done = subprocess.run(
-        [*argv, url], capture_output=True, text=True, timeout=seconds + 30, check=False
-    )
-    match = re.search(r"(\d+) requests in", done.stdout)
-    if done.returncode != 0 or match is None:
-        raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-    return int(match.group(1)), int(bad.group(1)) if bad else 0
-
-
-def _cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
-def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"nginx exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError("nginx did not listen in time")
-
-
-def nginx_reference(
-    orders_port: int,
-    proxies: Mapping[str, tuple[str, int]],
-    headers: Mapping[str, str],
-    seconds: float,
-    connections: int,
-    log: Callable[[str], None],
-) -> NginxReference:
-    """nginx (one process, no daemon, its files in a temporary prefix) proxying GET /orders to
-    one orders replica, and each of `proxies` (name -> (base URL, pid)) answering the same
-    GET, each driven by wrk at full speed in turn: each proxy process's own CPU per request."""
-    result: NginxReference = {
-        "available": False,
-        "note": "",
-        "tool": "wrk",
-        "seconds": seconds,
-        "connections": connections,
-        "requests": {},
-        "rps": {},
-        "cpu_us_per_request": {},
-        "ratio": None,
-        "ratio_edge_off": None,
-    }
-    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
-    if missing:
-        result["note"] = f"{' and '.join(missing)} not on PATH: no reference measured"
-        return result
-    prefix = Path(tempfile.mkdtemp(prefix="authscale-nginx-"))
-    port = free_port()
-    (prefix / "nginx.conf").write_text(NGINX_CONF.format(d=prefix, upstream=orders_port, port=port))
-    argv = ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
-    process = spawn(
-        [*argv, "-e", str(prefix / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    path = "/orders?limit=10"
-    try:
-        _wait_port(port, process)
-        targets = {"nginx": (f"http://127.0.0.1:{port}", process.pid), **proxies}
-        bad_total = 0
-        for name, (base, pid) in targets.items():
-            before = _cpu(pid)
-            count, bad = wrk(base + path, headers, seconds, connections)
-            spent = _cpu(pid) - before
-            bad_total += bad
-            result["requests"][name] = count
-            result["rps"][name] = round(count / max(1, round(seconds)), 1)
-            result["cpu_us_per_request"][name] = round(spent / max(count, 1) * 1e6, 1)
-            log(f"nginx reference: {name} {count} requests, {bad} not 2xx")
-        cpu = result["cpu_us_per_request"]
-        if cpu.get("nginx"):
-            if "gateway" in cpu:
-                result["ratio"] = round(cpu["gateway"] / cpu["nginx"], 2)
-            if "gateway-edgeoff" in cpu:
-                result["ratio_edge_off"] = round(cpu["gateway-edgeoff"] / cpu["nginx"], 2)
-        result["available"] = True
-        result["note"] = (
-            "nginx 1 process (master_process off), upstream keep-alive, to one orders replica; "
-            "the gateway balances over every replica; wrk -t1 at full speed"
-            + (f"; {bad_total} answers were not 2xx" if bad_total else "")
-        )
-    except (RuntimeError, OSError, psutil.Error) as error:
-        result["note"] = f"nginx reference failed: {error}"
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        shutil.rmtree(prefix, ignore_errors=True)
-    return result
-
-
-# -- per-shard capacity -------------------------------------------------------------------------
-
-
-def shard_capacity(workdir: Path, requests: int, clients: int = 50) -> Shards | None:
-    """redis-benchmark GET and SET against a fresh local redis-server: one shard's ops/s."""
-    if shutil.which("redis-benchmark") is None:
-        return None
-    directory = workdir / "shard-bench"
-    directory.mkdir(parents=True, exist_ok=True)
-    server = RedisServer(directory)
-    server.start()
-    try:
-        argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-t", "get,set"]
-        argv += ["-n", str(requests), "-c", str(clients), "--csv", "-q"]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    finally:
-        server.stop()
-    rps: dict[str, float] = {}
-    for line in done.stdout.splitlines():
-        cells = [c.strip('"') for c in line.split(",")]
-        if len(cells) > 1 and cells[0] in ("GET", "SET"):
-            rps[cells[0]] = float(cells[1])
-    if set(rps) != {"GET", "SET"}:
-        return None
-    return {
-        "tool": "redis-benchmark",
-        "get_rps": rps["GET"],
-        "set_rps": rps["SET"],
-        "per_shard_ops": min(rps.values()),
-        "clients": clients,
-        "requests": requests,
     }

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.stack import RedisServer, free_port, spawn
+from devstack.processes import free_port, spawn
+from devstack.stores import RedisServer
 from loadtests.crossover.servers import StoreAddress, connect, median_rtt_ms
 from loadtests.delayproxy import DelayProxy
 

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict, cast
 
+from loadtests.bench.results import read_json_object
+
 PerName = dict[str, float]
 VERSION = 1
 
@@ -175,11 +177,13 @@ class NginxReference(TypedDict):
     tool: str
     seconds: float
     connections: int
-    requests: PerName  # nginx, gateway, gateway-edgeoff
+    requests: PerName  # nginx, aiohttp-floor, gateway, gateway-edgeoff
     rps: PerName
     cpu_us_per_request: PerName  # the proxy process's own CPU
     ratio: float | None  # gateway (edge auth on) / nginx
     ratio_edge_off: float | None  # gateway with edge auth off (a pure proxy) / nginx
+    # A bare aiohttp forward (loadtests/crossover/floor.py) / nginx (older runs: absent).
+    ratio_floor: NotRequired[float | None]
 
 
 class DesignInfo(TypedDict):
@@ -224,11 +228,6 @@ def dump(results: CrossoverResults, path: Path) -> None:
 
 
 def load(path: Path) -> CrossoverResults:
-    """Read a crossover results.json; refuse a file that is not one, naming what it lacks."""
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a crossover results object")
-    missing = sorted(CrossoverResults.__required_keys__ - data.keys())
-    if missing:
-        raise ValueError(f"{path}: not a crossover results file, it lacks {', '.join(missing)}")
-    return cast(CrossoverResults, data)
+    """Read a crossover results.json (see loadtests.bench.results.read_json_object)."""
+    required = CrossoverResults.__required_keys__
+    return cast(CrossoverResults, read_json_object(path, required, "crossover results"))

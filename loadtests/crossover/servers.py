@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import redis
 
-from devstack.stack import redis_probe
+from devstack.stores import redis_probe
 from loadtests.bench.client import get_text
-from loadtests.bench.scrape import scrape_service
+from loadtests.bench.scrape import growth_per_second, scrape_service
 from loadtests.bench.stores import PROBE_COMMANDS, median_ping_ms
 from loadtests.crossover.results import Costs
 
@@ -101,8 +101,7 @@ class Idle:
         before = servers.snapshot()
         time.sleep(seconds)
         after = servers.snapshot()
-        wall = after.at - before.at
-        return cls({k: max(v - before.cpu.get(k, 0.0), 0.0) / wall for k, v in after.cpu.items()})
+        return cls(growth_per_second(before.cpu, after.cpu, after.at - before.at))
 
 
 def _since(after: Mapping[str, float], before: Mapping[str, float], name: str) -> float:

@@ -3,12 +3,13 @@ histograms, and the HTML opened in the browser the suite uses (Debian's Chromium
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
 import pytest
 
-from loadtests.crossover import hist, report
+from loadtests.crossover import advice, experiment_sections, hist, report
 from loadtests.crossover.driver import merge_counts
 from loadtests.crossover.plan import Options, Progress, Task, configs, tasks
 from loadtests.crossover.results import SECTIONS, CrossoverResults, load
@@ -56,7 +57,7 @@ def test_markdown_has_every_section_and_its_images(rendered: Path) -> None:
 
 
 def test_which_design_when_is_derived_from_the_numbers(results: CrossoverResults) -> None:
-    statements = report.which_design_when(results)
+    statements = advice.which_design_when(results)
     text = "\n".join(statements)
     assert statements[0].startswith("Capacity:") or statements[0].startswith("CPU:")
     assert "Each further verifying hop costs" in text
@@ -86,6 +87,21 @@ def test_summary_names_every_section(results: CrossoverResults) -> None:
     for word in ("knee", "hops", "distance", "revocation", "rotation", "nginx"):
         assert word in text
     assert set(SECTIONS) <= set(results)
+
+
+def test_the_nginx_reference_names_the_aiohttp_floor(results: CrossoverResults) -> None:
+    def reference_text(run: CrossoverResults) -> str:
+        return "\n".join(str(b) for b in experiment_sections.reference_blocks(run))
+
+    assert "bare aiohttp forward" not in reference_text(results)  # a run that did not measure it
+    results = copy.deepcopy(results)  # the fixture is shared by the module
+    nginx = results["nginx"]
+    assert nginx is not None
+    nginx["cpu_us_per_request"].update({"nginx": 60.0, "aiohttp-floor": 240.0})
+    nginx["cpu_us_per_request"]["gateway-edgeoff"] = 330.0
+    text = reference_text(results)
+    assert "costs 240.0 us (4.00x nginx)" in text and "above the 3x goal by itself" in text
+    assert "spends 90.0 us more than that floor (1.38x)" in text
 
 
 def test_histogram_percentiles_are_within_two_percent() -> None:

@@ -1,0 +1,164 @@
+"""The report's sections on the experiments beside the load windows (experiments.py and
+references.py): revocation lag per hop, signing-key rotation under load, the nginx reference
+and one session-store shard's capacity; each a list of document blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from loadtests.crossover.document import (
+    Block,
+    Bullets,
+    Heading,
+    Image,
+    Para,
+    Table,
+    ms,
+    num,
+    section,
+)
+from loadtests.crossover.references import FLOOR
+from loadtests.crossover.results import CrossoverResults, RevocationLag
+
+
+def _never_refused(lag: RevocationLag, hop: str) -> bool:
+    found = lag["hops"].get(hop)
+    return bool(found and found["never_refused"])
+
+
+def _lag_cells(lag: RevocationLag, hop_names: list[str]) -> list[str]:
+    """p50 / p99 / max per hop; "until exp" at a hop that never refused where revocation is
+    off (the credential works until it expires)."""
+    if lag["until_exp"]:
+        lifetime = lag["token_lifetime_s"]
+        until = f"until exp ({lifetime:.0f} s)" if lifetime else "until exp"
+        return [until if _never_refused(lag, h) else "refused" for h in hop_names]
+    cells = []
+    for h in hop_names:
+        hop = lag["hops"].get(h)
+        cells.append(
+            f"{ms(hop['p50_ms'])} / {ms(hop['p99_ms'])} / {ms(hop['max_ms'])}" if hop else "-"
+        )
+    return cells
+
+
+def revocation_blocks(results: CrossoverResults) -> list[Block]:
+    lags = results["revocation"]
+    blocks = section(
+        "4. Revocation lag per hop",
+        "Log in, use the credential at every hop, log out through the gateway, then poll "
+        "every hop at once on its own address (the hybrid's services with its internal "
+        "token) until each refuses the old credential: the time from the logout's answer "
+        "until the refusal was answered, p50 / p99 / max over the logouts (measured with "
+        "the services otherwise idle).",
+    )
+    if not lags:
+        return [*blocks, Para("Not measured.")]
+    hop_names = sorted(
+        {h for lag in lags.values() for h in lag["hops"]}, key=lambda h: (h != "gateway", h)
+    )
+    rows = ([name, str(lag["samples"]), *_lag_cells(lag, hop_names)] for name, lag in lags.items())
+    blocks += [Table.with_header(["design", "logouts", *hop_names], rows), Image("revocation")]
+    options = results["options"]
+    if not options.get("long"):
+        blocks.append(
+            Para(
+                f"Default run: {options.get('revocation_samples')} logouts per design "
+                "(--long takes 50); a design still accepting after "
+                f"{options.get('revocation_limit_s')} s is sampled once."
+            )
+        )
+    errors = [f"{n}: {e}" for n, lag in lags.items() for e in lag["errors"]]
+    if errors:
+        blocks.append(Bullets(tuple(errors)))
+    return blocks
+
+
+def rotation_blocks(results: CrossoverResults) -> list[Block]:
+    blocks = section(
+        "5. Signing-key rotation under load",
+        "The verifiers take their keys from auth's JWKS (JWT_JWKS_URL). Under load (each "
+        "design's own task mix), auth restarts with a new signing key, the old public key "
+        "kept published (public-<kid>.pem beside the new key); then every Locust user logs "
+        "in again, so tokens with the new kid reach every verifier, which refetches the "
+        "JWKS once. A token signed before the rotation must still work at every hop "
+        "(until its exp), and no request may fail. The refetches are the JWKS requests "
+        "auth's own /metrics counted after its restart (http_requests_total on the JWKS "
+        "route; the verifiers export no counter of their own for it), against the number "
+        "of verifying processes.",
+    )
+    rotations = results["rotation"]
+    if not rotations:
+        return [*blocks, Para("Not measured (see the notes).")]
+    header = ["designs", "requests", "failed", "auth restart ms", "old-key token"]
+    header += ["new-key token", "JWKS refetches (verifiers)", "result"]
+    rows = (
+        [
+            ", ".join(r["designs"]),
+            str(r["requests"]),
+            str(r["failures"]),
+            num(r["auth_restart_ms"]),
+            f"{sum(v == 200 for v in r['old_token'].values())}/{len(r['old_token'])} hops accept",
+            f"{sum(v == 200 for v in r['new_token'].values())}/{len(r['new_token'])} hops accept",
+            f"{r['jwks_fetches']} ({r['verifiers']})",
+            "ok" if r["ok"] else "FAILED",
+        ]
+        for r in rotations
+    )
+    return [*blocks, Table.with_header(header, rows)]
+
+
+def _floor_text(cpu: Mapping[str, float]) -> str:
+    """What the bare aiohttp forward says about the gateway's cost (runs that measured it)."""
+    floor, nginx, gateway = cpu.get(FLOOR), cpu.get("nginx"), cpu.get("gateway-edgeoff")
+    if not floor or not nginx or not gateway:
+        return ""
+    return (
+        f" A bare aiohttp forward with none of the gateway's checks costs {floor:,.1f} us "
+        f"({floor / nginx:.2f}x nginx): the floor under any gateway built on aiohttp's server "
+        f"and client, so {'above' if floor > 3 * nginx else 'within'} the 3x goal by itself; "
+        f"the gateway with edge auth off spends {gateway - floor:,.1f} us more than that floor "
+        f"({gateway / floor:.2f}x) on its own work (path policing, header hygiene, metrics, "
+        "failover)."
+    )
+
+
+def reference_blocks(results: CrossoverResults) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "7. nginx reference and store shards")]
+    ref = results["nginx"]
+    if ref is None or not ref["available"]:
+        blocks.append(Para(f"nginx reference: {ref['note'] if ref else 'not measured'}."))
+    else:
+        cpu = ref["cpu_us_per_request"]
+        rows = (
+            [
+                name,
+                num(ref["requests"].get(name)),
+                num(ref["rps"].get(name)),
+                num(cpu[name], 1),
+                num(cpu[name] / cpu["nginx"] if cpu.get("nginx") else None, 2, "x"),
+            ]
+            for name in ("nginx", FLOOR, "gateway", "gateway-edgeoff")
+            if name in cpu
+        )
+        header = ["proxy", "requests", "req/s", "CPU us per proxied request", "vs nginx"]
+        blocks += [
+            Para(
+                f"The same GET /orders (a bearer JWT) through nginx and through the gateway, "
+                f"{ref['tool']} with {ref['connections']} connections for {ref['seconds']:g} s "
+                f"each, in this run: {ref['note']}. The issue's goal is the gateway within 3x "
+                f"of nginx.{_floor_text(cpu)}"
+            ),
+            Table.with_header(header, rows),
+        ]
+    shards = results["shards"]
+    if shards:
+        blocks.append(
+            Para(
+                f"One session-store shard: {shards['tool']} with {shards['clients']} clients, "
+                f"{shards['requests']:,} requests each: GET {shards['get_rps']:,.0f} ops/s, SET "
+                f"{shards['set_rps']:,.0f} ops/s; the model uses {shards['per_shard_ops']:,.0f} "
+                "(the client shares the machine's cores with the server)."
+            )
+        )
+    return blocks

@@ -1,0 +1,195 @@
+"""The reference points the crossover compares against: nginx proxying the same GET as the
+gateway (the gateway's CPU per request against a plain reverse proxy's), and one session-store
+shard's capacity (redis-benchmark), from which the model counts shards."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import psutil
+
+from devstack.processes import free_port, spawn, stop_process
+from devstack.stores import RedisServer
+from loadtests.crossover.processes import wait_until
+from loadtests.crossover.results import NginxReference, Shards
+
+# -- nginx, the reference proxy -----------------------------------------------------------------
+
+FLOOR = "aiohttp-floor"  # the bare aiohttp forward: the floor under any aiohttp gateway
+
+NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  upstream orders {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://orders;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+
+
+def wrk(url: str, headers: Mapping[str, str], seconds: float, connections: int) -> tuple[int, int]:
+    """(requests, non-2xx answers) of one wrk run at full speed."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    done = subprocess.run(
+        [*argv, url], capture_output=True, text=True, timeout=seconds + 30, check=False
+    )
+    match = re.search(r"(\d+) requests in", done.stdout)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    return int(match.group(1)), int(bad.group(1)) if bad else 0
+
+
+def _cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
+
+
+def nginx_reference(
+    orders_port: int,
+    proxies: Mapping[str, tuple[str, int]],
+    headers: Mapping[str, str],
+    seconds: float,
+    connections: int,
+    log: Callable[[str], None],
+) -> NginxReference:
+    """nginx (one process, no daemon, its files in a temporary prefix) proxying GET /orders to
+    one orders replica, and each of `proxies` (name -> (base URL, pid)) answering the same
+    GET, each driven by wrk at full speed in turn: each proxy process's own CPU per request."""
+    result: NginxReference = {
+        "available": False,
+        "note": "",
+        "tool": "wrk",
+        "seconds": seconds,
+        "connections": connections,
+        "requests": {},
+        "rps": {},
+        "cpu_us_per_request": {},
+        "ratio": None,
+        "ratio_edge_off": None,
+    }
+    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+    if missing:
+        result["note"] = f"{' and '.join(missing)} not on PATH: no reference measured"
+        return result
+    prefix = Path(tempfile.mkdtemp(prefix="authscale-nginx-"))
+    port = free_port()
+    (prefix / "nginx.conf").write_text(NGINX_CONF.format(d=prefix, upstream=orders_port, port=port))
+    argv = ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+    process = spawn(
+        [*argv, "-e", str(prefix / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    floor_port = free_port()
+    upstream = f"http://127.0.0.1:{orders_port}"
+    floor = spawn(
+        [sys.executable, "-m", "loadtests.crossover.floor", str(floor_port), upstream],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = "/orders?limit=10"
+    try:
+        if not wait_until(process, lambda: _listening(port), 10.0, 0.05, "nginx exited with {}"):
+            raise RuntimeError("nginx did not listen in time")
+        if not wait_until(floor, lambda: _listening(floor_port), 30.0, 0.05, "floor exited {}"):
+            raise RuntimeError("the aiohttp floor did not listen in time")
+        targets = {
+            "nginx": (f"http://127.0.0.1:{port}", process.pid),
+            FLOOR: (f"http://127.0.0.1:{floor_port}", floor.pid),
+            **proxies,
+        }
+        bad_total = 0
+        for name, (base, pid) in targets.items():
+            before = _cpu(pid)
+            count, bad = wrk(base + path, headers, seconds, connections)
+            spent = _cpu(pid) - before
+            bad_total += bad
+            result["requests"][name] = count
+            result["rps"][name] = round(count / max(1, round(seconds)), 1)
+            result["cpu_us_per_request"][name] = round(spent / max(count, 1) * 1e6, 1)
+            log(f"nginx reference: {name} {count} requests, {bad} not 2xx")
+        cpu = result["cpu_us_per_request"]
+        if cpu.get("nginx"):
+            if "gateway" in cpu:
+                result["ratio"] = round(cpu["gateway"] / cpu["nginx"], 2)
+            if "gateway-edgeoff" in cpu:
+                result["ratio_edge_off"] = round(cpu["gateway-edgeoff"] / cpu["nginx"], 2)
+            result["ratio_floor"] = round(cpu[FLOOR] / cpu["nginx"], 2)
+        result["available"] = True
+        result["note"] = (
+            "nginx 1 process (master_process off), upstream keep-alive, to one orders replica; "
+            f"{FLOOR}: a bare aiohttp forward to the same replica (loadtests/crossover/floor.py); "
+            "the gateway balances over every replica; wrk -t1 at full speed"
+            + (f"; {bad_total} answers were not 2xx" if bad_total else "")
+        )
+    except (RuntimeError, OSError, psutil.Error) as error:
+        result["note"] = f"nginx reference failed: {error}"
+    finally:
+        stop_process(process, 5)
+        stop_process(floor, 5)
+        shutil.rmtree(prefix, ignore_errors=True)
+    return result
+
+
+# -- per-shard capacity -------------------------------------------------------------------------
+
+
+def shard_capacity(workdir: Path, requests: int, clients: int = 50) -> Shards | None:
+    """redis-benchmark GET and SET against a fresh local redis-server: one shard's ops/s."""
+    if shutil.which("redis-benchmark") is None:
+        return None
+    directory = workdir / "shard-bench"
+    directory.mkdir(parents=True, exist_ok=True)
+    server = RedisServer(directory)
+    server.start()
+    try:
+        argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-t", "get,set"]
+        argv += ["-n", str(requests), "-c", str(clients), "--csv", "-q"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        server.stop()
+    rps: dict[str, float] = {}
+    for line in done.stdout.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if len(cells) > 1 and cells[0] in ("GET", "SET"):
+            rps[cells[0]] = float(cells[1])
+    if set(rps) != {"GET", "SET"}:
+        return None
+    return {
+        "tool": "redis-benchmark",
+        "get_rps": rps["GET"],
+        "set_rps": rps["SET"],
+        "per_shard_ops": min(rps.values()),
+        "clients": clients,
+        "requests": requests,
+    }
