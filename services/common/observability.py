@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -85,6 +86,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+_Labelled = TypeVar("_Labelled", Counter, Histogram)
+
+
 @dataclass
 class Metrics:
     """The metric families every service exports, in a registry of its own per app."""
@@ -95,9 +99,7 @@ class Metrics:
     )
 
     def __post_init__(self) -> None:
-        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
-        self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
-        self._cache_children: dict[str, Counter] = {}
+        self._labelled: dict[tuple[Counter | Histogram, tuple[str, ...]], Counter | Histogram] = {}
         r = self.registry
         ProcessCollector(registry=r)
         self.requests = Counter(
@@ -166,52 +168,32 @@ class Metrics:
 
     # labels() takes a lock and builds tuples on every call; on the per-request path the
     # labelled children are looked up once and kept.
+    def _child(self, metric: _Labelled, *labels: str) -> _Labelled:
+        key = (metric, labels)
+        child = self._labelled.get(key)
+        if child is None:
+            child = self._labelled[key] = metric.labels(self.service, *labels)
+        return child  # type: ignore[return-value]
+
     def observe_auth(self, mode: str, result: str, seconds: float) -> None:
-        key = ("auth", mode, result)
-        pair = self._children.get(key)
-        if pair is None:
-            pair = (
-                self.auth_checks.labels(self.service, mode, result),
-                self.auth_latency.labels(self.service, mode),
-            )
-            self._children[key] = pair
-        pair[0].inc()
-        pair[1].observe(seconds)
+        self._child(self.auth_checks, mode, result).inc()
+        self._child(self.auth_latency, mode).observe(seconds)
 
     def observe_request(
         self, route: str, method: str, status: int, mode: str, seconds: float
     ) -> None:
-        key = (route, method, str(status), mode)
-        pair = self._request_children.get(key)
-        if pair is None:
-            pair = (
-                self.requests.labels(self.service, route, method, str(status), mode),
-                self.latency.labels(self.service, route, mode),
-            )
-            self._request_children[key] = pair
-        pair[0].inc()
-        pair[1].observe(seconds)
+        self._child(self.requests, route, method, str(status), mode).inc()
+        self._child(self.latency, route, mode).observe(seconds)
 
     def observe_store(self, store: str, op: str, result: str, seconds: float) -> None:
-        key = (store, op, result)
-        pair = self._children.get(key)
-        if pair is None:
-            pair = (
-                self.store_calls.labels(self.service, store, op, result),
-                self.store_latency.labels(self.service, store, op),
-            )
-            self._children[key] = pair
-        pair[0].inc()
-        pair[1].observe(seconds)
+        self._child(self.store_calls, store, op, result).inc()
+        self._child(self.store_latency, store, op).observe(seconds)
 
     def observe_session_cache(self, result: str) -> None:
-        child = self._cache_children.get(result)
-        if child is None:
-            child = self._cache_children[result] = self.session_cache.labels(self.service, result)
-        child.inc()
+        self._child(self.session_cache, result).inc()
 
     def observe_upstream(self, upstream: str, result: str) -> None:
-        self.upstream_calls.labels(self.service, upstream, result).inc()
+        self._child(self.upstream_calls, upstream, result).inc()
 
 
 metrics_key = web.AppKey("metrics", Metrics)
@@ -231,7 +213,8 @@ def _route_label(request: web.Request) -> str:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex without building a UUID object.
+    return os.urandom(16).hex()
 
 
 def request_id_from(request: web.Request) -> str:

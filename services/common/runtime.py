@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -217,6 +218,9 @@ async def _run(app: web.Application, server: ServerSettings) -> None:
     try:
         await web.TCPSite(runner, server.host, server.port).start()
         log.info("listening on %s:%d", server.host, server.port)
+        # Everything built so far (modules, app, keys) lives as long as the process: keep it out
+        # of the collector's full passes, which would otherwise walk it again and again.
+        gc.freeze()
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -99,6 +99,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             connector=TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30),
             auto_decompress=False,
             cookie_jar=DummyCookieJar(),  # never carry one client's cookies to another
+            # Forward what the client sent, not aiohttp's defaults: bodies pass through
+            # undecoded, so asking for gzip on the client's behalf would hand it gzip unasked.
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
         )
         app[proxy_key] = Proxy(
             client,

@@ -53,15 +53,13 @@ IDENTITY_PREFIXES = (
 NOT_FORWARDED = frozenset({"host", "content-length", "x-forwarded-for", "forwarded", "x-real-ip"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Plain segments only: no percent-encoding, no backslash, no empty, "." or ".." segment.
-_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+_PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+")
 
 
 def check_path(raw_path: str) -> str:
     """The raw request path, if every segment is plain; otherwise a 400 problem."""
     path = raw_path.partition("?")[0]
-    segments = path.split("/")
-    plain = all(_SEGMENT.fullmatch(s) and s not in {".", ".."} for s in segments[1:])
-    if not path.startswith("/") or not plain:
+    if _PATH.fullmatch(path) is None:
         raise ProblemError(400, "Malformed request path.")
     return path
 
@@ -74,45 +72,51 @@ _UNFORWARDABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 def check_forwardable(request: web.Request) -> None:
     """A 400 problem unless every header would reach the upstream exactly as it arrived."""
     for name, value in request.headers.items():
-        if _UNFORWARDABLE.search(value):
+        # isprintable() is a fast C scan that is False for every character the pattern names
+        # (and for a few harmless ones, which the pattern then clears).
+        if not value.isprintable() and _UNFORWARDABLE.search(value):
             # The name is a parsed token (no echo risk), shortened so the answer stays small.
             raise ProblemError(400, f"Header {name[:64]} holds bytes that cannot be forwarded.")
 
 
+_DROPPED = HOP_BY_HOP | NOT_FORWARDED
+
+
 def forward_headers(request: web.Request) -> CIMultiDict[str]:
-    listed = {
-        token.strip().lower()
-        for value in request.headers.getall("Connection", [])
-        for token in value.split(",")
-    }
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.items():
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in listed or lower in NOT_FORWARDED:
-            continue
-        if lower.startswith(IDENTITY_PREFIXES):
-            continue
-        headers.add(name, value)
+    dropped = _DROPPED
+    connection = request.headers.getall("Connection", ())
+    if connection:
+        # Headers the client named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+        dropped = dropped | {t.strip().lower() for v in connection for t in v.split(",")}
+    headers: CIMultiDict[str] = CIMultiDict(
+        (name, value)
+        for name, value in request.headers.items()
+        if (lower := name.lower()) not in dropped and not lower.startswith(IDENTITY_PREFIXES)
+    )
     if request.remote:
         headers["X-Forwarded-For"] = request.remote
     headers[REQUEST_ID_HEADER] = request[request_id_key]
     return headers
 
 
+# Set by the gateway's own server for its answer, not copied from the upstream's.
+_OWN_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "server", "date"}
+
+
 def response_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream:
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in {"content-length", "server", "date"}:
-            continue
-        headers.add(name, value)
-    return headers
+    return CIMultiDict(
+        (name, value) for name, value in upstream if name.lower() not in _OWN_RESPONSE_HEADERS
+    )
 
 
 @dataclass
 class Replica:
     url: URL
     healthy: bool = True
+    base: str = field(init=False)  # the URL as text without a trailing "/", to append a target to
+
+    def __post_init__(self) -> None:
+        self.base = str(self.url).rstrip("/")
 
 
 @dataclass
@@ -135,7 +139,10 @@ class UpstreamPool:
             return []
         start = next(self._counter) % len(replicas)
         rotated = replicas[start:] + replicas[:start]
-        return [r for r in rotated if r.healthy] + [r for r in rotated if not r.healthy]
+        healthy = [r for r in rotated if r.healthy]
+        if len(healthy) == len(rotated):
+            return rotated
+        return healthy + [r for r in rotated if not r.healthy]
 
     async def resolve(self) -> None:
         """Expand each configured host to all of its addresses (compose DNS lists every replica)."""
@@ -191,7 +198,7 @@ class Proxy:
         status, payload, upstream_headers = await self.send(
             request.method, pool, target, headers, body, retry_any=retry_any
         )
-        return web.Response(status=status, body=payload, headers=response_headers(upstream_headers))
+        return web.Response(status=status, body=payload, headers=upstream_headers)
 
     async def send(
         self,
@@ -202,11 +209,15 @@ class Proxy:
         body: bytes | None,
         *,
         retry_any: bool,
-    ) -> tuple[int, bytes, list[tuple[str, str]]]:
-        """One request to the pool: replicas in order, failing over while it is safe to."""
+    ) -> tuple[int, bytes, CIMultiDict[str]]:
+        """One request to the pool: replicas in order, failing over while it is safe to.
+
+        Answers the status, the whole body (read at once: the contract's bodies are small and
+        bounded) and the response headers fit to forward.
+        """
         last_error = "no replica configured"
         for replica in pool.order():
-            url = URL(str(replica.url).rstrip("/") + target, encoded=True)
+            url = URL(replica.base + target, encoded=True)
             try:
                 async with self.client.request(
                     method,
@@ -218,7 +229,7 @@ class Proxy:
                 ) as upstream:
                     payload = await upstream.read()
                     self.metrics.observe_upstream(pool.name, "ok")
-                    return upstream.status, payload, list(upstream.headers.items())
+                    return upstream.status, payload, response_headers(upstream.headers.items())
             except (ClientConnectorError, ConnectionTimeoutError) as exc:
                 # Never connected: safe to try another replica for any method.
                 replica.healthy = False
