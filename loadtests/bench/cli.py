@@ -10,6 +10,7 @@ from pathlib import Path
 
 import loadtests.bench
 from loadtests.bench.run import Options, run
+from loadtests.modes import BY_NAME
 from services.common.settings import REPO_ROOT
 
 
@@ -52,7 +53,33 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         default=5,
         help="logout/poll samples per mode after each of its phases (default 5)",
     )
+    parser.add_argument(
+        "--trace-seconds",
+        type=float,
+        default=4.0,
+        help="each design's traced phase, for per-hop attribution (default 4; 0 skips)",
+    )
+    parser.add_argument(
+        "--trace-designs",
+        default="",
+        help="comma-separated designs to trace (default: every design)",
+    )
+    parser.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="skip the cluster phase (the session store as a 3-primary Redis Cluster)",
+    )
+    parser.add_argument(
+        "--store-bench-requests",
+        type=int,
+        default=100_000,
+        help="redis-benchmark requests per command in the cluster phase (default 100000)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
+    traced = tuple(d.strip() for d in args.trace_designs.split(",") if d.strip())
+    unknown = sorted(set(traced) - set(BY_NAME))
+    if unknown:
+        parser.error(f"--trace-designs: no design named {', '.join(unknown)}")
     if args.long:
         args.duration, args.rounds, args.distance_duration = 60.0, 3, 30.0
     return Options(
@@ -67,6 +94,10 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         out=args.out,
         microbench_n=args.microbench_n,
         revocation_samples=max(args.revocation_samples, 1),
+        trace_seconds=max(args.trace_seconds, 0.0),
+        trace_designs=traced,
+        cluster=not args.no_cluster,
+        store_bench_requests=max(args.store_bench_requests, 1000),
     )
 
 

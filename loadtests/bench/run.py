@@ -17,6 +17,7 @@ from devstack.stack import Ports, Stack
 from loadtests import microbench, report
 from loadtests.bench import log
 from loadtests.bench.client import PROBE_USER, USER_PREFIX, Gateway
+from loadtests.bench.cluster import cluster_phase
 from loadtests.bench.experiments import (
     HopLag,
     credential_size,
@@ -29,14 +30,17 @@ from loadtests.bench.experiments import (
 from loadtests.bench.phases import Load, phase_plan, run_phase
 from loadtests.bench.results import (
     BenchResults,
+    ClusterResults,
     DistancePhase,
     MicrobenchRow,
     Outage,
     Phase,
     Revocation,
+    TracedPhase,
 )
 from loadtests.bench.scrape import Idle, Target, target_settings
-from loadtests.modes import SETTING_NAMES, Mode
+from loadtests.bench.spans import traced_phases
+from loadtests.modes import SESSION, SETTING_NAMES, Mode
 
 REVOCATION_LIMIT_S = 3.0  # how long an old credential is polled after logout
 
@@ -54,6 +58,10 @@ class Options:
     out: Path
     microbench_n: int
     revocation_samples: int = 5
+    trace_seconds: float = 4.0  # each design's traced phase (0: none)
+    trace_designs: tuple[str, ...] = ()  # the designs traced (empty: every design)
+    cluster: bool = True  # the cluster phase (own stack only)
+    store_bench_requests: int = 100_000  # redis-benchmark requests, one primary vs the cluster
 
     @property
     def load(self) -> Load:
@@ -62,6 +70,10 @@ class Options:
     @property
     def distance_load(self) -> Load:
         return Load(self.users, self.user_rps, self.distance_duration, self.warmup)
+
+    @property
+    def traced_load(self) -> Load:
+        return Load(self.users, self.user_rps, self.trace_seconds, 1.0)
 
 
 @dataclass
@@ -231,6 +243,27 @@ def measure(
             workdir,
             idle,
         )
+    traced: list[TracedPhase] = []
+    if stack is not None and options.trace_seconds > 0:
+        log("traced phases: where each hop's time goes, from the spans")
+        chosen = [
+            m for m in modes_of(phase_plan(1)) if m.name in (options.trace_designs or [m.name])
+        ]
+        traced = traced_phases(chosen, services.switch, target, options.traced_load, workdir, idle)
+    cluster: ClusterResults | None = None
+    if stack is not None and options.cluster:
+        if shutil.which("redis-cli") is None:
+            log("cluster phase skipped: redis-cli is not on PATH")
+        else:
+            services.switch(SESSION.settings)
+            cluster = cluster_phase(
+                target,
+                options.distance_load,
+                options.users,
+                workdir,
+                idle,
+                options.store_bench_requests,
+            )
     return {
         "started": started.isoformat(timespec="seconds"),
         "machine": {
@@ -255,6 +288,8 @@ def measure(
         "credential_size": size,
         "microbench": primitives(options.microbench_n),
         "idle_cpu_ms_per_s": idle.ms_per_s(),
+        "traced": traced,
+        "cluster": cluster,
     }
 
 

@@ -15,7 +15,7 @@ from loadtests.modes import MODES
 from services.common.settings import REPO_ROOT
 
 
-@pytest.mark.timeout(600)  # six designs, four groups of settings: about three minutes
+@pytest.mark.timeout(600)  # six designs, four groups of settings, the cluster: about 4 minutes
 def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
     argv = [
         sys.executable,
@@ -37,6 +37,12 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
         "1",
         "--microbench-n",
         "50",
+        "--trace-seconds",
+        "1",
+        "--trace-designs",
+        "session,jwt-push",
+        "--store-bench-requests",
+        "5000",
         "--out",
         str(tmp_path),
     ]
@@ -124,5 +130,39 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
         ("hybrid", 1.0),
     ]
     assert results["distance"][0]["measured_store_rtt_ms"] >= 0.9
+
+    # The traced phases (two designs, one start of the services, to keep the run short): each
+    # hop's verifications from its own spans; sessions ask the session store once per check at
+    # the gateway, JWTs never.
+    traced = {t["mode"]: t for t in results.get("traced") or []}
+    assert set(traced) == {"session", "jwt-push"}
+    for mode, run in traced.items():
+        assert {"gateway", "orders"} <= set(run["hops"]), (mode, run["hops"].keys())
+        for hop, figures in run["hops"].items():
+            assert figures["requests"] > 0 and figures["verify_mean_us"] > 0, (mode, hop)
+    assert traced["session"]["hops"]["gateway"]["store_calls_per_request"]["session_store"] >= 0.9
+    assert "session_store" not in traced["jwt-push"]["hops"]["gateway"]["store_calls_per_request"]
+    assert "## Inside each hop" in (latest / "report.md").read_text()
+
+    # The cluster phase: the commands spread over three primaries, a killed primary costs its
+    # slots 503s (never a 500) until the replica takes over, JWTs never notice, no session and
+    # no revocation is lost.
+    cluster = results.get("cluster")
+    assert cluster is not None
+    assert cluster["primaries"] == 3 and cluster["replicas"] == 3
+    assert all(share > 0 for share in cluster["spread"]["share"].values()), cluster["spread"]
+    assert len(cluster["spread"]["share"]) == 3
+    assert (
+        sum(cluster["cluster"]["store_ops_per_request"][s] for s in cluster["spread"]["share"])
+        >= 1.8
+    )
+    assert cluster["throughput"] is not None and cluster["throughput"]["cluster_rps"] > 0
+    failover = cluster["failover"]
+    assert failover["recovered_s"] is not None and failover["recovered_s"] < 20, failover
+    assert set(failover["session_statuses"]) <= {"200", "503"}, failover
+    assert "503" in failover["session_statuses"], failover
+    assert set(failover["jwt_statuses"]) == {"200"}, failover
+    assert failover["revoked_refused"] and all(failover["revoked_refused"].values()), failover
+    assert failover["sessions_back"] == failover["sessions_on_victim"] > 0, failover
     micro = {r["name"]: r for r in results["microbench"]}
     assert micro["Verifier session lookup, cache hit"]["baseline"] == "bare dict look-up"

@@ -5,82 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from devstack.otlp import CLIENT, SERVER, Collector, Received, collecting
 from devstack.stack import Stack
 from tests.stackutil import Api, running
-
-SERVER, CLIENT = Span.SpanKind.SPAN_KIND_SERVER, Span.SpanKind.SPAN_KIND_CLIENT
-
-
-@dataclass(frozen=True)
-class Received:
-    service: str
-    span: Span
-
-    def attribute(self, key: str) -> str | None:
-        for kv in self.span.attributes:
-            if kv.key == key:
-                return str(kv.value.string_value)
-        return None
-
-
-class Collector:
-    """A minimal OTLP/HTTP trace receiver: POST /v1/traces with protobuf bodies."""
-
-    def __init__(self) -> None:
-        self.spans: list[Received] = []
-        self.lock = threading.Lock()
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                with collector.lock:
-                    for resource_spans in request.resource_spans:
-                        service = next(
-                            kv.value.string_value
-                            for kv in resource_spans.resource.attributes
-                            if kv.key == "service.name"
-                        )
-                        for scope in resource_spans.scope_spans:
-                            collector.spans.extend(Received(service, s) for s in scope.spans)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def trace(self, trace_id: bytes) -> list[Received]:
-        with self.lock:
-            return [r for r in self.spans if r.span.trace_id == trace_id]
 
 
 @pytest.fixture(scope="module")
 def collector() -> Iterator[Collector]:
-    receiver = Collector()
-    receiver.thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    with collecting() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")
