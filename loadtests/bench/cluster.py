@@ -18,14 +18,14 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from devstack.stack import Ports, Stack
+from devstack.stack import Stack
 from devstack.stores import RedisClusterServers, RedisServer
 from loadtests.bench import log
 from loadtests.bench.client import PROBE_USER, USER_PREFIX, Gateway, get_status
 from loadtests.bench.experiments import revocation_hops
 from loadtests.bench.phases import Load, run_phase
 from loadtests.bench.results import ClusterResults, Failover, Phase, ShardSpread, StoreThroughput
-from loadtests.bench.scrape import Idle, Target
+from loadtests.bench.scrape import Idle, Target, local_stack
 from loadtests.bench.stores import redis_benchmark
 from loadtests.modes import JWT_PUSH, SESSION
 from services.common.keyspace import session_key
@@ -156,23 +156,12 @@ def cluster_phase(
     caller), then start the cluster stack and measure the same there."""
     single = run_phase(single_target, SESSION, load, workdir, "cluster-single", idle)
     log("cluster: starting a stack whose session store is 3 primaries + 3 replicas")
-    stack = Stack(
-        ports=Ports.free(),
-        workdir=workdir / "cluster-stack",
-        keys_dir=workdir / "keys",
-        log=(workdir / "cluster-stack.log").open("w"),
-        env={"LOG_LEVEL": "WARNING", **SESSION.settings},
-        session_cluster=True,
-    )
+    stack = local_stack(workdir, "cluster-stack", SESSION.settings, session_cluster=True)
     try:
         stack.start()
         assert stack.cluster is not None
         shards = {f"shard-{i}": port for i, port in enumerate(primaries(stack.cluster), 1)}
-        target = Target(
-            stack.gateway_url,
-            {name: stack.url(name) for name in stack.service_names},
-            {**shards, "data_store": stack.ports.data_store},
-        )
+        target = Target.of(stack, {**shards, "data_store": stack.ports.data_store})
         gateway = Gateway(target.gateway)
         for index in range(users):
             gateway.ensure_user(f"{USER_PREFIX}-{index}")

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.stack import Ports, Stack
+from devstack.stack import Stack
 from loadtests import microbench, report
 from loadtests.bench import log
 from loadtests.bench.client import PROBE_USER, USER_PREFIX, Gateway
@@ -38,7 +38,7 @@ from loadtests.bench.results import (
     Revocation,
     TracedPhase,
 )
-from loadtests.bench.scrape import Idle, Target, target_settings
+from loadtests.bench.scrape import Idle, Target, local_stack, target_settings
 from loadtests.bench.spans import traced_phases
 from loadtests.modes import SESSION, SETTING_NAMES, Mode
 
@@ -112,23 +112,11 @@ def open_target(
         yield Target(gateway, {"gateway": gateway}, {}), None
         return
     log("starting the local stack on free ports")
-    stack = Stack(
-        ports=Ports.free(),
-        workdir=workdir / "stack",
-        keys_dir=workdir / "keys",
-        log=(workdir / "stack.log").open("w"),
-        env={"LOG_LEVEL": "WARNING", **settings},
-    )
+    stack = local_stack(workdir, "stack", settings)
+    stores = {"session_store": stack.ports.session_store, "data_store": stack.ports.data_store}
     try:
         stack.start()
-        yield (
-            Target(
-                stack.gateway_url,
-                {name: stack.url(name) for name in stack.service_names},
-                {"session_store": stack.ports.session_store, "data_store": stack.ports.data_store},
-            ),
-            stack,
-        )
+        yield Target.of(stack, stores), stack
     finally:
         stack.stop()
         stack.log.close()
@@ -304,8 +292,9 @@ def run(options: Options) -> Path:
     results["machine"].setdefault("loadavg", []).append(round(os.getloadavg()[0], 2))
     out = options.out / started.strftime("%Y%m%dT%H%M%SZ")
     report.write(results, out)
-    if (workdir / "stack.log").exists():  # the services' warnings: what any failure was
-        shutil.copy(workdir / "stack.log", out / "stack.log")
+    for log_file in ("stack.log", "cluster-stack.log"):  # the services' warnings: any failure
+        if (workdir / log_file).exists():
+            shutil.copy(workdir / log_file, out / log_file)
     latest = options.out / "latest"
     if latest.is_symlink() or latest.is_file():
         latest.unlink()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.stack import Ports, Stack
 from loadtests.bench import stores
 from loadtests.bench.client import Gateway, get_text
 from loadtests.bench.results import PerName, ServerCosts
@@ -94,6 +96,11 @@ class Target:
     services: dict[str, str]  # name -> base URL for /metrics
     stores: dict[str, int]  # name -> local Redis port (only when we can reach it)
 
+    @classmethod
+    def of(cls, stack: Stack, stores: dict[str, int]) -> Target:
+        """A local stack's gateway, every service's address, and the given stores."""
+        return cls(stack.gateway_url, {n: stack.url(n) for n in stack.service_names}, stores)
+
     def snapshot(self) -> Snapshot:
         snap = Snapshot(at=time.monotonic())
         for name, url in self.services.items():
@@ -120,6 +127,21 @@ def growth_per_second(
 ) -> dict[str, float]:
     """How fast each counter grew over `wall` seconds (never below zero)."""
     return {k: max(v - before.get(k, 0.0), 0.0) / wall for k, v in after.items()}
+
+
+def local_stack(
+    workdir: Path, name: str, settings: Mapping[str, str], *, session_cluster: bool = False
+) -> Stack:
+    """A stack of the bench's own on free ports (not started): quiet services, its files and
+    log (`<name>.log`, copied into the report when it is the main stack) under `workdir`."""
+    return Stack(
+        ports=Ports.free(),
+        workdir=workdir / name,
+        keys_dir=workdir / "keys",
+        log=(workdir / f"{name}.log").open("w"),
+        env={"LOG_LEVEL": "WARNING", **settings},
+        session_cluster=session_cluster,
+    )
 
 
 @dataclass(frozen=True)
