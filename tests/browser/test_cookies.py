@@ -4,6 +4,8 @@ Every login is a real JSON login through the gateway, made by a page of the gate
 (a same-origin fetch, as the first-party app would), so the browser stores the cookies exactly as
 the gateway set them. The attacks come from pages on another port of the same host (same site,
 cross-origin) and on `localhost` (another site: the gateway is on 127.0.0.1).
+
+Long because each cookie claim needs its own pages and origins in one browser session.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ One image is built per test session (the `compose_image` fixture in tests/e2e/co
 every project runs it under a name of its own, so a build here never retags an image another
 stack is using. Each project has its own name, gateway port and volumes, and is taken down with
 its volumes afterwards. Where no engine answers, the compose tests are skipped with the reason.
+
+Long because it is the one place that runs compose for every compose test.
 """
 
 from __future__ import annotations

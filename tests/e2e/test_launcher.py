@@ -4,6 +4,8 @@ A terminal's Ctrl-C goes to the whole foreground process group (`make` and the l
 `make` forwards SIGTERM to its child once more; so these tests signal the group of a real
 `make up`, and check that every port of the stack is free again within 5 s. Ports are checked
 by polling with a deadline, never by sleeping.
+
+Long because each signal case drives a real `make up`; they share its process helpers.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@
     without a registry, where the test says so).
 
 Binaries: `apt-get install prometheus prometheus-redis-exporter` (scripts/install-prometheus.sh).
+
+Long because (a), (b) and (c) share one Prometheus, one stack and one dashboard file.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ it is sent with, so every POST /auth/logout case gets a fresh one.
 Deterministic for CI: a fixed seed, derandomized generation, no example database, a bounded
 number of examples and of stateful scenarios and steps, a request timeout and a per-case
 deadline.
+
+Long because the credentials, hooks and stateful links all belong to one schemathesis run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Authorization across users and ports; hostile input: bodies, types, methods, paths, framing."""
+"""Authorization across users and ports; hostile input: bodies, types, methods, paths, framing.
+
+Long because it is one threat area's whole table of cases, run against one stack.
+"""
 
 from __future__ import annotations
 

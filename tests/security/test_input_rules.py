@@ -3,6 +3,8 @@
 Header bytes outside visible ASCII, compressed bodies, and bodies that are not strict UTF-8 JSON
 are refused with a 4xx problem (never a 500) and change nothing. Raw bytes are sent with
 http.client, since aiohttp's client would drop or re-encode them.
+
+Long because every rule is tried at the gateway and at each service: one suite, kept whole.
 """
 
 from __future__ import annotations

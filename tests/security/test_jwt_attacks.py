@@ -1,4 +1,7 @@
-"""Forged and broken access tokens, at the gateway and at every service directly: all 401."""
+"""Forged and broken access tokens, at the gateway and at every service directly: all 401.
+
+Long because it is RFC 8725's whole list of forgeries, each tried at every hop of one stack.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """docker compose, checked without a Docker engine: the file validates, every variable it sets is
-one the service reads, every address is set for compose, and it matches the local launcher."""
+one the service reads, every address is set for compose, and it matches the local launcher.
+
+Long because it checks the whole compose file against the services and the launcher at once.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,10 @@
 --strict); the containers set the variables the services read, under compose's names and values,
 on the same ports; only auth mounts the signing key; every container is locked down; the
 NetworkPolicies admit only what the topology needs; the key Job's script works against an API
-server that answers as Kubernetes does."""
+server that answers as Kubernetes does.
+
+Long because every overlay, container and policy is checked against one rendering of the tree.
+"""
 
 from __future__ import annotations
 

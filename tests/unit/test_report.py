@@ -3,6 +3,8 @@
 Two recorded runs: bench_results.json from before the six designs (three modes, one revocation
 sample at the gateway, the outage probed for session and jwt-push only), which must still
 render, and bench_results_6modes.json from a short real run of all six designs.
+
+Long because it covers every table and file of one report, over both recorded runs.
 """
 
 from __future__ import annotations

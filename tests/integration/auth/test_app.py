@@ -1,4 +1,7 @@
-"""The auth service's contract rows, against real Redis stores."""
+"""The auth service's contract rows, against real Redis stores.
+
+Long because it is the contract's table for auth, row by row; it shares one set of fixtures.
+"""
 
 from __future__ import annotations
 
