@@ -28,18 +28,21 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         "--user-rps", type=float, default=15.0, help="requests/s each user offers (default 15)"
     )
     parser.add_argument(
-        "--duration", type=float, default=15.0, help="measured seconds per phase (default 15)"
+        "--duration", type=float, default=12.0, help="measured seconds per phase (default 12)"
     )
     parser.add_argument(
-        "--warmup", type=float, default=3.0, help="seconds before measuring (default 3)"
+        "--warmup", type=float, default=2.0, help="seconds before measuring (default 2)"
     )
     parser.add_argument(
         "--rounds", type=int, default=2, help="interleaved rounds of all modes (default 2)"
     )
     parser.add_argument(
         "--distances",
-        default="0,0.5,2",
-        help="added session-store round trips in ms, comma-separated ('' to skip)",
+        default="",
+        help=(
+            "added session-store round trips in ms, comma-separated, e.g. 0,0.5,2 (default none:"
+            " the crossover that `make bench` runs next measures every design at 0-5 ms)"
+        ),
     )
     parser.add_argument("--distance-duration", type=float, default=8.0)
     parser.add_argument(
@@ -82,6 +85,7 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         parser.error(f"--trace-designs: no design named {', '.join(unknown)}")
     if args.long:
         args.duration, args.rounds, args.distance_duration = 60.0, 3, 30.0
+        args.distances = args.distances or "0,0.5,2"
     return Options(
         host=args.host,
         users=args.users,
