@@ -9,7 +9,6 @@ loop in a background thread, so blocking and async callers alike can use it.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import socket
 import threading
 from collections.abc import Iterator
@@ -86,12 +85,10 @@ class Collector:
         return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
 
     async def _receive(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if request.headers.get("Content-Encoding", "").lower() == "gzip":
-            body = gzip.decompress(body)
+        # aiohttp inflates a gzip body itself (a bomb past client_max_size is its 413).
         try:
-            received = parse(body)
-        except DecodeError:
+            received = parse(await request.read())
+        except (DecodeError, web.RequestPayloadError):  # not protobuf, or not gzip after all
             return web.Response(status=400, text="not an OTLP trace export")
         with self._lock:
             self._spans.extend(received)
@@ -109,16 +106,23 @@ class Collector:
 
     def start(self) -> Collector:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+        try:
+            asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._socket.close()
+        try:
+            if self._runner is not None:
+                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            if not self._thread.is_alive():
+                self._loop.close()
+            self._socket.close()
 
     def spans(self) -> list[Received]:
         with self._lock:

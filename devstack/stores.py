@@ -85,6 +85,9 @@ class RedisServer:
         self.process = None
 
 
+NODE_TIMEOUT_MS = 1000  # a cluster node unanswered this long is failing: its replica takes over
+
+
 def free_cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free and valid too."""
     while True:
@@ -132,7 +135,7 @@ class RedisClusterServers:
                     "--cluster-enabled",
                     "yes",
                     "--cluster-node-timeout",
-                    "1000",
+                    str(NODE_TIMEOUT_MS),
                     "--appendonly",
                     "no",
                     # A replica's first sync starts at once, not after the 5 s default.

@@ -44,7 +44,12 @@ def parse(argv: Iterable[str] | None = None) -> Options:
             " the crossover that `make bench` runs next measures every design at 0-5 ms)"
         ),
     )
-    parser.add_argument("--distance-duration", type=float, default=8.0)
+    parser.add_argument(
+        "--distance-duration",
+        type=float,
+        default=8.0,
+        help="measured seconds of each distance phase and of the cluster phase's two (default 8)",
+    )
     parser.add_argument(
         "--long", action="store_true", help="60 s phases, 3 rounds (about 30 minutes)"
     )

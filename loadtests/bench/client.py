@@ -115,8 +115,8 @@ class Gateway:
         reply = request("POST", self.url + credential.login_path, body)
         return reply, time.perf_counter() - started
 
-    def logout(self, headers: Mapping[str, str]) -> int:
-        return request("POST", f"{self.url}/auth/logout", headers=headers).status
+    def logout(self, headers: Mapping[str, str], timeout: float = 10.0) -> int:
+        return request("POST", f"{self.url}/auth/logout", headers=headers, timeout=timeout).status
 
     def status(
         self, headers: Mapping[str, str], path: str = "/orders?limit=1", timeout: float = 5.0

@@ -189,7 +189,8 @@ class ShardSpread(TypedDict):
 
 
 class StoreThroughput(TypedDict):
-    """redis-benchmark (GET/SET, pipelined) on one primary and on the cluster, same run."""
+    """redis-benchmark (GET and SET, 50 connections, not pipelined) on one primary and on the
+    cluster, same run; the lower of the two commands' ops/s."""
 
     command: str
     single_rps: float
@@ -239,6 +240,7 @@ class BenchResults(TypedDict):
     idle_cpu_ms_per_s: NotRequired[PerName]  # by service and store
     traced: NotRequired[list[TracedPhase]]  # per-hop attribution from spans (older runs: absent)
     cluster: NotRequired[ClusterResults | None]  # None: not run (older runs: absent)
+    notes: NotRequired[list[str]]  # a late phase that was skipped or failed, and why
     finished: NotRequired[str]
 
 

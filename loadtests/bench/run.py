@@ -73,7 +73,13 @@ class Options:
 
     @property
     def traced_load(self) -> Load:
-        return Load(self.users, self.user_rps, self.trace_seconds, 1.0)
+        return Load(self.users, self.user_rps, self.trace_seconds, min(self.warmup, 1.0))
+
+    @property
+    def cluster_load(self) -> Load:
+        """The cluster phase's two windows (one Redis, the cluster): as long as a distance
+        phase's (--distance-duration)."""
+        return Load(self.users, self.user_rps, self.distance_duration, self.warmup)
 
 
 @dataclass
@@ -172,6 +178,17 @@ def compare_modes(
     return Comparison(phases, revocation, outage)
 
 
+@contextmanager
+def guarded(what: str, notes: list[str]) -> Iterator[None]:
+    """Run a late phase; if it fails, say so in the report and keep everything measured before
+    it (these phases lean on the most outside tools: a cluster, redis-benchmark, tracing)."""
+    try:
+        yield
+    except Exception as error:  # a failed phase must not cost the run its other figures
+        notes.append(f"{what} failed: {type(error).__name__}: {error}")
+        log(notes[-1])
+
+
 def modes_of(plan: list[Mode]) -> list[Mode]:
     """Each mode of a plan once, in the order of first appearance."""
     return list({m.name: m for m in plan}.values())
@@ -231,27 +248,33 @@ def measure(
             workdir,
             idle,
         )
+    notes: list[str] = []
     traced: list[TracedPhase] = []
     if stack is not None and options.trace_seconds > 0:
         log("traced phases: where each hop's time goes, from the spans")
         chosen = [
             m for m in modes_of(phase_plan(1)) if m.name in (options.trace_designs or [m.name])
         ]
-        traced = traced_phases(chosen, services.switch, target, options.traced_load, workdir, idle)
+        with guarded("traced phases", notes):
+            traced = traced_phases(
+                chosen, services.switch, target, options.traced_load, workdir, idle
+            )
     cluster: ClusterResults | None = None
     if stack is not None and options.cluster:
         if shutil.which("redis-cli") is None:
-            log("cluster phase skipped: redis-cli is not on PATH")
+            notes.append("cluster phase skipped: redis-cli is not on PATH")
+            log(notes[-1])
         else:
-            services.switch(SESSION.settings)
-            cluster = cluster_phase(
-                target,
-                options.distance_load,
-                options.users,
-                workdir,
-                idle,
-                options.store_bench_requests,
-            )
+            with guarded("cluster phase", notes):
+                services.switch(SESSION.settings)
+                cluster = cluster_phase(
+                    target,
+                    options.cluster_load,
+                    options.users,
+                    workdir,
+                    idle,
+                    options.store_bench_requests,
+                )
     return {
         "started": started.isoformat(timespec="seconds"),
         "machine": {
@@ -278,6 +301,7 @@ def measure(
         "idle_cpu_ms_per_s": idle.ms_per_s(),
         "traced": traced,
         "cluster": cluster,
+        "notes": notes,
     }
 
 

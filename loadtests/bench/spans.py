@@ -23,14 +23,14 @@ from loadtests.bench.phases import Load, run_phase
 from loadtests.bench.results import HopTrace, TracedPhase
 from loadtests.bench.scrape import Idle, Target
 from loadtests.modes import Mode
+from services.common.tracing import SERVICE_PREFIX, VERIFY_SPAN
 
-VERIFY_SPAN = "authscale.verify"  # services/common/verify/verifier.py
 EXPORT_DELAY_MS = 200  # OTEL_BSP_SCHEDULE_DELAY: spans reach the receiver within this
 
 
 def hop_of(service: str) -> str:
     """`authscale-orders` -> `orders` (every replica of a service is one hop)."""
-    return service.removeprefix("authscale-")
+    return service.removeprefix(SERVICE_PREFIX)
 
 
 def _port(span: Received) -> int | None:
@@ -184,6 +184,6 @@ def traced_phases(
                 )
                 log(f"traced {mode.name}: {len(spans)} spans, hops {', '.join(hops)}")
         finally:
-            off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_BSP_SCHEDULE_DELAY": ""}
-            switch({**modes[0].settings, **off})
+            off = dict.fromkeys(tracing, "")
+            switch({**(modes[0].settings if modes else {}), **off})
     return found

@@ -79,14 +79,18 @@ def redis_benchmark(
     port: int, requests: int, clients: int = 50, *, cluster: bool = False
 ) -> dict[str, float] | None:
     """redis-benchmark GET and SET (ops/s by command) on the server at `port` (with `cluster`,
-    the cluster that node belongs to); None where redis-benchmark is missing or fails."""
+    the cluster that node belongs to); None where redis-benchmark is missing, fails or takes
+    longer than two minutes."""
     if shutil.which("redis-benchmark") is None:
         return None
     argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "get,set"]
     argv += ["-n", str(requests), "-c", str(clients), "--csv", "-q"]
     if cluster:
         argv.append("--cluster")
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        return None
     rps: dict[str, float] = {}
     for line in done.stdout.splitlines():
         cells = [c.strip('"') for c in line.split(",")]

@@ -144,7 +144,7 @@ def reference_blocks(results: CrossoverResults) -> list[Block]:
         header = ["proxy", "requests", "req/s", "CPU us per proxied request", "vs nginx"]
         blocks += [
             Para(
-                f"The same GET /orders (a bearer JWT) through nginx and through the gateway, "
+                f"The same GET /orders (one logged-in credential) through nginx and the gateway, "
                 f"{ref['tool']} with {ref['connections']} connections for {ref['seconds']:g} s "
                 f"each, in this run: {ref['note']}. The issue's goal is the gateway within 3x "
                 f"of nginx.{_floor_text(cpu)}"

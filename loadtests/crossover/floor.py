@@ -1,6 +1,7 @@
 """The floor under any aiohttp gateway: a bare aiohttp app on uvloop that forwards
-`GET /orders` to one upstream through one ClientSession, with none of the gateway's checks
-(no path policing, header hygiene, metrics, failover, edge auth).
+`GET /orders` to one upstream through one ClientSession, with the credential's headers only
+(Authorization, Cookie) and none of the gateway's checks (no path policing, header hygiene,
+metrics, failover, edge auth).
 
 The crossover's reference column runs it beside nginx and the gateway: what the gateway spends
 above it is the cost of its own work, and what it spends itself is what aiohttp's server and
@@ -16,7 +17,7 @@ import uvloop
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 from yarl import URL
 
-FORWARDED = ("Authorization",)
+FORWARDED = ("Authorization", "Cookie")  # the credential, whichever carries it
 
 
 def app(upstream: str) -> web.Application:

@@ -1,6 +1,7 @@
 """The reference points the crossover compares against: nginx proxying the same GET as the
-gateway (the gateway's CPU per request against a plain reverse proxy's), and one session-store
-shard's capacity (redis-benchmark), from which the model counts shards."""
+gateway (the gateway's CPU per request against a plain reverse proxy's), beside them a bare
+aiohttp forward (loadtests/crossover/floor.py: the floor under any aiohttp gateway), and one
+session-store shard's capacity (redis-benchmark), from which the model counts shards."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import psutil
 
 from devstack.processes import free_port, spawn, stop_process
 from devstack.stores import RedisServer
+from loadtests.bench.stores import redis_benchmark
 from loadtests.crossover.processes import wait_until
 from loadtests.crossover.results import NginxReference, Shards
 
@@ -83,8 +85,10 @@ def nginx_reference(
     log: Callable[[str], None],
 ) -> NginxReference:
     """nginx (one process, no daemon, its files in a temporary prefix) proxying GET /orders to
-    one orders replica, and each of `proxies` (name -> (base URL, pid)) answering the same
-    GET, each driven by wrk at full speed in turn: each proxy process's own CPU per request."""
+    one orders replica, the bare aiohttp forward (FLOOR) to the same replica, and each of
+    `proxies` (name -> (base URL, pid)) answering the same GET, each driven by wrk at full speed
+    in turn: each proxy process's own CPU per request. A floor that answered anything but 2xx
+    is left out (it did not do the same work)."""
     result: NginxReference = {
         "available": False,
         "note": "",
@@ -138,13 +142,17 @@ def nginx_reference(
             result["rps"][name] = round(count / max(1, round(seconds)), 1)
             result["cpu_us_per_request"][name] = round(spent / max(count, 1) * 1e6, 1)
             log(f"nginx reference: {name} {count} requests, {bad} not 2xx")
+            if name == FLOOR and bad:  # it answered something else: not the same request
+                for figures in (result["requests"], result["rps"], result["cpu_us_per_request"]):
+                    figures.pop(FLOOR)
         cpu = result["cpu_us_per_request"]
         if cpu.get("nginx"):
             if "gateway" in cpu:
                 result["ratio"] = round(cpu["gateway"] / cpu["nginx"], 2)
             if "gateway-edgeoff" in cpu:
                 result["ratio_edge_off"] = round(cpu["gateway-edgeoff"] / cpu["nginx"], 2)
-            result["ratio_floor"] = round(cpu[FLOOR] / cpu["nginx"], 2)
+            if FLOOR in cpu:
+                result["ratio_floor"] = round(cpu[FLOOR] / cpu["nginx"], 2)
         result["available"] = True
         result["note"] = (
             "nginx 1 process (master_process off), upstream keep-alive, to one orders replica; "
@@ -171,19 +179,12 @@ def shard_capacity(workdir: Path, requests: int, clients: int = 50) -> Shards | 
     directory = workdir / "shard-bench"
     directory.mkdir(parents=True, exist_ok=True)
     server = RedisServer(directory)
-    server.start()
     try:
-        argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-t", "get,set"]
-        argv += ["-n", str(requests), "-c", str(clients), "--csv", "-q"]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        server.start()
+        rps = redis_benchmark(server.port, requests, clients)
     finally:
         server.stop()
-    rps: dict[str, float] = {}
-    for line in done.stdout.splitlines():
-        cells = [c.strip('"') for c in line.split(",")]
-        if len(cells) > 1 and cells[0] in ("GET", "SET"):
-            rps[cells[0]] = float(cells[1])
-    if set(rps) != {"GET", "SET"}:
+    if rps is None:
         return None
     return {
         "tool": "redis-benchmark",

@@ -3,6 +3,8 @@ phases, and the session store as a Redis Cluster."""
 
 from __future__ import annotations
 
+from devstack.stores import NODE_TIMEOUT_MS
+from loadtests.bench.cluster import POLL_S
 from loadtests.bench.results import BenchResults, ClusterResults, Phase
 from loadtests.report.summary import mode_order
 from loadtests.report.tables import fmt, statuses_text, table
@@ -171,10 +173,19 @@ def cluster(results: BenchResults) -> list[str]:
     parts += [
         "",
         f"A primary's failure: the primary holding a probe session was killed while session and "
-        f"JWT requests ran through the gateway every 50 ms; {recovered} (the replica took over; "
-        f"node timeout 1 s). Session answers meanwhile: {statuses_text(f['session_statuses'])}; "
+        f"JWT requests ran through the gateway, {POLL_S * 1000:.0f} ms apart; {recovered} (the "
+        f"replica took over; node timeout {NODE_TIMEOUT_MS / 1000:g} s). Session answers "
+        f"meanwhile: {statuses_text(f['session_statuses'])}; "
         f"JWT answers: {statuses_text(f['jwt_statuses'])}. {f['sessions_back']} of the "
         f"{f['sessions_on_victim']} sessions on that primary worked afterwards with no new login; "
         f"{revocation}.",
     ]
     return parts
+
+
+def notes(results: BenchResults) -> list[str]:
+    """The late phases that were skipped or failed, and why (the rest of the run stands)."""
+    said = results.get("notes") or []
+    if not said:
+        return []
+    return ["## Notes", "", *[f"- {note}" for note in said]]

@@ -15,7 +15,7 @@ from loadtests.report.experiments import (
     primitives,
     revocation,
 )
-from loadtests.report.inside import cluster, traced
+from loadtests.report.inside import cluster, notes, traced
 from loadtests.report.summary import SERVICES, ModeSummary
 from loadtests.report.tables import (
     fmt,
@@ -216,6 +216,7 @@ def render(results: BenchResults, summary: Summary, plots: list[str]) -> str:
         capacity_projection(summary),
         traced(results),
         cluster(results),
+        notes(results),
         ["## Plots", "", *[f"- `{name}`" for name in plots]],
     ]
     for index, section in enumerate(s for s in sections if s):

@@ -220,6 +220,7 @@ async def _run(app: web.Application, server: ServerSettings) -> None:
         log.info("listening on %s:%d", server.host, server.port)
         # Everything built so far (modules, app, keys) lives as long as the process: keep it out
         # of the collector's full passes, which would otherwise walk it again and again.
+        gc.collect()  # start-up's garbage goes now, not into the frozen generation
         gc.freeze()
         await stop.wait()
     finally:

@@ -18,6 +18,9 @@ from typing import Any
 
 log = logging.getLogger("authscale.tracing")
 
+SERVICE_PREFIX = "authscale-"  # a service's default `service.name`: authscale-gateway, ...
+VERIFY_SPAN = "authscale.verify"  # the span of one credential check, at every hop
+
 _NOOP: AbstractContextManager[None] = contextlib.nullcontext()
 _shutdown: Callable[[], None] | None = None
 _span_factory: Callable[..., AbstractContextManager[Any]] | None = None
@@ -43,7 +46,7 @@ def configure(service: str, env: Mapping[str, str]) -> bool:
 
     # Health probes and scrapes every second would bury the requests worth tracing.
     os.environ.setdefault("OTEL_PYTHON_EXCLUDED_URLS", "/healthz,/readyz,/metrics")
-    name = env.get("OTEL_SERVICE_NAME") or f"authscale-{service}"
+    name = env.get("OTEL_SERVICE_NAME") or f"{SERVICE_PREFIX}{service}"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(timeout=2)))
     trace.set_tracer_provider(provider)

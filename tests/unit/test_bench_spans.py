@@ -9,7 +9,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from devstack.otlp import CLIENT, SERVER, Received
-from loadtests.bench.spans import VERIFY_SPAN, attribute
+from loadtests.bench.spans import attribute
+from services.common.tracing import VERIFY_SPAN
 
 SESSION_PORT, DATA_PORT = 6379, 6380
 STORES = {SESSION_PORT: "session_store", DATA_PORT: "data_store"}

@@ -82,3 +82,14 @@ def test_runs_without_them_render_as_before(results: BenchResults) -> None:
     whole = render(results, summarise(results["phases"]), [])
     assert "## Inside each hop" in whole and "## The session store as a Redis Cluster" in whole
     assert "## Inside each hop" not in render(older, summarise(older["phases"]), [])
+
+
+def test_a_late_phase_that_failed_is_named_and_the_rest_stands(results: BenchResults) -> None:
+    failed = copy.deepcopy(results)
+    failed["cluster"] = None
+    failed["notes"] = ["cluster phase failed: StackError: the Redis Cluster did not become ready"]
+    whole = render(failed, summarise(failed["phases"]), [])
+    assert "## Notes\n\n- cluster phase failed: StackError: the Redis Cluster" in whole
+    assert "## The session store as a Redis Cluster" not in whole
+    assert "## Inside each hop" in whole and "## The blog table, measured" in whole
+    assert "## Notes" not in render(results, summarise(results["phases"]), [])

@@ -99,7 +99,7 @@ class Verifier:
         carrier = "header" if header is not None else "cookie"
         # One frame for the whole check: the span is a shared null context when tracing is off.
         try:
-            with tracing.span("authscale.verify", credential=mode, carrier=carrier):
+            with tracing.span(tracing.VERIFY_SPAN, credential=mode, carrier=carrier):
                 if header is not None:
                     scheme, _, token = header.partition(" ")
                     if scheme.lower() != "bearer" or not token.strip():

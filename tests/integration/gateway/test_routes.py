@@ -185,6 +185,29 @@ async def test_header_values_reach_the_upstream_byte_for_byte(
         assert pair in received
 
 
+async def test_the_gateway_adds_no_content_negotiation_of_its_own(
+    gateway: TestClient[Any, Any], upstream: Upstream
+) -> None:
+    """Bodies pass through undecoded: asking the upstream for gzip on a client's behalf would
+    hand that client gzip it never asked for. What the client sent goes through as sent."""
+    assert gateway.port is not None
+    answer = await raw_request(
+        gateway.port, b"GET /orders HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    answer = await raw_request(
+        gateway.port,
+        b"GET /orders HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Accept-Encoding: gzip\r\nAccept: application/json\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    bare, negotiated = (dict(received) for _, _, received in upstream.seen)
+    for name in (b"Accept-Encoding", b"Accept", b"User-Agent"):
+        assert name not in bare, bare
+    assert negotiated[b"Accept-Encoding"] == b"gzip"
+    assert negotiated[b"Accept"] == b"application/json"
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP", "identity, gzip"])
 async def test_compressed_bodies_are_refused_before_forwarding(
     gateway: TestClient[Any, Any], upstream: Upstream, encoding: str
