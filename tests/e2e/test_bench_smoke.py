@@ -24,7 +24,7 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
         "--duration",
         "2",
         "--warmup",
-        "2",
+        "1",
         "--rounds",
         "1",
         "--users",
