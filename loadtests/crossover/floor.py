@@ -1,42 +1,47 @@
-"""The floor under any aiohttp gateway: a bare aiohttp app on uvloop that forwards
-`GET /orders` to one upstream through one ClientSession, with the credential's headers only
-(Authorization, Cookie) and none of the gateway's checks (no path policing, header hygiene,
-metrics, failover, edge auth).
+"""The floor under the gateway: a bare aiohttp app on uvloop that forwards `GET /orders` to one
+upstream through the gateway's own upstream client (services/gateway/upstream.py), with the
+credential's headers only (Authorization, Cookie) and none of the gateway's work (no path
+policing, header hygiene, metrics, access log, failover, edge auth).
 
 The crossover's reference column runs it beside nginx and the gateway: what the gateway spends
 above it is the cost of its own work, and what it spends itself is what aiohttp's server and
-client cost per proxied request. Not a service: `python -m loadtests.crossover.floor PORT URL`.
+the upstream client cost per proxied request. Not a service:
+`python -m loadtests.crossover.floor PORT URL`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 
 import uvloop
-from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
+from aiohttp import web
 from yarl import URL
 
+from services.gateway.upstream import Address, UpstreamClient
+
 FORWARDED = ("Authorization", "Cookie")  # the credential, whichever carries it
+SKIPPED = frozenset({"content-length", "date", "server", "connection", "keep-alive"})
 
 
 def app(upstream: str) -> web.Application:
-    client = web.AppKey("client", ClientSession)
+    client = web.AppKey("client", UpstreamClient)
+    url = URL(upstream)
+    assert url.host is not None and url.port is not None
+    address = Address(url.host, url.port)
 
     async def forward(request: web.Request) -> web.Response:
-        headers = {h: request.headers[h] for h in FORWARDED if h in request.headers}
-        url = URL(upstream + request.raw_path, encoded=True)
-        async with request.app[client].get(url, headers=headers) as answer:
-            body = await answer.read()
-            return web.Response(status=answer.status, body=body, content_type=answer.content_type)
+        headers = [(h, request.headers[h]) for h in FORWARDED if h in request.headers]
+        async with asyncio.timeout(5):
+            answer = await request.app[client].request(
+                "GET", address, request.raw_path, headers, None
+            )
+        kept = [(n, v) for n, v in answer.headers if n.lower() not in SKIPPED]
+        return web.Response(status=answer.status, body=answer.body, headers=kept)
 
     async def session(application: web.Application) -> AsyncIterator[None]:
-        application[client] = ClientSession(
-            connector=TCPConnector(limit=100),
-            auto_decompress=False,
-            cookie_jar=DummyCookieJar(),
-            timeout=ClientTimeout(total=5),
-        )
+        application[client] = UpstreamClient(connect_timeout=1)
         yield
         await application[client].close()
 

@@ -1,7 +1,8 @@
 """The reference points the crossover compares against: nginx proxying the same GET as the
 gateway (the gateway's CPU per request against a plain reverse proxy's), beside them a bare
-aiohttp forward (loadtests/crossover/floor.py: the floor under any aiohttp gateway), and one
-session-store shard's capacity (redis-benchmark), from which the model counts shards."""
+forward on the gateway's own parts (loadtests/crossover/floor.py: the floor under this
+gateway), and one session-store shard's capacity (redis-benchmark), from which the model counts
+shards."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from loadtests.crossover.results import NginxReference, Shards
 
 # -- nginx, the reference proxy -----------------------------------------------------------------
 
-FLOOR = "aiohttp-floor"  # the bare aiohttp forward: the floor under any aiohttp gateway
+FLOOR = "aiohttp-floor"  # the bare forward on the gateway's parts: the floor under it
 
 NGINX_CONF = """daemon off;
 master_process off;
@@ -85,7 +86,7 @@ def nginx_reference(
     log: Callable[[str], None],
 ) -> NginxReference:
     """nginx (one process, no daemon, its files in a temporary prefix) proxying GET /orders to
-    one orders replica, the bare aiohttp forward (FLOOR) to the same replica, and each of
+    one orders replica, the bare forward (FLOOR) to the same replica, and each of
     `proxies` (name -> (base URL, pid)) answering the same GET, each driven by wrk at full speed
     in turn: each proxy process's own CPU per request. A floor that answered anything but 2xx
     is left out (it did not do the same work)."""
@@ -155,8 +156,9 @@ def nginx_reference(
                 result["ratio_floor"] = round(cpu[FLOOR] / cpu["nginx"], 2)
         result["available"] = True
         result["note"] = (
-            "nginx 1 process (master_process off), upstream keep-alive, to one orders replica; "
-            f"{FLOOR}: a bare aiohttp forward to the same replica (loadtests/crossover/floor.py); "
+            "nginx 1 process (master_process off), upstream keep-alive, no access log, to one "
+            f"orders replica; {FLOOR}: aiohttp's server and the gateway's upstream client "
+            "forwarding to the same replica (loadtests/crossover/floor.py); "
             "the gateway balances over every replica; wrk -t1 at full speed"
             + (f"; {bad_total} answers were not 2xx" if bad_total else "")
         )

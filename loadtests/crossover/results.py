@@ -182,7 +182,7 @@ class NginxReference(TypedDict):
     cpu_us_per_request: PerName  # the proxy process's own CPU
     ratio: float | None  # gateway (edge auth on) / nginx
     ratio_edge_off: float | None  # gateway with edge auth off (a pure proxy) / nginx
-    # A bare aiohttp forward (loadtests/crossover/floor.py) / nginx (older runs: absent).
+    # The bare forward (loadtests/crossover/floor.py) / nginx (older runs: absent).
     ratio_floor: NotRequired[float | None]
 
 

@@ -1,7 +1,8 @@
 """OpenTelemetry traces across every hop, on only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 
 When on: the aiohttp server and client and redis-py are instrumented (so W3C `traceparent`
-goes out with every call the gateway and orders make, and each store call is a span), spans are
+goes out with every call orders makes, and each store call is a span), the gateway's own
+upstream client opens its CLIENT spans with `outgoing()`, spans are
 batched to the OTLP/HTTP endpoint, and `span()` opens the project's own spans (a verification,
 with its design and cache outcome). When off nothing is imported or patched, and `span()` is a
 shared no-op context: a request costs what it cost before tracing existed.
@@ -22,6 +23,13 @@ SERVICE_PREFIX = "authscale-"  # a service's default `service.name`: authscale-g
 VERIFY_SPAN = "authscale.verify"  # the span of one credential check, at every hop
 
 _NOOP: AbstractContextManager[None] = contextlib.nullcontext()
+
+
+def _ignore_status(status: int) -> None:
+    return None
+
+
+_NO_OUTGOING: AbstractContextManager[Callable[[int], None]] = contextlib.nullcontext(_ignore_status)
 _shutdown: Callable[[], None] | None = None
 _span_factory: Callable[..., AbstractContextManager[Any]] | None = None
 
@@ -67,6 +75,47 @@ def span(name: str, **attributes: str) -> AbstractContextManager[Any]:
     if _span_factory is None:
         return _NOOP
     return _span_factory(name, attributes=attributes)
+
+
+def outgoing(
+    method: str, url: str, headers: list[tuple[str, str]]
+) -> AbstractContextManager[Callable[[int], None]]:
+    """A CLIENT span around one call out (HTTP semantic conventions), its context put into
+    `headers` (W3C `traceparent`, replacing any the caller sent), giving a function that
+    records the answer's status; the shared no-op when tracing is off."""
+    if _span_factory is None:
+        return _NO_OUTGOING
+    return _outgoing(method, url, headers)
+
+
+@contextlib.contextmanager
+def _outgoing(
+    method: str, url: str, headers: list[tuple[str, str]]
+) -> Iterator[Callable[[int], None]]:
+    from opentelemetry import propagate, trace
+    from yarl import URL
+
+    assert _span_factory is not None
+    parsed = URL(url)
+    attributes: dict[str, str | int] = {
+        "http.request.method": method,
+        "url.full": url,
+        "server.address": parsed.host or "",
+        "server.port": parsed.port or 80,
+    }
+    with _span_factory(method, kind=trace.SpanKind.CLIENT, attributes=attributes) as current:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        ours = {name.lower() for name in carrier}
+        headers[:] = [(n, v) for n, v in headers if n.lower() not in ours]
+        headers.extend(carrier.items())
+
+        def record(status: int) -> None:
+            current.set_attribute("http.response.status_code", status)
+            if status >= 400:  # a client span's error: any 4xx or 5xx answer
+                current.set_status(trace.StatusCode.ERROR)
+
+        yield record
 
 
 def annotate(key: str, value: str) -> None:

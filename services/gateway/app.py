@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 
-from aiohttp import ClientSession, DummyCookieJar, TCPConnector, web
+from aiohttp import web
 
 from services.common.observability import metrics_key, ready_checks_key
 from services.common.runtime import add_verifier, new_app
@@ -23,6 +23,7 @@ from services.gateway.proxy import (
     health_loop,
 )
 from services.gateway.settings import Settings
+from services.gateway.upstream import UpstreamClient
 
 proxy_key = web.AppKey("proxy", Proxy)
 auth_pool_key = web.AppKey("auth_pool", UpstreamPool)
@@ -95,20 +96,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         add_verifier(app, settings.verifier, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        client = ClientSession(
-            connector=TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30),
-            auto_decompress=False,
-            cookie_jar=DummyCookieJar(),  # never carry one client's cookies to another
-            # Forward what the client sent, not aiohttp's defaults: bodies pass through
-            # undecoded, so asking for gzip on the client's behalf would hand it gzip unasked.
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
+        # Sends what the client sent and nothing of its own (no Accept-Encoding, no
+        # User-Agent, no cookie jar); passes bodies through undecoded.
+        client = UpstreamClient(
+            connect_timeout=settings.connect_timeout_seconds, limit_per_address=256
         )
-        app[proxy_key] = Proxy(
-            client,
-            app[metrics_key],
-            timeout=settings.upstream_timeout_seconds,
-            connect_timeout=settings.connect_timeout_seconds,
-        )
+        app[proxy_key] = Proxy(client, app[metrics_key], timeout=settings.upstream_timeout_seconds)
         app[exchange_key] = TokenExchange(
             app[proxy_key], app[auth_pool_key], app[metrics_key], clock
         )

@@ -13,7 +13,6 @@ import json
 import logging
 from collections.abc import Callable
 
-from multidict import CIMultiDict
 from prometheus_client import Counter
 
 from services.common import exchange
@@ -80,7 +79,7 @@ class TokenExchange:
 
     async def _fetch(self, session_id: str) -> str:
         self._misses.inc()
-        headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "application/json"})
+        headers = [("Content-Type", "application/json")]
         body = json.dumps(exchange.request_body(session_id)).encode()
         status, payload, _ = await self.proxy.send(
             "POST", self.auth, exchange.TOKEN_EXCHANGE_PATH, headers, body, retry_any=True

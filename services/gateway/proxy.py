@@ -11,19 +11,20 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from aiohttp import (
-    ClientConnectorError,
-    ClientError,
-    ClientSession,
-    ClientTimeout,
-    ConnectionTimeoutError,
-    web,
-)
-from multidict import CIMultiDict
+from aiohttp import web
 from yarl import URL
 
+from services.common import tracing
 from services.common.observability import REQUEST_ID_HEADER, Metrics, request_id_key
 from services.common.problems import ProblemError, read_body
+from services.gateway.upstream import (
+    Address,
+    AnswerFailed,
+    ConnectFailed,
+    Unsendable,
+    UpstreamClient,
+    UpstreamError,
+)
 
 log = logging.getLogger("authscale.gateway")
 
@@ -50,7 +51,10 @@ IDENTITY_PREFIXES = (
     "x-principal",
     "x-sub",
 )
-NOT_FORWARDED = frozenset({"host", "content-length", "x-forwarded-for", "forwarded", "x-real-ip"})
+# The gateway has read the whole body before it forwards, so Expect (100-continue) is answered.
+NOT_FORWARDED = frozenset(
+    {"host", "content-length", "expect", "x-forwarded-for", "forwarded", "x-real-ip"}
+)
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Plain segments only: no percent-encoding, no backslash, no empty, "." or ".." segment.
 _PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+")
@@ -82,41 +86,67 @@ def check_forwardable(request: web.Request) -> None:
 _DROPPED = HOP_BY_HOP | NOT_FORWARDED
 
 
-def forward_headers(request: web.Request) -> CIMultiDict[str]:
-    dropped = _DROPPED
+Headers = list[tuple[str, str]]  # name, value pairs in order, as they go on the wire
+
+
+def forward_headers(request: web.Request) -> Headers:
+    dropped = _DROPPED | {REQUEST_ID_HEADER.lower()}
     connection = request.headers.getall("Connection", ())
     if connection:
         # Headers the client named in Connection are hop-by-hop too (RFC 9110 7.6.1).
         dropped = dropped | {t.strip().lower() for v in connection for t in v.split(",")}
-    headers: CIMultiDict[str] = CIMultiDict(
+    headers = [
         (name, value)
         for name, value in request.headers.items()
         if (lower := name.lower()) not in dropped and not lower.startswith(IDENTITY_PREFIXES)
-    )
+    ]
     if request.remote:
-        headers["X-Forwarded-For"] = request.remote
-    headers[REQUEST_ID_HEADER] = request[request_id_key]
+        headers.append(("X-Forwarded-For", request.remote))
+    headers.append((REQUEST_ID_HEADER, request[request_id_key]))
     return headers
+
+
+def replace_header(headers: Headers, name: str, value: str | None) -> Headers:
+    """`headers` without any `name` field, and with `name: value` at the end unless None."""
+    lower = name.lower()
+    kept = [(n, v) for n, v in headers if n.lower() != lower]
+    return kept if value is None else [*kept, (name, value)]
 
 
 # Set by the gateway's own server for its answer, not copied from the upstream's.
 _OWN_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "server", "date"}
 
 
-def response_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    return CIMultiDict(
-        (name, value) for name, value in upstream if name.lower() not in _OWN_RESPONSE_HEADERS
-    )
+def response_headers(upstream: Iterable[tuple[str, str]]) -> Headers:
+    own = _OWN_RESPONSE_HEADERS
+    return [(name, value) for name, value in upstream if name.lower() not in own]
 
 
 @dataclass
 class Replica:
     url: URL
     healthy: bool = True
+    address: Address = field(init=False)
     base: str = field(init=False)  # the URL as text without a trailing "/", to append a target to
 
     def __post_init__(self) -> None:
+        self.address = upstream_address(str(self.url))
         self.base = str(self.url).rstrip("/")
+
+
+def upstream_address(url: str) -> Address:
+    """Where an upstream URL points: http://host[:port] and nothing more, or ValueError (the
+    gateway speaks plain HTTP to its upstreams and forwards the client's path as it came)."""
+    parsed = URL(url)
+    if parsed.scheme != "http" or not parsed.host:
+        raise ValueError(f"an upstream is http://host[:port], not {url!r}")
+    if parsed.user is not None or parsed.password is not None:
+        raise ValueError("an upstream URL has no user or password (not shown here)")
+    if parsed.path not in ("", "/"):
+        raise ValueError(f"an upstream has no path: {url!r}")
+    if parsed.query_string or parsed.fragment:
+        raise ValueError(f"an upstream has no query or fragment: {url!r}")
+    return Address(parsed.host, parsed.port or 80)
 
 
 @dataclass
@@ -165,14 +195,10 @@ class UpstreamPool:
 
 
 class Proxy:
-    def __init__(
-        self, client: ClientSession, metrics: Metrics, *, timeout: float, connect_timeout: float
-    ) -> None:
+    def __init__(self, client: UpstreamClient, metrics: Metrics, *, timeout: float) -> None:
         self.client = client
         self.metrics = metrics
-        # connect= would also count the wait for a free pooled connection, so a burst of slow
-        # answers would read as a dead replica; only the TCP connect itself is bounded tightly.
-        self.timeout = ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self.timeout = timeout  # the whole exchange; the client bounds the TCP connect itself
 
     async def forward(
         self,
@@ -190,9 +216,10 @@ class Proxy:
         body = await read_body(request) if request.can_read_body else None
         headers = forward_headers(request)
         if credential is not None:
-            headers.popall("Cookie", None)
-            headers["Authorization"] = credential
-        query = request.raw_path.partition("?")[2]
+            headers = replace_header(
+                replace_header(headers, "Cookie", None), "Authorization", credential
+            )
+        query = request.raw_path.partition("?")[2].partition("#")[0]  # a fragment is the client's
         target = path + ("?" + query if query else "")
         retry_any = request.method in IDEMPOTENT or "Idempotency-Key" in request.headers
         status, payload, upstream_headers = await self.send(
@@ -205,11 +232,11 @@ class Proxy:
         method: str,
         pool: UpstreamPool,
         target: str,
-        headers: CIMultiDict[str],
+        headers: Headers,
         body: bytes | None,
         *,
         retry_any: bool,
-    ) -> tuple[int, bytes, CIMultiDict[str]]:
+    ) -> tuple[int, bytes, Headers]:
         """One request to the pool: replicas in order, failing over while it is safe to.
 
         Answers the status, the whole body (read at once: the contract's bodies are small and
@@ -217,27 +244,28 @@ class Proxy:
         """
         last_error = "no replica configured"
         for replica in pool.order():
-            url = URL(replica.base + target, encoded=True)
             try:
-                async with self.client.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                    timeout=self.timeout,
-                ) as upstream:
-                    payload = await upstream.read()
-                    self.metrics.observe_upstream(pool.name, "ok")
-                    return upstream.status, payload, response_headers(upstream.headers.items())
-            except (ClientConnectorError, ConnectionTimeoutError) as exc:
+                with tracing.outgoing(method, replica.base + target, headers) as record_status:
+                    async with asyncio.timeout(self.timeout):
+                        answer = await self.client.request(
+                            method, replica.address, target, headers, body
+                        )
+                    record_status(answer.status)
+                self.metrics.observe_upstream(pool.name, "ok")
+                return answer.status, answer.body, response_headers(answer.headers)
+            except Unsendable as exc:
+                # check_forwardable() lets no such header through; if one came, it is the client's.
+                log.warning("refused to forward a request to %s: %s", pool.name, exc)
+                raise ProblemError(400, "The request cannot be forwarded.") from None
+            except ConnectFailed as exc:
                 # Never connected: safe to try another replica for any method.
                 replica.healthy = False
-                last_error = type(exc).__name__
-            except (ClientError, TimeoutError) as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            except (AnswerFailed, TimeoutError) as exc:
                 # A slow or broken answer is not a dead replica: the health probes decide that,
                 # so a busy replica is not taken out of rotation by its own load.
-                last_error = type(exc).__name__
+                why = str(exc) or f"no answer in {self.timeout:g} s"
+                last_error = f"{type(exc).__name__}: {why}"
                 if not retry_any:
                     self.metrics.observe_upstream(pool.name, "error")
                     log.warning(
@@ -258,26 +286,26 @@ class Proxy:
 
 
 async def health_loop(
-    client: ClientSession, pools: list[UpstreamPool], interval: float, dns_every: float
+    client: UpstreamClient, pools: list[UpstreamPool], interval: float, dns_every: float
 ) -> None:
     """Actively probe every replica's /healthz; resolve names again every dns_every seconds."""
-    timeout = ClientTimeout(total=min(0.5, interval))
+    timeout = min(0.5, interval)
     loop = asyncio.get_running_loop()
     last_dns = float("-inf")
 
     async def probe(replica: Replica) -> None:
         try:
-            async with client.get(
-                replica.url.with_path("/healthz"), timeout=timeout, allow_redirects=False
-            ) as r:
-                healthy = r.status == 200
-        except (ClientError, TimeoutError):
+            async with asyncio.timeout(timeout):
+                answer = await client.request("GET", replica.address, "/healthz", (), None)
+            healthy = answer.status == 200
+        except (UpstreamError, TimeoutError):
             healthy = False
         if healthy != replica.healthy:
             log.warning("replica %s is now %s", replica.url, "healthy" if healthy else "down")
         replica.healthy = healthy
 
     while True:
+        client.prune()  # connections idle too long, addresses DNS no longer lists
         if dns_every and loop.time() - last_dns >= dns_every:
             last_dns = loop.time()
             for pool in pools:

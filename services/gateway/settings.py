@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.common.settings import (
+    ConfigError,
     ServerSettings,
     VerifierSettings,
     read_service_settings,
     setting,
 )
+from services.gateway.proxy import upstream_address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,4 +35,14 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         # Facing clients, the gateway never takes an internal token as a credential.
-        return read_service_settings(cls, env, port=8080, accept_internal=False)
+        settings = read_service_settings(cls, env, port=8080, accept_internal=False)
+        for name, urls in (
+            ("AUTH_UPSTREAMS", settings.auth_upstreams),
+            ("ORDERS_UPSTREAMS", settings.orders_upstreams),
+        ):
+            for url in urls:
+                try:
+                    upstream_address(url)
+                except ValueError as exc:
+                    raise ConfigError(f"{name}: {exc}") from None
+        return settings

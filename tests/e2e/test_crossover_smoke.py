@@ -98,7 +98,7 @@ def test_crossover_smoke_run(tmp_path: Path, redis_available: None) -> None:
     if shutil.which("nginx") and shutil.which("wrk"):
         assert nginx["available"], nginx["note"]
         assert nginx["ratio"] is not None and nginx["ratio"] > 1.0
-        # The bare aiohttp forward, the floor under the gateway, is measured beside them.
+        # The bare forward on the gateway's parts, the floor under it, is measured beside them.
         assert nginx["cpu_us_per_request"]["aiohttp-floor"] > 0, nginx
         assert nginx.get("ratio_floor") is not None, nginx
     # Nothing left behind: the namespace (named after the run's pid) and its veth are gone.

@@ -93,7 +93,7 @@ def test_the_nginx_reference_names_the_aiohttp_floor(results: CrossoverResults) 
     def reference_text(run: CrossoverResults) -> str:
         return "\n".join(str(b) for b in experiment_sections.reference_blocks(run))
 
-    assert "bare aiohttp forward" not in reference_text(results)  # a run that did not measure it
+    assert "A bare forward" not in reference_text(results)  # a run that did not measure it
     results = copy.deepcopy(results)  # the fixture is shared by the module
     nginx = results["nginx"]
     assert nginx is not None

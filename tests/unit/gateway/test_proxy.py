@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from services.common.problems import ProblemError
-from services.gateway.proxy import check_forwardable, check_path, forward_headers, response_headers
+from services.common.settings import ConfigError
+from services.gateway.proxy import (
+    check_forwardable,
+    check_path,
+    forward_headers,
+    replace_header,
+    response_headers,
+    upstream_address,
+)
+from services.gateway.settings import Settings
+from services.gateway.upstream import Address
 
 
 @pytest.mark.parametrize(
@@ -70,12 +82,16 @@ def test_identity_and_hop_by_hop_headers_are_stripped() -> None:
             "X-Secret": "hop",
             "Keep-Alive": "timeout=5",
             "Accept": "application/json",
+            "X-Request-ID": "client-chosen",
         },
     )
     from services.common.observability import request_id_key
 
     request[request_id_key] = "rid-1"
-    headers = forward_headers(request)
+    forwarded = forward_headers(request)
+    names = [name.lower() for name, _ in forwarded]
+    assert len(names) == len(set(names))  # one of each: the gateway's own replace the client's
+    headers = dict(forwarded)
     assert headers["Authorization"] == "Bearer t" and headers["Accept"] == "application/json"
     assert headers["X-Request-ID"] == "rid-1"
     for gone in ("X-User-Id", "X-Auth-Subject", "Connection", "X-Secret", "Keep-Alive"):
@@ -113,10 +129,46 @@ def test_the_upstreams_hop_by_hop_and_framing_headers_are_not_copied() -> None:
         ("date", "Mon, 23 Nov 2026 07:00:00 GMT"),
         ("X-Request-ID", "rid-1"),
     ]
-    headers = response_headers(upstream)
-    assert list(headers.items()) == [
+    assert response_headers(upstream) == [
         ("Content-Type", "application/json"),
         ("Set-Cookie", "a=1"),
         ("Set-Cookie", "b=2"),
         ("X-Request-ID", "rid-1"),
     ]
+
+
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("https://orders:8082", "http://host[:port]"),
+        ("orders:8082", "http://host[:port]"),
+        ("http://:8082", "host is required"),
+        ("http://orders:8082/api", "no path"),
+        ("http://orders:8082?x=1", "no query"),
+        ("http://orders:8082#top", "no query or fragment"),
+    ],
+)
+def test_an_upstream_is_plain_http_to_a_host(url: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)) as refused:
+        Settings.from_env({"ORDERS_UPSTREAMS": f"http://127.0.0.1:8082,{url}"})
+    assert str(refused.value).startswith("ORDERS_UPSTREAMS: ")
+
+
+def test_an_upstreams_credentials_are_refused_and_never_shown() -> None:
+    with pytest.raises(ConfigError, match="no user or password") as refused:
+        Settings.from_env({"AUTH_UPSTREAMS": "http://admin:hunter2@auth:8081"})
+    assert "hunter2" not in str(refused.value) and "admin" not in str(refused.value)
+
+
+def test_an_upstream_address_keeps_the_host_and_port() -> None:
+    assert upstream_address("http://orders:8082/") == Address("orders", 8082)
+    assert upstream_address("http://[::1]:8082") == Address("::1", 8082)
+    assert Address("::1", 8082).authority == "[::1]:8082"
+    assert upstream_address("http://orders") == Address("orders", 80)
+
+
+def test_a_header_is_replaced_whatever_its_case() -> None:
+    headers = [("Cookie", "sid=1"), ("authorization", "Bearer a"), ("Accept", "*/*")]
+    swapped = replace_header(replace_header(headers, "Cookie", None), "Authorization", "Bearer b")
+    assert swapped == [("Accept", "*/*"), ("Authorization", "Bearer b")]
+    assert headers[0] == ("Cookie", "sid=1")  # the caller's list is left as it was

@@ -1,0 +1,618 @@
+"""The gateway's upstream client against real sockets: an aiohttp server for the well-behaved
+upstream, and scripted asyncio servers for the ones that misbehave (answers cut short, out of
+step, too large, too slow, closed connections).
+
+Each test states what the client must do with one kind of answer: take it whole, reuse the
+connection only when that is safe, and otherwise fail with the error that tells the gateway
+whether another replica may be tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from services.gateway.upstream import (
+    Address,
+    Answer,
+    AnswerFailed,
+    ConnectFailed,
+    Unsendable,
+    UpstreamClient,
+    request_head,
+)
+
+Reply = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class Scripted:
+    """A raw TCP server: every request head it reads goes to `reply`, which writes the bytes."""
+
+    reply: Reply
+    heads: list[bytes] = field(default_factory=list)
+    connections: int = 0
+    closed: int = 0  # connections that ended (the client closed them, or the reply did)
+    server: asyncio.Server | None = None
+    handlers: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def address(self) -> Address:
+        assert self.server is not None
+        return Address("127.0.0.1", self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
+        try:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    self.heads.append(head)
+                    await self.reply(head, reader, writer)
+                    await writer.drain()
+        finally:
+            writer.close()
+            self.closed += 1
+            self.handlers.discard(task)
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        """Poll until `done()` holds (5 s at most)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not done() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert done()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in list(self.handlers):  # a reply still waiting: end it, close its socket
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+        await self.server.wait_closed()
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[Callable[[Reply], Awaitable[Scripted]]]:
+    scripts: list[Scripted] = []
+
+    async def start(reply: Reply) -> Scripted:
+        script = Scripted(reply)
+        script.server = await asyncio.start_server(script._serve, "127.0.0.1", 0)
+        scripts.append(script)
+        return script
+
+    yield start
+    for script in scripts:
+        await script.stop()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[UpstreamClient]:
+    upstream = UpstreamClient(connect_timeout=1.0, limit_per_address=4, idle_seconds=30)
+    yield upstream
+    await upstream.close()
+
+
+async def gated(start: Callable[[Reply], Awaitable[Scripted]]) -> tuple[Scripted, asyncio.Event]:
+    """An upstream that answers each request only once the event is set."""
+    gate = asyncio.Event()
+
+    async def held(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await gate.wait()
+        w.write(answer())
+
+    return await start(held), gate
+
+
+async def ask(
+    client: UpstreamClient, address: Address, target: str = "/", method: str = "GET"
+) -> Answer:
+    """One request, bounded as the gateway bounds it."""
+    async with asyncio.timeout(5):
+        return await client.request(method, address, target, [], None)
+
+
+def answer(body: bytes = b"ok", *, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+async def test_a_whole_answer_and_the_connection_kept(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], client: UpstreamClient
+) -> None:
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append((request.method, request.raw_path, dict(request.headers), await request.read()))
+        return web.json_response({"n": len(seen)}, headers={"X-Upstream": "yes"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    server = await aiohttp_server(app)
+    assert server.port is not None
+    address = Address("127.0.0.1", server.port)
+
+    async with asyncio.timeout(5):
+        got = await client.request(
+            "GET", address, "/orders?limit=2", [("Authorization", "Bearer t")], None
+        )
+    assert got.status == 200 and got.body == b'{"n": 1}'
+    assert ("X-Upstream", "yes") in got.headers
+    async with asyncio.timeout(5):
+        posted = await client.request("POST", address, "/orders", [], b'{"a":1}')
+    assert posted.status == 200
+    empty = await ask(client, address, "/orders", "POST")
+    assert empty.status == 200
+
+    (m1, p1, h1, b1), (m2, _, h2, b2), (_, _, h3, b3) = seen
+    assert (m1, p1, b1) == ("GET", "/orders?limit=2", b"")
+    assert h1["Host"] == f"127.0.0.1:{server.port}" and h1["Authorization"] == "Bearer t"
+    assert "Content-Length" not in h1  # a GET without a body says nothing of one
+    # Nothing of the client's own: no User-Agent, Accept or Accept-Encoding added.
+    assert not {"User-Agent", "Accept", "Accept-Encoding"} & set(h1)
+    assert (m2, b2, h2["Content-Length"]) == ("POST", b'{"a":1}', "7")
+    assert (b3, h3["Content-Length"]) == (b"", "0")
+    # Three requests, one connection: kept alive and reused.
+    assert client.idle_connections(address) == 1
+
+
+async def test_a_chunked_answer_is_read_whole(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def chunked(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await w.drain()
+        w.write(b"3\r\nabc\r\n")
+        await w.drain()
+        w.write(b"2\r\nde\r\n0\r\n\r\n")
+
+    server = await scripted(chunked)
+    got = await ask(client, server.address)
+    assert (got.status, got.body) == (200, b"abcde")
+    again = await ask(client, server.address)
+    assert again.body == b"abcde" and server.connections == 1
+
+
+async def test_interim_answers_are_skipped(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def early_hints(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+        w.write(answer(b"final", extra=b"X-Final: 1\r\n"))
+
+    server = await scripted(early_hints)
+    got = await ask(client, server.address)
+    assert (got.status, got.body) == (200, b"final")
+    assert got.headers == [("Content-Length", "5"), ("X-Final", "1")]
+
+
+async def test_head_and_no_content_answers_have_no_body(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def reply(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if head.startswith(b"HEAD"):
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")  # and no body: HEAD
+        else:
+            w.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    server = await scripted(reply)
+    got = await ask(client, server.address, "/", "HEAD")
+    assert (got.status, got.body, got.headers) == (200, b"", [("Content-Length", "1000")])
+    assert client.idle_connections(server.address) == 0  # llhttp still waits for a body: closed
+    await server.until(lambda: server.closed == 1)
+    none = await ask(client, server.address, "/x", "DELETE")
+    assert (none.status, none.body) == (204, b"")
+    assert client.idle_connections(server.address) == 1
+
+
+async def test_connection_close_is_honoured(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def closing(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(answer(extra=b"Connection: close\r\n"))
+
+    server = await scripted(closing)
+    for _ in range(3):
+        got = await ask(client, server.address)
+        assert got.body == b"ok"
+    assert server.connections == 3 and client.idle_connections(server.address) == 0
+
+
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "closed before"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", "closed before"),
+        (b"NOT HTTP AT ALL\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n", "malformed"),
+    ],
+)
+async def test_a_broken_answer_fails_and_is_not_reused(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+    client: UpstreamClient,
+    raw: bytes,
+    why: str,
+) -> None:
+    async def broken(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(raw)
+        await w.drain()
+        w.close()
+
+    server = await scripted(broken)
+    with pytest.raises(AnswerFailed, match=why):
+        await ask(client, server.address)
+    assert client.idle_connections(server.address) == 0
+
+
+async def test_answers_over_the_limits_fail(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    async def large(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if b"/body" in head:
+            w.write(answer(b"x" * 5000))
+        else:
+            w.write(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: %s\r\n" % (b"p" * 3000) + answer()[17:])
+
+    server = await scripted(large)
+    small = UpstreamClient(connect_timeout=1, max_head_bytes=2048, max_body_bytes=4096)
+    try:
+        with pytest.raises(AnswerFailed, match="body over the limit"):
+            await ask(small, server.address, "/body")
+        with pytest.raises(AnswerFailed, match="head over the limit"):
+            await ask(small, server.address, "/head")
+        assert small.idle_connections(server.address) == 0
+    finally:
+        await small.close()
+
+
+async def test_a_second_unasked_answer_closes_the_connection(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def twice(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        # The second would answer the next request, and carry its own headers.
+        w.write(answer(b"one") + answer(b"two", extra=b"Set-Cookie: sid=evil\r\n"))
+
+    server = await scripted(twice)
+    first = await ask(client, server.address)
+    # The unasked answer leaks nothing into the asked one (a Set-Cookie of its own, say).
+    assert (first.body, first.headers) == (b"one", [("Content-Length", "3")])
+    second = await ask(client, server.address)
+    assert second.body == b"one"  # from a new connection, not the stale "two"
+    assert server.connections == 2
+
+
+async def test_a_slow_answer_times_out_and_its_connection_is_dropped(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if b"/slow" in head:
+            await release.wait()
+        w.write(answer())
+
+    server = await scripted(slow)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await ask(client, server.address, "/slow")
+    release.set()
+    assert client.idle_connections(server.address) == 0
+    await server.until(lambda: server.closed == 1)  # closed, not leaked
+    # The late answer to /slow can never be taken as the answer to the next request.
+    got = await ask(client, server.address, "/fast")
+    assert got.body == b"ok" and server.connections == 2
+
+
+async def test_a_cancelled_request_drops_its_connection(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    started = asyncio.Event()
+
+    async def hang(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        started.set()
+        await r.read()  # no answer, ever: until the client closes the connection
+
+    server = await scripted(hang)
+    task = asyncio.create_task(ask(client, server.address))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.idle_connections(server.address) == 0
+    await server.until(lambda: server.closed == 1)  # closed, not leaked
+
+
+async def test_nothing_listening_is_a_connect_failure(client: UpstreamClient) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: the connect is refused
+        with pytest.raises(ConnectFailed):
+            await ask(client, Address("127.0.0.1", port))
+
+
+async def test_an_unreachable_upstream_is_a_connect_failure_in_time() -> None:
+    # A listener whose accept queue is full drops new SYNs: the connect hangs, and only the
+    # client's own connect timeout ends it.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        address = Address("127.0.0.1", full.getsockname()[1])
+        fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", address.port))
+            fillers.append(s)
+        client = UpstreamClient(connect_timeout=0.3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            with pytest.raises(ConnectFailed):
+                async with asyncio.timeout(5):
+                    await ask(client, address)
+        finally:
+            await client.close()
+            for s in fillers:
+                s.close()
+        assert loop.time() - started < 3  # the connect timeout, not the 5 s request timeout
+
+
+async def test_connections_per_address_are_capped(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    server, gate = await gated(scripted)
+    tasks = [asyncio.create_task(ask(client, server.address)) for _ in range(10)]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while server.connections < 4 and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert server.connections == 4  # limit_per_address: the other six wait for one
+    gate.set()
+    answers = await asyncio.gather(*tasks)
+    assert [a.body for a in answers] == [b"ok"] * 10 and server.connections == 4
+
+
+async def test_idle_connections_expire(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    async def ok(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(answer())
+
+    server = await scripted(ok)
+    client = UpstreamClient(connect_timeout=1, idle_seconds=0.1)
+    try:
+        await ask(client, server.address)
+        await ask(client, server.address)
+        assert server.connections == 1  # kept while fresh
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 0.15
+        while loop.time() < deadline:  # let its idle time run out
+            await asyncio.sleep(0.02)
+        await ask(client, server.address)
+        assert server.connections == 2  # the expired one was not reused ...
+        await server.until(lambda: server.closed == 1)  # ... but closed
+        deadline = loop.time() + 0.15
+        while loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        client.prune()  # what the gateway's health loop does every interval
+        await server.until(lambda: server.closed == 2)
+        assert server.address not in client.addresses()  # nothing held for it any more
+    finally:
+        await client.close()
+
+
+async def test_the_upstream_closing_an_idle_connection_is_noticed(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def once(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(answer())
+        await w.drain()
+        w.close()  # without saying Connection: close
+
+    server = await scripted(once)
+    await ask(client, server.address)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while client.idle_connections(server.address) and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert client.idle_connections(server.address) == 0
+    assert (await ask(client, server.address)).body == b"ok"
+
+
+@pytest.mark.parametrize(
+    "method, target, headers",
+    [
+        ("GET", "/a b", []),
+        ("GET", "/a\r\nX-Evil: 1", []),
+        ("GET", "a", []),
+        ("GE T", "/", []),
+        ("GET", "/", [("X-A", "1\r\nX-Evil: 1")]),
+        ("GET", "/", [("X-A", "1\nX-Evil: 1")]),
+        ("GET", "/", [("X-A", "1\r")]),
+        ("GET", "/", [("X-A", "1\x00")]),
+        ("GET", "/", [("X A", "1")]),
+        ("GET", "/", [("X-A:", "1")]),
+        ("GET", "/", [("X-A", "\udcff")]),
+    ],
+)
+def test_nothing_can_split_the_request(
+    method: str, target: str, headers: list[tuple[str, str]]
+) -> None:
+    with pytest.raises(Unsendable):
+        request_head(method, Address("127.0.0.1", 1), target, headers, None)
+
+
+def test_the_client_frames_the_message_itself() -> None:
+    head = request_head(
+        "POST",
+        Address("::1", 8082),
+        "/orders?x=%20",
+        [
+            ("Host", "evil"),
+            ("Content-Length", "99"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "close"),
+            ("X-Request-ID", "abc"),
+            ("X-Name", "caf\u00e9"),
+        ],
+        5,
+    )
+    assert head == (
+        b"POST /orders?x=%20 HTTP/1.1\r\nHost: [::1]:8082\r\nX-Request-ID: abc\r\n"
+        b"X-Name: caf\xc3\xa9\r\nContent-Length: 5\r\n\r\n"
+    )
+
+
+async def test_a_closed_client_sends_nothing(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    async def ok(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(answer())
+
+    server = await scripted(ok)
+    client = UpstreamClient(connect_timeout=1)
+    await ask(client, server.address)
+    await client.close()
+    assert client.idle_connections(server.address) == 0
+    with pytest.raises(ConnectFailed):
+        await ask(client, server.address)
+    assert len(server.heads) == 1
+
+
+async def test_a_kept_alive_connection_closed_under_a_request_is_retried_when_safe(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    # The upstream answers, then closes each connection as the next request reaches it: the
+    # race a kept-alive connection loses when the upstream's keep-alive ends.
+    async def one_each(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if len(server.heads) % 2 == 1:
+            w.write(answer())
+        else:
+            w.transport.abort()
+
+    server = await scripted(one_each)
+    assert (await ask(client, server.address)).body == b"ok"
+    # GET is idempotent: sent again on a new connection, answered.
+    assert (await ask(client, server.address, "/again")).body == b"ok"
+    assert server.connections == 2
+    # POST is not: the caller hears the request may have been processed.
+    with pytest.raises(AnswerFailed, match="kept-alive connection closed"):
+        async with asyncio.timeout(5):
+            await client.request("POST", server.address, "/orders", [], b"{}")
+
+
+async def test_a_connection_closed_while_idle_is_never_written_to(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def ok(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(answer())
+
+    server = await scripted(ok)
+    await ask(client, server.address)
+    for task in list(server.handlers):  # the upstream ends the idle connection
+        task.cancel()
+    await server.until(lambda: server.closed == 1)
+    async with asyncio.timeout(5):
+        posted = await client.request("POST", server.address, "/orders", [], b"{}")
+    assert posted.body == b"ok" and server.connections == 2
+
+
+async def test_trailers_are_dropped_and_304_keeps_the_connection(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    big = b"y" * 70_000  # more than the head limit: trailers are not counted as head
+
+    async def reply(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if b"/trailers" in head:
+            w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n")
+            w.write(b"%x\r\n%s\r\n0\r\nX-Sum: 1\r\nSet-Cookie: sid=evil\r\n\r\n" % (len(big), big))
+        else:
+            w.write(b'HTTP/1.1 304 Not Modified\r\nContent-Length: 123\r\nETag: "a"\r\n\r\n')
+
+    server = await scripted(reply)
+    got = await ask(client, server.address, "/trailers")
+    assert got.body == big
+    assert got.headers == [("Transfer-Encoding", "chunked"), ("Trailer", "X-Sum")]
+    unchanged = await ask(client, server.address, "/etag")
+    assert (unchanged.status, unchanged.body) == (304, b"")
+    assert server.connections == 1 and client.idle_connections(server.address) == 1
+
+
+async def test_a_body_until_the_close_is_read_whole(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def old(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
+        await w.drain()
+        w.close()
+
+    server = await scripted(old)
+    got = await ask(client, server.address)
+    assert (got.status, got.body) == (200, b"all of it")
+    assert client.idle_connections(server.address) == 0
+
+
+async def test_a_header_line_without_end_is_cut_off_at_the_limit(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    async def endless(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nX-Long: ")
+        for _ in range(400):  # 400 x 16 KiB = 6.4 MiB if nobody stopped reading
+            w.write(b"z" * 16384)
+            await w.drain()
+
+    server = await scripted(endless)
+    small = UpstreamClient(connect_timeout=1, max_head_bytes=64 * 1024)
+    try:
+        with pytest.raises(AnswerFailed, match="head over the limit"):
+            await ask(small, server.address)
+    finally:
+        await small.close()
+
+
+async def test_a_request_waiting_for_a_connection_is_bounded_by_its_caller(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    server, gate = await gated(scripted)
+    client = UpstreamClient(connect_timeout=1, limit_per_address=1)
+    try:
+        first = asyncio.create_task(ask(client, server.address))
+        await server.until(lambda: len(server.heads) == 1)
+        with pytest.raises(TimeoutError):  # queued behind the first: the caller's deadline
+            async with asyncio.timeout(0.2):
+                await client.request("GET", server.address, "/queued", [], None)
+        gate.set()
+        assert (await first).body == b"ok"
+        assert [h.split(b" ")[1] for h in server.heads] == [b"/"]  # the queued one never went
+    finally:
+        await client.close()
+
+
+async def test_closing_the_client_fails_the_requests_still_queued(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    server, gate = await gated(scripted)
+    client = UpstreamClient(connect_timeout=1, limit_per_address=1)
+    first = asyncio.create_task(ask(client, server.address))
+    await server.until(lambda: len(server.heads) == 1)
+    queued = asyncio.create_task(ask(client, server.address, "/queued"))
+    await asyncio.sleep(0)  # let it queue on the connection limit
+    await client.close()
+    gate.set()
+    assert (await first).body == b"ok"  # in flight: answered, then its connection closed
+    with pytest.raises(ConnectFailed, match="closed"):
+        await queued
+    await server.until(lambda: server.closed == 1)
+    assert len(server.heads) == 1

@@ -1,0 +1,100 @@
+"""Log lines: JSON with the request id, written in batches on the event loop without losing
+their order, and request ids of the documented shape."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.observability import (
+    JsonFormatter,
+    LineHandler,
+    new_request_id,
+    request_id_var,
+)
+
+
+class Stream(io.StringIO):
+    """A stream that counts its writes."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def logged() -> Iterator[tuple[logging.Logger, Stream]]:
+    stream = Stream()
+    handler = LineHandler(stream)
+    handler.setFormatter(JsonFormatter("test"))
+    logger = logging.getLogger("authscale.test-lines")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    yield logger, stream
+    logger.handlers[:] = []
+
+
+def lines(stream: Stream) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+async def test_lines_on_the_loop_are_written_together_after_the_ready_callbacks(
+    logged: tuple[logging.Logger, Stream],
+) -> None:
+    logger, stream = logged
+    token = request_id_var.set("rid-7")
+    try:
+        for n in range(5):
+            logger.info("request", extra={"fields": {"n": n}})
+    finally:
+        request_id_var.reset(token)
+    assert stream.getvalue() == ""  # held while the loop is busy
+    await asyncio.sleep(0)  # the loop runs its ready callbacks: the flush among them
+    assert [line["n"] for line in lines(stream)] == [0, 1, 2, 3, 4]
+    assert stream.writes == 1  # one write for the five
+    assert {line["request_id"] for line in lines(stream)} == {"rid-7"}
+
+
+async def test_a_warning_goes_out_at_once_after_the_lines_held_before_it(
+    logged: tuple[logging.Logger, Stream],
+) -> None:
+    logger, stream = logged
+    logger.info("first")
+    logger.warning("second")
+    assert [line["msg"] for line in lines(stream)] == ["first", "second"]  # no waiting
+    await asyncio.sleep(0)
+    assert len(lines(stream)) == 2  # the scheduled flush finds nothing more
+
+
+def test_lines_off_the_loop_are_written_at_once(logged: tuple[logging.Logger, Stream]) -> None:
+    logger, stream = logged
+    logger.info("start-up")
+    assert [line["msg"] for line in lines(stream)] == ["start-up"]
+    worker = threading.Thread(target=logger.info, args=("from a thread",))
+    worker.start()
+    worker.join(5)
+    assert [line["msg"] for line in lines(stream)] == ["start-up", "from a thread"]
+
+
+async def test_shutdown_writes_what_is_held(logged: tuple[logging.Logger, Stream]) -> None:
+    logger, stream = logged
+    logger.info("last words")
+    for handler in logger.handlers:
+        handler.flush()  # what logging.shutdown() does at exit
+    assert [line["msg"] for line in lines(stream)] == ["last words"]
+
+
+def test_request_ids_are_32_hex_digits_and_differ() -> None:
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
