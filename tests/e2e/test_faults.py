@@ -6,6 +6,7 @@ import asyncio
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -129,6 +130,36 @@ async def test_data_store_crash_loses_no_acknowledged_order(api: Api, stack: Sta
     for order_id in acknowledged:
         response, _ = await api.call("GET", f"/orders/{order_id}", headers=jwt)
         assert response.status == 200
+
+
+async def test_data_store_stalled_answers_503_and_a_replay_makes_one_order(
+    api: Api, stack: Stack
+) -> None:
+    """A data store that stops answering (a stalled fsync looks like this from outside): a write
+    gets 503 problem details after at most two store timeouts (auth's account check, then the
+    write: 1 s by default, where a store that is down answers at once); once the store is back,
+    the client's replay with the same Idempotency-Key makes exactly one order, whether or not the
+    stalled write was applied."""
+    username, _ = await api.signup()
+    jwt = await api.jwt_login(username)
+    item = "stalled-" + uuid.uuid4().hex[:8]
+    write = {"headers": {**jwt, "Idempotency-Key": item}, "json": {"item": item, "quantity": 2}}
+    stack.send_signal("data-store", signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response, problem = await api.call("POST", "/orders", **write)
+        seconds = time.monotonic() - started
+        assert response.status == 503 and seconds < 1.5, (response.status, seconds)
+        assert response.content_type == "application/problem+json" and problem["status"] == 503
+    finally:
+        stack.send_signal("data-store", signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while (replay := await api.call("POST", "/orders", **write))[0].status != 201:
+        assert replay[0].status == 503 and time.monotonic() < deadline, replay
+        await asyncio.sleep(0.05)
+    response, listed = await api.call("GET", "/orders?limit=100", headers=jwt)
+    assert response.status == 200
+    assert [o["id"] for o in listed["orders"] if o["item"] == item] == [replay[1]["id"]]
 
 
 async def test_revoked_jwt_stays_revoked_after_the_session_store_loses_everything(
