@@ -28,7 +28,7 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         "--user-rps", type=float, default=15.0, help="requests/s each user offers (default 15)"
     )
     parser.add_argument(
-        "--duration", type=float, default=12.0, help="measured seconds per phase (default 12)"
+        "--duration", type=float, default=9.0, help="measured seconds per phase (default 9)"
     )
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="seconds before measuring (default 2)"
@@ -47,8 +47,8 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     parser.add_argument(
         "--distance-duration",
         type=float,
-        default=8.0,
-        help="measured seconds of each distance phase and of the cluster phase's two (default 8)",
+        default=6.0,
+        help="measured seconds of each distance phase and of the cluster phase's two (default 6)",
     )
     parser.add_argument(
         "--long", action="store_true", help="60 s phases, 3 rounds (about 30 minutes)"
@@ -64,8 +64,8 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     parser.add_argument(
         "--trace-seconds",
         type=float,
-        default=4.0,
-        help="each design's traced phase, for per-hop attribution (default 4; 0 skips)",
+        default=3.0,
+        help="each design's traced phase, for per-hop attribution (default 3; 0 skips)",
     )
     parser.add_argument(
         "--trace-designs",

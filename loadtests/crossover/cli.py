@@ -32,6 +32,7 @@ TUNING: dict[str, tuple[type, str]] = {
     "rotation_rps": (float, "offered rate while the key rotates"),
     "rotation_s": (float, "measured seconds of the rotation window"),
     "nginx_s": (float, "seconds of wrk per proxy in the nginx reference"),
+    "nginx_rounds": (int, "interleaved rounds of the nginx reference"),
     "shard_requests": (int, "redis-benchmark requests (per-shard capacity)"),
 }
 

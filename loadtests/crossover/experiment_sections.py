@@ -18,7 +18,7 @@ from loadtests.crossover.document import (
     section,
 )
 from loadtests.crossover.references import FLOOR
-from loadtests.crossover.results import CrossoverResults, RevocationLag
+from loadtests.crossover.results import CrossoverResults, NginxReference, RevocationLag
 
 
 def _never_refused(lag: RevocationLag, hop: str) -> bool:
@@ -124,6 +124,16 @@ def _floor_text(cpu: Mapping[str, float]) -> str:
     )
 
 
+def _rounds_text(ref: NginxReference) -> str:
+    rounds = ref.get("cpu_us_rounds")
+    if not rounds or ref.get("rounds", 1) < 2:
+        return ""
+    spread = "; ".join(
+        f"{name} {', '.join(f'{v:,.1f}' for v in values)}" for name, values in rounds.items()
+    )
+    return f" CPU us per request in each round: {spread}."
+
+
 def reference_blocks(results: CrossoverResults) -> list[Block]:
     blocks: list[Block] = [Heading(2, "7. nginx reference and store shards")]
     ref = results["nginx"]
@@ -147,8 +157,8 @@ def reference_blocks(results: CrossoverResults) -> list[Block]:
             Para(
                 f"The same GET /orders (one logged-in credential) through nginx and the gateway, "
                 f"{ref['tool']} with {ref['connections']} connections for {ref['seconds']:g} s "
-                f"each, in this run: {ref['note']}. The issue's goal is the gateway within 3x "
-                f"of nginx.{_floor_text(cpu)}"
+                f"each, in this run: {ref['note']}.{_rounds_text(ref)} The issue's goal is the "
+                f"gateway within 3x of nginx.{_floor_text(cpu)}"
             ),
             Table.with_header(header, rows),
         ]

@@ -284,4 +284,5 @@ class Run:
             self.options.nginx_s,
             self.options.nginx_connections,
             self.say,
+            self.options.nginx_rounds,
         )

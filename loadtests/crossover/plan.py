@@ -45,6 +45,7 @@ class Options:
     users: int = 60  # Locust users per design
     processes: int = 2  # Locust worker processes
     nginx_s: float = 2.0
+    nginx_rounds: int = 2  # interleaved, each proxy's least disturbed round counts
     nginx_connections: int = 16
     shard_requests: int = 50_000
     jwks_cooldown_s: float = 2.0
@@ -70,6 +71,7 @@ class Options:
             rotation_s=10.0,
             users=100,
             nginx_s=5.0,
+            nginx_rounds=3,
             shard_requests=200_000,
         )
         return replace(base, **given)  # type: ignore[arg-type]
@@ -201,7 +203,8 @@ def tasks(plan: Sequence[Config], options: Options) -> list[Task]:
                 for d in config.designs
             ]
         if config.nginx:
-            out.append(Task(f"{tag}:nginx", 3 * (options.nginx_s + 1.5) + 1.0))
+            windows = 4 * max(1, options.nginx_rounds)  # nginx, the floor, two gateways
+            out.append(Task(f"{tag}:nginx", windows * (options.nginx_s + 0.5) + 3.0))
     out.append(Task("report", REPORT_S))
     return out
 

@@ -177,9 +177,11 @@ class NginxReference(TypedDict):
     tool: str
     seconds: float
     connections: int
-    requests: PerName  # nginx, aiohttp-floor, gateway, gateway-edgeoff
+    rounds: NotRequired[int]  # interleaved rounds of wrk windows (older runs: one)
+    requests: PerName  # nginx, aiohttp-floor, gateway, gateway-edgeoff (all rounds)
     rps: PerName
-    cpu_us_per_request: PerName  # the proxy process's own CPU
+    cpu_us_per_request: PerName  # the proxy process's own CPU, its least disturbed round
+    cpu_us_rounds: NotRequired[dict[str, list[float]]]  # every round's figure
     ratio: float | None  # gateway (edge auth on) / nginx
     ratio_edge_off: float | None  # gateway with edge auth off (a pure proxy) / nginx
     # The bare forward (loadtests/crossover/floor.py) / nginx (older runs: absent).

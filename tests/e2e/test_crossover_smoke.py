@@ -102,5 +102,8 @@ def test_crossover_smoke_run(tmp_path: Path, redis_available: None) -> None:
         # The bare forward on the gateway's parts, the floor under it, is measured beside them.
         assert nginx["cpu_us_per_request"]["aiohttp-floor"] > 0, nginx
         assert nginx.get("ratio_floor") is not None, nginx
+        # Two interleaved rounds; each proxy's figure is its least disturbed round.
+        for name, figures in nginx["cpu_us_rounds"].items():
+            assert len(figures) == 2 and nginx["cpu_us_per_request"][name] == min(figures), nginx
     # Nothing left behind: the namespace (named after the run's pid) and its veth are gone.
     assert f"{PREFIX}{run.pid}" not in _namespaces()
