@@ -306,7 +306,11 @@ def measure(
 
 
 def run(options: Options) -> Path:
-    """Measure, then write reports/<timestamp>/ and a copy as reports/latest/; returns the first."""
+    """Measure, then write reports/<timestamp>/ and point reports/latest at it; returns the first.
+
+    latest is a relative symlink (a copy where the file system has none), so what is written
+    under reports/latest/ next (the crossover `make bench` runs after this) stays with this run.
+    """
     started = dt.datetime.now(dt.UTC)
     workdir = Path(tempfile.mkdtemp(prefix="authscale-bench-"))
     first = phase_plan(options.rounds)[0].settings
@@ -324,6 +328,9 @@ def run(options: Options) -> Path:
         latest.unlink()
     elif latest.exists():
         shutil.rmtree(latest)
-    shutil.copytree(out, latest)
+    try:
+        latest.symlink_to(out.name, target_is_directory=True)
+    except OSError:
+        shutil.copytree(out, latest)
     shutil.rmtree(workdir, ignore_errors=True)
     return out

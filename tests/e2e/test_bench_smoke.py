@@ -52,6 +52,9 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"report: {tmp_path}" in done.stdout
     latest = tmp_path / "latest"
+    # latest points at this run, so the crossover written under it next stays with the run.
+    (run_dir,) = [d for d in tmp_path.iterdir() if d.name != "latest"]
+    assert latest.is_symlink() and latest.resolve() == run_dir.resolve()
     assert (latest / "report.md").exists() and (latest / "latency_vs_distance.png").exists()
     results = bench_results.load(latest / "results.json")
 
