@@ -39,7 +39,7 @@ MEMORY_TMP = Path("/dev/shm")
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("TMPDIR") or not (MEMORY_TMP.is_dir() and os.access(MEMORY_TMP, os.W_OK)):
         return
-    root = MEMORY_TMP / "authscale-tests"
+    root = MEMORY_TMP / f"authscale-tests-{os.getuid()}"  # one per user: 0700
     root.mkdir(mode=0o700, exist_ok=True)
     os.environ["TMPDIR"] = str(root)  # service, Locust and bench processes the suite starts
     tempfile.tempdir = str(root)  # this process (pytest's tmp_path included)
