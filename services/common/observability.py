@@ -213,6 +213,13 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.fast_path = Counter(
+            "gateway_fast_path_total",
+            "Requests the gateway's fast path answered (served) or handed to aiohttp's server "
+            "with their connection (handed_off)",
+            ["service", "result"],
+            registry=r,
+        )
         self.upstream_calls = Counter(
             "upstream_calls_total",
             "Calls made to another authscale service",
@@ -246,6 +253,9 @@ class Metrics:
     def observe_session_cache(self, result: str) -> None:
         self._child(self.session_cache, result).inc()
 
+    def observe_fast_path(self, result: str) -> None:
+        self._child(self.fast_path, result).inc()
+
     def observe_upstream(self, upstream: str, result: str) -> None:
         self._child(self.upstream_calls, upstream, result).inc()
 
@@ -276,9 +286,14 @@ def new_request_id() -> str:
     return f"{_ids.getrandbits(128):032x}"
 
 
+def valid_request_id(incoming: str) -> bool:
+    """A client's X-Request-ID worth keeping (else the service makes one)."""
+    return _REQUEST_ID_RE.match(incoming) is not None
+
+
 def request_id_from(request: web.Request) -> str:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    return incoming if _REQUEST_ID_RE.match(incoming) else new_request_id()
+    return incoming if valid_request_id(incoming) else new_request_id()
 
 
 def make_observability_middleware(metrics: Metrics) -> Middleware:

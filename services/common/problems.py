@@ -41,6 +41,24 @@ class ProblemError(Exception):
         self.extra = dict(extra or {})
 
 
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    extra: Mapping[str, object] | None = None,
+) -> bytes:
+    """The application/problem+json document of a problem."""
+    body: dict[str, object] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    body.update(extra or {})
+    return json.dumps(body).encode()
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -49,16 +67,9 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, object] | None = None,
 ) -> web.Response:
-    body: dict[str, object] = {
-        "type": "about:blank",
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    body.update(extra or {})
     response = web.Response(
         status=status,
-        body=json.dumps(body).encode(),
+        body=problem_body(status, detail, title=title, extra=extra),
         content_type=PROBLEM_TYPE,
         headers=headers,
     )

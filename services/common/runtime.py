@@ -12,7 +12,7 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader, LineTooLong
@@ -75,6 +75,18 @@ def add_verifier(
     app.cleanup_ctx.append(context)
 
 
+def reset_slow_reader(transport: asyncio.Transport) -> None:
+    """End a connection whose client stopped reading its responses."""
+    log.warning("closing a connection whose client stopped reading its responses")
+    # A reset, not a close: a close would leave the unread responses in the kernel's send
+    # buffer until the client finally reads them.
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 class _GuardedHandler(web.RequestHandler):
     """aiohttp's connection handler, with bounds on slow clients and quiet parse errors.
 
@@ -119,14 +131,7 @@ class _GuardedHandler(web.RequestHandler):
         transport = self.transport
         if transport is None:
             return
-        log.warning("closing a connection whose client stopped reading its responses")
-        # A reset, not a close: a close would leave the unread responses in the kernel's send
-        # buffer until the client finally reads them.
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
+        reset_slow_reader(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         for deadline in (self._first_request_deadline, self._write_deadline):
@@ -179,6 +184,38 @@ def _parse_reason(exc: HttpProcessingError) -> str:
     return f"{type(exc).__name__}: {reason[:100]}" if quoted else type(exc).__name__
 
 
+class Front(Protocol):
+    """What a service may put in front of aiohttp's server on its connections (the gateway's
+    fast path): a protocol factory that hands connections to aiohttp's as it sees fit."""
+
+    def __call__(self) -> asyncio.Protocol: ...
+
+    async def shutdown(self, grace: float) -> None: ...
+
+
+# Set by an app that has a front: given aiohttp's protocol factory, the front (built after the
+# app's startup, so it can hold what startup made).
+front_key: web.AppKey[Callable[[Callable[[], asyncio.Protocol]], Front]] = web.AppKey("front")
+
+
+class _FrontedSite(web.TCPSite):
+    """TCPSite whose connections start on a Front instead of aiohttp's server."""
+
+    __slots__ = ("_front",)
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, front: Front) -> None:
+        super().__init__(runner, host, port)
+        self._front = front
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._front, self._host, self._port, backlog=self._backlog
+        )
+        self._bound_port = self._server.sockets[0].getsockname()[1]
+
+
 class _GuardedServer(web.Server):
     def __call__(self) -> web.RequestHandler:
         return _GuardedHandler(self, loop=self._loop, **self._kwargs)
@@ -191,7 +228,13 @@ class _GuardedRunner(web.AppRunner):
         return server
 
 
-async def _run(app: web.Application, server: ServerSettings) -> None:
+@contextlib.asynccontextmanager
+async def serving(
+    app: web.Application, server: ServerSettings, *, port: int | None = None, front: bool = True
+) -> AsyncIterator[int]:
+    """Serve `app` on server.host (and `port`, else server.port) with the services' limits and
+    the app's front, if it has one and tracing is off (front=False: aiohttp's server alone),
+    until the block ends; yields the port it listens on."""
     runner = _GuardedRunner(
         app,
         access_log=None,
@@ -211,20 +254,40 @@ async def _run(app: web.Application, server: ServerSettings) -> None:
         lingering_time=1.0,
     )
     await runner.setup()
+    fronted: Front | None = None
+    site: web.TCPSite
+    make_front = app.get(front_key)
+    port = server.port if port is None else port
+    if front and make_front is not None and not tracing.enabled():
+        # Traced requests take aiohttp's path: its instrumentation makes the server spans.
+        assert runner.server is not None
+        fronted = make_front(runner.server)
+        site = _FrontedSite(runner, server.host, port, fronted)
+    else:
+        site = web.TCPSite(runner, server.host, port)
+    try:
+        await site.start()
+        yield site.port
+    finally:
+        if fronted is not None:
+            # Before aiohttp's shutdown: answers in flight still need what the app holds.
+            await site.stop()
+            await fronted.shutdown(5.0)
+        await runner.cleanup()
+
+
+async def _run(app: web.Application, server: ServerSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await web.TCPSite(runner, server.host, server.port).start()
+    async with serving(app, server):
         log.info("listening on %s:%d", server.host, server.port)
         # Everything built so far (modules, app, keys) lives as long as the process: keep it out
         # of the collector's full passes, which would otherwise walk it again and again.
         gc.collect()  # start-up's garbage goes now, not into the frozen generation
         gc.freeze()
         await stop.wait()
-    finally:
-        await runner.cleanup()
 
 
 def serve(service: str, server: ServerSettings, build: Callable[[], web.Application]) -> None:

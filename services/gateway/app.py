@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
 from services.common.observability import metrics_key, ready_checks_key
-from services.common.runtime import add_verifier, new_app
-from services.common.verify import require_csrf, verifier_key
+from services.common.runtime import add_verifier, front_key, new_app
+from services.common.verify import Principal, check_csrf, verifier_key
 from services.gateway import openapi
+from services.gateway.edge import Edge, Route
 from services.gateway.exchange import TokenExchange
 from services.gateway.proxy import (
     Proxy,
@@ -31,6 +32,10 @@ orders_pool_key = web.AppKey("orders_pool", UpstreamPool)
 gateway_settings_key = web.AppKey("gateway_settings", Settings)
 exchange_key = web.AppKey("exchange", TokenExchange)
 
+
+AUTH_ROUTE = "/auth/{tail:.*}"
+ORDERS_ROUTE = "/orders"
+ORDER_ROUTE = "/orders/{tail:.*}"
 
 # The contract's routes, and nothing else: an upstream's /healthz, /readyz, /metrics and any
 # internal endpoint stay on its own address.
@@ -75,15 +80,22 @@ async def orders_route(request: web.Request) -> web.Response:
     if settings.edge_auth or settings.token_exchange:
         # Refuse at the edge: requests without a valid credential never reach orders.
         principal = await request.app[verifier_key].authenticate(request)
-        if settings.token_exchange and principal.mode == "session":
-            # The hybrid: CSRF is checked here, and downstream sees a bearer token instead.
-            require_csrf(request, principal)
-            assert principal.session_id is not None
-            token = await request.app[exchange_key].token_for(principal.session_id)
-            credential = f"Bearer {token}"
+        credential = await inner_credential(request.app, request.method, request.headers, principal)
     return await request.app[proxy_key].forward(
         request, request.app[orders_pool_key], path, credential=credential
     )
+
+
+async def inner_credential(
+    app: web.Application, method: str, headers: Mapping[str, str], principal: Principal
+) -> str | None:
+    """What orders gets instead of the client's credential: in the hybrid, a session becomes an
+    internal bearer token (CSRF checked here first); otherwise None, the client's own."""
+    if not (app[gateway_settings_key].token_exchange and principal.mode == "session"):
+        return None
+    check_csrf(method, headers, principal)
+    assert principal.session_id is not None
+    return f"Bearer {await app[exchange_key].token_for(principal.session_id)}"
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -136,7 +148,51 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         return web.Response(body=spec, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi_json)
-    app.router.add_route("*", "/auth/{tail:.*}", auth_route)
-    app.router.add_route("*", "/orders", orders_route)
-    app.router.add_route("*", "/orders/{tail:.*}", orders_route)
+    # The fast path labels its requests' metrics with these routes' names (the resources').
+    labels = []
+    for pattern, handler in (
+        (AUTH_ROUTE, auth_route),
+        (ORDERS_ROUTE, orders_route),
+        (ORDER_ROUTE, orders_route),
+    ):
+        resource = app.router.add_resource(pattern)
+        resource.add_route("*", handler)
+        labels.append(resource.canonical)
+    app[front_key] = lambda aiohttp_server: fast_path(app, aiohttp_server, tuple(labels))
     return app
+
+
+def fast_path(
+    app: web.Application,
+    aiohttp_server: Callable[[], asyncio.Protocol],
+    labels: tuple[str, ...],
+) -> Edge:
+    """The connections' front (services/gateway/edge.py), once the app has started."""
+    settings = app[gateway_settings_key]
+    auth_label, orders_label, order_label = labels
+    auth_pool, orders_pool = app[auth_pool_key], app[orders_pool_key]
+
+    def route(path: str) -> Route | None:
+        # The same decisions as auth_route and orders_route make through routed_path().
+        if path in AUTH_PATHS:
+            return auth_pool, path[len("/auth") :], auth_label
+        if _is_orders_path(path):
+            return orders_pool, path, orders_label if path == "/orders" else order_label
+        return None
+
+    async def inner(method: str, headers: Mapping[str, str], principal: Principal) -> str | None:
+        return await inner_credential(app, method, headers, principal)
+
+    edge_auth = settings.edge_auth or settings.token_exchange
+    return Edge(
+        aiohttp_server=aiohttp_server,
+        route=route,
+        proxy=app[proxy_key],
+        metrics=app[metrics_key],
+        verifier=app[verifier_key] if edge_auth else None,
+        inner_credential=inner,
+        edge_pool=orders_pool,
+        keepalive_timeout=settings.server.keepalive_timeout_seconds,
+        write_timeout=settings.server.body_timeout_seconds,
+        max_body_bytes=settings.max_body_bytes,
+    )

@@ -9,7 +9,7 @@ csrf       the double-submit check for cookie credentials
 errors     the AuthError tree: every 401 any service answers
 """
 
-from services.common.verify.csrf import carried_by_cookie, csrf_digest, require_csrf
+from services.common.verify.csrf import carried_by_cookie, check_csrf, csrf_digest, require_csrf
 from services.common.verify.errors import (
     ACCOUNT_GONE,
     AccountGone,
@@ -39,6 +39,7 @@ __all__ = [
     "UnknownKey",
     "Verifier",
     "carried_by_cookie",
+    "check_csrf",
     "csrf_digest",
     "require_csrf",
     "verifier_key",

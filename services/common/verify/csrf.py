@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -32,9 +33,14 @@ def carried_by_cookie(request: web.Request) -> bool:
 
 def require_csrf(request: web.Request, principal: Principal) -> None:
     """Cookie-authenticated unsafe requests must echo the credential's CSRF token (else 403)."""
-    if request.method in SAFE_METHODS or not carried_by_cookie(request):
+    check_csrf(request.method, request.headers, principal)
+
+
+def check_csrf(method: str, headers: Mapping[str, str], principal: Principal) -> None:
+    """require_csrf on a request's method and (case-insensitive) headers."""
+    if method in SAFE_METHODS or "Authorization" in headers:
         return
-    sent = request.headers.get("X-CSRF-Token", "")
+    sent = headers.get("X-CSRF-Token", "")
     if principal.mode == "jwt":
         sent = csrf_digest(sent) if sent else ""
     if not principal.csrf or not hmac.compare_digest(sent.encode(), principal.csrf.encode()):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -84,18 +84,34 @@ class Verifier:
     # -- request entry point ------------------------------------------------------------------
 
     async def authenticate(self, request: web.Request) -> Principal:
-        start = time.perf_counter()
-        # Which credential judges: the Authorization header alone if present; else the `at`
-        # cookie (a JWT carried by a cookie); else the session cookie.
-        header = request.headers.get("Authorization")
-        at = sid = None
-        if header is None:
-            cookies = request.cookies
-            at = cookies.get(self.settings.access_cookie_name)
-            if not at:
-                sid = cookies.get(self.settings.cookie_name)
-        mode = "jwt" if header is not None or at else ("session" if sid else "none")
+        """Judge the request's credential; its mode is recorded on the request either way."""
+        authorization = request.headers.get("Authorization")
+        mode, check = self.judge(authorization, lambda: request.cookies)
         request[auth_mode_key] = mode
+        return await check
+
+    def judge(
+        self, authorization: str | None, cookies: Callable[[], Mapping[str, str]]
+    ) -> tuple[str, Awaitable[Principal]]:
+        """Which credential judges (`mode`: jwt, session or none) and the check of it.
+
+        The Authorization header alone if present; else the `at` cookie (a JWT carried by a
+        cookie); else the session cookie. `cookies` is read only without the header. The
+        gateway's fast path (services/gateway/edge.py) calls this with the fields it parsed.
+        """
+        at = sid = None
+        if authorization is None:
+            jar = cookies()
+            at = jar.get(self.settings.access_cookie_name)
+            if not at:
+                sid = jar.get(self.settings.cookie_name)
+        mode = "jwt" if authorization is not None or at else ("session" if sid else "none")
+        return mode, self._check(mode, authorization, at, sid)
+
+    async def _check(
+        self, mode: str, header: str | None, at: str | None, sid: str | None
+    ) -> Principal:
+        start = time.perf_counter()
         carrier = "header" if header is not None else "cookie"
         # One frame for the whole check: the span is a shared null context when tracing is off.
         try:

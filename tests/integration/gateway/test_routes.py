@@ -1,69 +1,25 @@
 """The gateway forwards the contract's routes only, and never a header value it would change.
 
 A real gateway app in front of a real HTTP upstream that records every request it receives, so
-"refused at the gateway" means the upstream never saw the request.
+"refused at the gateway" means the upstream never saw the request. Every test runs on aiohttp's
+server alone and on the services' own server with the fast path in front (conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from services.gateway.app import create_app
-from services.gateway.settings import Settings
+from tests.integration.gateway.conftest import Served, Upstream
 
 PROBLEM = "application/problem+json"
 
 
-@dataclass
-class Upstream:
-    """What reached the upstream: forwarded requests only (health probes carry no request id)."""
-
-    server: TestServer
-    seen: list[tuple[str, str, list[tuple[bytes, bytes]]]] = field(default_factory=list)
-
-    @property
-    def paths(self) -> list[str]:
-        return [path for _, path, _ in self.seen]
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Upstream:
-    recorder: Upstream
-
-    async def record(request: web.Request) -> web.Response:
-        if "X-Request-ID" in request.headers:
-            recorder.seen.append((request.method, request.raw_path, list(request.raw_headers)))
-        return web.json_response({"upstream": True})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", record)
-    recorder = Upstream(await aiohttp_server(app))
-    return recorder
-
-
-@pytest.fixture
-async def gateway(
-    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], upstream: Upstream
-) -> TestClient[Any, Any]:
-    url = str(upstream.server.make_url("")).rstrip("/")
-    settings = Settings.from_env(
-        {
-            "AUTH_UPSTREAMS": url,
-            "ORDERS_UPSTREAMS": url,
-            # Routing is under test here, not credentials: orders requests pass the edge as is.
-            "GATEWAY_EDGE_AUTH": "0",
-            "HEALTH_INTERVAL_SECONDS": "60",
-        }
-    )
-    return await aiohttp_client(create_app(settings))
+Gateway = TestClient[Any, Any] | Served
 
 
 FORWARDED = [
@@ -82,7 +38,7 @@ FORWARDED = [
 
 @pytest.mark.parametrize("method, path, upstream_path", FORWARDED)
 async def test_contract_routes_are_forwarded(
-    gateway: TestClient[Any, Any], upstream: Upstream, method: str, path: str, upstream_path: str
+    gateway: Gateway, upstream: Upstream, method: str, path: str, upstream_path: str
 ) -> None:
     response = await gateway.request(method, path)
     assert response.status == 200, await response.text()
@@ -106,7 +62,7 @@ NOT_FORWARDED = [
 @pytest.mark.parametrize("path", NOT_FORWARDED)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_other_paths_are_404_without_reaching_an_upstream(
-    gateway: TestClient[Any, Any], upstream: Upstream, method: str, path: str
+    gateway: Gateway, upstream: Upstream, method: str, path: str
 ) -> None:
     response = await gateway.request(method, path, json={})
     assert response.status == 404
@@ -117,7 +73,7 @@ async def test_other_paths_are_404_without_reaching_an_upstream(
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
 async def test_the_gateways_own_routes_stay(
-    gateway: TestClient[Any, Any], upstream: Upstream, path: str
+    gateway: Gateway, upstream: Upstream, path: str
 ) -> None:
     response = await gateway.get(path)
     assert response.status in (200, 503)  # /readyz follows the replicas' probed health
@@ -151,7 +107,7 @@ def status_and_body(answer: bytes) -> tuple[int, dict[str, Any]]:
     ],
 )
 async def test_headers_that_cannot_be_forwarded_unchanged_are_refused(
-    gateway: TestClient[Any, Any], upstream: Upstream, header: bytes, status: int
+    gateway: Gateway, upstream: Upstream, header: bytes, status: int
 ) -> None:
     assert gateway.port is not None
     answer = await raw_request(
@@ -165,7 +121,7 @@ async def test_headers_that_cannot_be_forwarded_unchanged_are_refused(
 
 
 async def test_header_values_reach_the_upstream_byte_for_byte(
-    gateway: TestClient[Any, Any], upstream: Upstream
+    gateway: Gateway, upstream: Upstream
 ) -> None:
     assert gateway.port is not None
     sent = [
@@ -186,7 +142,7 @@ async def test_header_values_reach_the_upstream_byte_for_byte(
 
 
 async def test_the_gateway_adds_no_content_negotiation_of_its_own(
-    gateway: TestClient[Any, Any], upstream: Upstream
+    gateway: Gateway, upstream: Upstream
 ) -> None:
     """Bodies pass through undecoded: asking the upstream for gzip on a client's behalf would
     hand that client gzip it never asked for. What the client sent goes through as sent."""
@@ -210,7 +166,7 @@ async def test_the_gateway_adds_no_content_negotiation_of_its_own(
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP", "identity, gzip"])
 async def test_compressed_bodies_are_refused_before_forwarding(
-    gateway: TestClient[Any, Any], upstream: Upstream, encoding: str
+    gateway: Gateway, upstream: Upstream, encoding: str
 ) -> None:
     response = await gateway.post(
         "/orders",
@@ -222,9 +178,7 @@ async def test_compressed_bodies_are_refused_before_forwarding(
     assert upstream.seen == []
 
 
-async def test_identity_encoding_is_forwarded(
-    gateway: TestClient[Any, Any], upstream: Upstream
-) -> None:
+async def test_identity_encoding_is_forwarded(gateway: Gateway, upstream: Upstream) -> None:
     response = await gateway.post(
         "/orders", json={"item": "x"}, headers={"Content-Encoding": "identity"}
     )
