@@ -109,18 +109,19 @@ def rotation_blocks(results: CrossoverResults) -> list[Block]:
 
 
 def _floor_text(cpu: Mapping[str, float]) -> str:
-    """What the bare forward says about the gateway's cost (runs that measured it)."""
+    """What the bare forward on aiohttp's server says about the gateway (runs that measured it)."""
     floor, nginx, gateway = cpu.get(FLOOR), cpu.get("nginx"), cpu.get("gateway-edgeoff")
     if not floor or not nginx or not gateway:
         return ""
     return (
-        f" A bare forward on the same parts (aiohttp's server and the gateway's upstream "
-        f"client, loadtests/crossover/floor.py) with none of the gateway's work costs "
-        f"{floor:,.1f} us ({floor / nginx:.2f}x nginx): the floor under this gateway, so "
-        f"{'above' if floor > 3 * nginx else 'within'} the 3x goal by itself; the gateway "
-        f"with edge auth off spends {gateway - floor:,.1f} us more than that floor "
-        f"({gateway / floor:.2f}x) on its own work (path policing, header hygiene, request "
-        "ids, metrics, the access log line nginx does not write here, failover)."
+        f" A bare forward on aiohttp's server with the gateway's upstream client and none of "
+        f"the gateway's work (loadtests/crossover/floor.py) costs {floor:,.1f} us "
+        f"({floor / nginx:.2f}x nginx): what a proxy on aiohttp's server pays at least. The "
+        f"gateway answers plain proxied requests on its own fast path (services/gateway/edge.py:"
+        f" httptools in front of aiohttp's server, which keeps everything else), and with edge "
+        f"auth off spends {gateway:,.1f} us, {gateway / floor:.2f}x that forward, its own work "
+        "included (path policing, header hygiene, request ids, metrics, the access log line "
+        "nginx does not write here, failover)."
     )
 
 

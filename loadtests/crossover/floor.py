@@ -1,12 +1,12 @@
-"""The floor under the gateway: a bare aiohttp app on uvloop that forwards `GET /orders` to one
-upstream through the gateway's own upstream client (services/gateway/upstream.py), with the
+"""A bare forward on aiohttp's server: an aiohttp app on uvloop that forwards `GET /orders` to
+one upstream through the gateway's own upstream client (services/gateway/upstream.py), with the
 credential's headers only (Authorization, Cookie) and none of the gateway's work (no path
 policing, header hygiene, metrics, access log, failover, edge auth).
 
-The crossover's reference column runs it beside nginx and the gateway: what the gateway spends
-above it is the cost of its own work, and what it spends itself is what aiohttp's server and
-the upstream client cost per proxied request. Not a service:
-`python -m loadtests.crossover.floor PORT URL`.
+The crossover's reference column runs it beside nginx and the gateway: what it spends is what
+aiohttp's server and the upstream client cost per proxied request, the least the gateway would
+pay without its fast path (services/gateway/edge.py), which serves plain proxied requests in
+front of aiohttp's server. Not a service: `python -m loadtests.crossover.floor PORT URL`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The reference points the crossover compares against: nginx proxying the same GET as the
 gateway (the gateway's CPU per request against a plain reverse proxy's), beside them a bare
-forward on the gateway's own parts (loadtests/crossover/floor.py: the floor under this
-gateway), and one session-store shard's capacity (redis-benchmark), from which the model counts
+forward on aiohttp's server and the gateway's upstream client (loadtests/crossover/floor.py:
+what the gateway would pay without its fast path), and one session-store shard's capacity (redis-benchmark), from which the model counts
 shards."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from loadtests.crossover.results import NginxReference, Shards
 
 # -- nginx, the reference proxy -----------------------------------------------------------------
 
-FLOOR = "aiohttp-floor"  # the bare forward on the gateway's parts: the floor under it
+FLOOR = "aiohttp-floor"  # the bare forward on aiohttp's server and the upstream client
 
 NGINX_CONF = """daemon off;
 master_process off;

@@ -201,6 +201,7 @@ class Connection(asyncio.Protocol):
         self.idle_since = self.loop.time()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.write_timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None  # the answer in flight, kept referenced
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -255,11 +256,11 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.write_paused:
             return
+        if self.edge.closing or (self.eof and not self.buffer):
+            transport.close()  # shutting down: no new request starts
+            return
         if not self.buffer:
-            if self.eof or self.edge.closing:
-                transport.close()
-            else:
-                self.idle_since = self.loop.time()
+            self.idle_since = self.loop.time()
             return
         if self.reading_paused:
             self.reading_paused = False
@@ -276,7 +277,7 @@ class Connection(asyncio.Protocol):
         del self.buffer[:stop]
         self.busy = True
         self.edge.metrics.observe_fast_path("served")
-        self.loop.create_task(
+        self.task = self.loop.create_task(
             self._answer(method, url, fields, body, routed, keep_alive and not self.eof)
         )
 

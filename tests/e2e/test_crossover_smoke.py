@@ -99,7 +99,7 @@ def test_crossover_smoke_run(tmp_path: Path, redis_available: None) -> None:
     if shutil.which("nginx") and shutil.which("wrk"):
         assert nginx["available"], nginx["note"]
         assert nginx["ratio"] is not None and nginx["ratio"] > 1.0
-        # The bare forward on the gateway's parts, the floor under it, is measured beside them.
+        # The bare forward on aiohttp's server is measured beside them.
         assert nginx["cpu_us_per_request"]["aiohttp-floor"] > 0, nginx
         assert nginx.get("ratio_floor") is not None, nginx
         # Two interleaved rounds; each proxy's figure is its least disturbed round.
