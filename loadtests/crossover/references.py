@@ -1,8 +1,8 @@
 """The reference points the crossover compares against: nginx proxying the same GET as the
 gateway (the gateway's CPU per request against a plain reverse proxy's), beside them a bare
 forward on aiohttp's server and the gateway's upstream client (loadtests/crossover/floor.py:
-what the gateway would pay without its fast path), and one session-store shard's capacity (redis-benchmark), from which the model counts
-shards."""
+what the gateway would pay without its fast path), and one session-store shard's capacity
+(redis-benchmark), from which the model counts shards."""
 
 from __future__ import annotations
 
