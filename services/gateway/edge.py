@@ -26,7 +26,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import cast
@@ -34,10 +34,13 @@ from typing import cast
 import httptools
 from aiohttp._cookie_helpers import parse_cookie_header
 from multidict import CIMultiDict, CIMultiDictProxy
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from services.common.observability import (
     REQUEST_ID_HEADER,
     Metrics,
+    log_access,
     new_request_id,
     request_id_var,
     valid_request_id,
@@ -55,7 +58,6 @@ from services.gateway.proxy import (
 )
 
 log = logging.getLogger("authscale.gateway")
-access = logging.getLogger("authscale.access")
 
 FAST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 # Requests with these are aiohttp's to answer: framing it does and this server does not.
@@ -155,6 +157,9 @@ class Edge:
         self.connections: set[Connection] = set()
         self.closing = False
         self.drained = asyncio.Event()  # set as connections end while closing
+        # Plain counts on the hot path, read by /metrics when it is scraped.
+        self.served = self.handed_off = 0
+        metrics.registry.register(_Counts(self, metrics.service))
         self._date = ("", 0)
 
     def __call__(self) -> asyncio.Protocol:
@@ -276,7 +281,7 @@ class Connection(asyncio.Protocol):
             return
         del self.buffer[:stop]
         self.busy = True
-        self.edge.metrics.observe_fast_path("served")
+        self.edge.served += 1
         self.task = self.loop.create_task(
             self._answer(method, url, fields, body, routed, keep_alive and not self.eof)
         )
@@ -311,7 +316,7 @@ class Connection(asyncio.Protocol):
         self.edge.forget(self)
         if self.idle_timer is not None:
             self.idle_timer.cancel()
-        self.edge.metrics.observe_fast_path("handed_off")
+        self.edge.handed_off += 1
         handler = self.edge.aiohttp_server()
         transport.set_protocol(handler)
         handler.connection_made(transport)
@@ -381,19 +386,7 @@ class Connection(asyncio.Protocol):
         finally:
             elapsed = time.perf_counter() - start
             edge.metrics.observe_request(label, method, status, mode, elapsed)
-            if access.isEnabledFor(logging.INFO):
-                access.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "method": method,
-                            "path": url.partition("?")[0],
-                            "status": status,
-                            "auth_mode": mode,
-                            "ms": round(elapsed * 1000, 3),
-                        }
-                    },
-                )
+            log_access(method, url.partition("?")[0], status, mode, elapsed)
             request_id_var.reset(token)
             self.busy = False
             if not keep_alive:
@@ -452,6 +445,26 @@ class Connection(asyncio.Protocol):
         if transport is None:
             return
         reset_slow_reader(transport)
+
+
+class _Counts(Collector):
+    """gateway_fast_path_total: requests the fast path answered (served) or handed to aiohttp's
+    server with their connection (handed_off)."""
+
+    def __init__(self, edge: Edge, service: str) -> None:
+        self.edge = edge
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "gateway_fast_path",
+            "Requests the gateway's fast path answered (served) or handed to aiohttp's server "
+            "with their connection (handed_off)",
+            labels=["service", "result"],
+        )
+        family.add_metric([self.service, "served"], self.edge.served)
+        family.add_metric([self.service, "handed_off"], self.edge.handed_off)
+        yield family
 
 
 def _cookies(headers: CIMultiDictProxy[str]) -> dict[str, str]:

@@ -31,7 +31,7 @@ import collections
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 import httptools
 
@@ -68,9 +68,11 @@ class Answer:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
-    """Where a replica listens: host (a name or an IP, IPv6 without brackets) and port."""
+class Address(NamedTuple):
+    """Where a replica listens: host (a name or an IP, IPv6 without brackets) and port.
+
+    A tuple: it keys the connection pools several times per request, and a tuple's hash is
+    computed in C (a frozen dataclass's runs Python code each time)."""
 
     host: str
     port: int
