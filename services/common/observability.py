@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TextIO, TypeVar
+from typing import TextIO
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -24,7 +24,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     ProcessCollector,
     generate_latest,
 )
@@ -204,9 +203,6 @@ def _direct_handler() -> LineHandler | None:
     return handler
 
 
-_Labelled = TypeVar("_Labelled", Counter, Histogram)
-
-
 class LoopCounter(Collector):
     """A labelled counter counted with plain numbers: for the metrics every request touches,
     observed on the event loop only (no lock, no per-call checks; prometheus_client's Counter
@@ -273,7 +269,6 @@ class Metrics:
     )
 
     def __post_init__(self) -> None:
-        self._labelled: dict[tuple[Counter | Histogram, tuple[str, ...]], Counter | Histogram] = {}
         r = self.registry
         ProcessCollector(registry=r)
         self.requests = LoopCounter(
@@ -289,31 +284,31 @@ class Metrics:
             _BUCKETS,
             r,
         )
-        self.auth_checks = Counter(
-            "auth_checks_total",
+        self.auth_checks = LoopCounter(
+            "auth_checks",
             "Credential verifications performed",
             ["service", "mode", "result"],
-            registry=r,
+            r,
         )
-        self.auth_latency = Histogram(
+        self.auth_latency = LoopHistogram(
             "auth_check_duration_seconds",
             "Time spent verifying one credential",
             ["service", "mode"],
-            buckets=_BUCKETS,
-            registry=r,
+            _BUCKETS,
+            r,
         )
-        self.store_calls = Counter(
-            "store_calls_total",
+        self.store_calls = LoopCounter(
+            "store_calls",
             "Calls made to a Redis store",
             ["service", "store", "op", "result"],
-            registry=r,
+            r,
         )
-        self.store_latency = Histogram(
+        self.store_latency = LoopHistogram(
             "store_call_duration_seconds",
             "Latency of calls to a Redis store",
             ["service", "store", "op"],
-            buckets=_BUCKETS,
-            registry=r,
+            _BUCKETS,
+            r,
         )
         self.info = Gauge(
             "authscale_info",
@@ -321,11 +316,11 @@ class Metrics:
             ["service", "jwt_revocation"],
             registry=r,
         )
-        self.session_cache = Counter(
-            "session_cache_total",
+        self.session_cache = LoopCounter(
+            "session_cache",
             "Session look-ups answered from the verifier's cache (hit) or the store (miss)",
             ["service", "result"],
-            registry=r,
+            r,
         )
         self.logins_shed = Counter(
             "logins_shed_total",
@@ -340,18 +335,9 @@ class Metrics:
             r,
         )
 
-    # labels() takes a lock and builds tuples on every call; on the per-request path the
-    # labelled children are looked up once and kept.
-    def _child(self, metric: _Labelled, *labels: str) -> _Labelled:
-        key = (metric, labels)
-        child = self._labelled.get(key)
-        if child is None:
-            child = self._labelled[key] = metric.labels(self.service, *labels)
-        return child  # type: ignore[return-value]
-
     def observe_auth(self, mode: str, result: str, seconds: float) -> None:
-        self._child(self.auth_checks, mode, result).inc()
-        self._child(self.auth_latency, mode).observe(seconds)
+        self.auth_checks.inc((self.service, mode, result))
+        self.auth_latency.observe((self.service, mode), seconds)
 
     def observe_request(
         self, route: str, method: str, status: int, mode: str, seconds: float
@@ -360,11 +346,11 @@ class Metrics:
         self.latency.observe((self.service, route, mode), seconds)
 
     def observe_store(self, store: str, op: str, result: str, seconds: float) -> None:
-        self._child(self.store_calls, store, op, result).inc()
-        self._child(self.store_latency, store, op).observe(seconds)
+        self.store_calls.inc((self.service, store, op, result))
+        self.store_latency.observe((self.service, store, op), seconds)
 
     def observe_session_cache(self, result: str) -> None:
-        self._child(self.session_cache, result).inc()
+        self.session_cache.inc((self.service, result))
 
     def observe_upstream(self, upstream: str, result: str) -> None:
         self.upstream_calls.inc((self.service, upstream, result))

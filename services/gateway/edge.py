@@ -64,6 +64,8 @@ FAST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 HANDED_OFF = frozenset({"transfer-encoding", "expect", "upgrade", "content-encoding"})
 # The fields the input rules hold to visible ASCII with no space (requests.py).
 VISIBLE_ONLY = frozenset({"x-csrf-token", "idempotency-key"})
+# The fields the fast path reads itself.
+FIRST = frozenset({"authorization", "cookie", "x-request-id", "idempotency-key"})
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
@@ -74,12 +76,23 @@ class Handoff(Exception):
 class Request:
     """One parsed request: the httptools callbacks fill it."""
 
-    __slots__ = ("complete", "fields", "keep_alive", "length", "method", "parser", "plain", "url")
+    __slots__ = (
+        "complete",
+        "fields",
+        "first",
+        "keep_alive",
+        "length",
+        "method",
+        "parser",
+        "plain",
+        "url",
+    )
 
     def __init__(self) -> None:
         # Dropped once the head is parsed (a cycle the collector would otherwise clear).
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.fields: list[tuple[str, str]] = []
+        self.first: dict[str, str] = {}  # of the FIRST fields, the first value (headers.get())
         self.url = b""
         self.length = 0
         self.complete = False
@@ -108,6 +121,8 @@ class Request:
             self.length = int(text)
         elif lower in VISIBLE_ONLY and " " in text:
             raise Handoff()
+        if lower in FIRST:
+            self.first.setdefault(lower, text)
         self.fields.append((name.decode("ascii"), text))
 
     def on_headers_complete(self) -> None:
@@ -271,22 +286,22 @@ class Connection(asyncio.Protocol):
             self.reading_paused = False
             transport.resume_reading()
         try:
-            method, url, fields, body, keep_alive, stop = self._parse()
+            request, url, body, stop = self._parse()
             routed = self.edge.route(check_path(url))
         except (Handoff, ProblemError, httptools.HttpParserError, ValueError):
             self._hand_off()
             return
-        if routed is None or method not in FAST_METHODS:
+        if routed is None or request.method not in FAST_METHODS:
             self._hand_off()
             return
         del self.buffer[:stop]
         self.busy = True
         self.edge.served += 1
         self.task = self.loop.create_task(
-            self._answer(method, url, fields, body, routed, keep_alive and not self.eof)
+            self._answer(request, url, body, routed, request.keep_alive and not self.eof)
         )
 
-    def _parse(self) -> tuple[str, str, list[tuple[str, str]], bytes | None, bool, int]:
+    def _parse(self) -> tuple[Request, str, bytes | None, int]:
         """The request at the head of the buffer if it is all there and plain, and where it
         ends; Handoff otherwise. The buffer is left as it is."""
         end = self.buffer.find(b"\r\n\r\n")
@@ -307,7 +322,7 @@ class Connection(asyncio.Protocol):
             raise Handoff()  # aiohttp answers 413, or waits for the rest within its bounds
         body = bytes(self.buffer[start:stop]) if request.length else None
         url = request.url.decode("ascii")  # UnicodeDecodeError is a ValueError
-        return request.method, url, request.fields, body, request.keep_alive, stop
+        return request, url, body, stop
 
     def _hand_off(self) -> None:
         """aiohttp's server takes the connection over, with every byte not yet answered."""
@@ -331,16 +346,16 @@ class Connection(asyncio.Protocol):
 
     async def _answer(
         self,
-        method: str,
+        request: Request,
         url: str,
-        fields: list[tuple[str, str]],
         body: bytes | None,
         routed: tuple[UpstreamPool, str, str],
         keep_alive: bool,
     ) -> None:
         edge = self.edge
         pool, path, label = routed
-        incoming = next((v for n, v in fields if n.lower() == "x-request-id"), "")
+        method, fields, first = request.method, request.fields, request.first
+        incoming = first.get("x-request-id", "")
         rid = incoming if valid_request_id(incoming) else new_request_id()
         token = request_id_var.set(rid)
         start = time.perf_counter()
@@ -350,12 +365,13 @@ class Connection(asyncio.Protocol):
             try:
                 credential = None
                 if edge.verifier is not None and pool is edge.edge_pool:
-                    headers = CIMultiDictProxy(CIMultiDict(fields))
                     mode, check = edge.verifier.judge(
-                        headers.get("Authorization"), lambda: _cookies(headers)
+                        first.get("authorization"), lambda: _cookies(first.get("cookie", ""))
                     )
                     principal = await check
-                    credential = await edge.inner_credential(method, headers, principal)
+                    if principal.mode == "session":  # the hybrid's exchange (CSRF first)
+                        headers = CIMultiDictProxy(CIMultiDict(fields))
+                        credential = await edge.inner_credential(method, headers, principal)
                 status, payload, upstream = await edge.proxy.relay(
                     method,
                     pool,
@@ -364,7 +380,7 @@ class Connection(asyncio.Protocol):
                     forward_fields(fields, self.remote, rid),
                     body,
                     credential=credential,
-                    idempotency_key=any(n.lower() == "idempotency-key" for n, _ in fields),
+                    idempotency_key="idempotency-key" in first,
                 )
                 answer = response_headers(upstream)
             except ProblemError as error:
@@ -467,6 +483,6 @@ class _Counts(Collector):
         yield family
 
 
-def _cookies(headers: CIMultiDictProxy[str]) -> dict[str, str]:
+def _cookies(cookie: str) -> dict[str, str]:
     """request.cookies as aiohttp computes it, from the first Cookie field."""
-    return {name: morsel.value for name, morsel in parse_cookie_header(headers.get("Cookie", ""))}
+    return {name: morsel.value for name, morsel in parse_cookie_header(cookie)}
