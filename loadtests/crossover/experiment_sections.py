@@ -125,6 +125,24 @@ def _floor_text(cpu: Mapping[str, float]) -> str:
     )
 
 
+def _split_text(ref: NginxReference) -> str:
+    """Where the CPU went: the kernel's part (sockets, system calls) against user space's."""
+    cpu, system = ref["cpu_us_per_request"], ref.get("cpu_us_system", {})
+    if not all(name in system for name in ("nginx", "gateway")):
+        return ""
+    user = {name: cpu[name] - system[name] for name in ("nginx", "gateway")}
+    kernel = system["gateway"] / system["nginx"] if system["nginx"] > 0 else None
+    alike = kernel is not None and 0.75 <= kernel <= 1.33
+    return (
+        f" In the kernel nginx spent {system['nginx']:,.1f} us per request and the gateway "
+        f"{system['gateway']:,.1f}"
+        + (" (alike: the same sockets and system calls)" if alike else "")
+        + f"; in user space {user['nginx']:,.1f} against {user['gateway']:,.1f}"
+        + (f" ({user['gateway'] / user['nginx']:.1f}x)" if user["nginx"] > 0 else "")
+        + (": the gap is the Python the gateway runs per request, not its I/O." if alike else ".")
+    )
+
+
 def _rounds_text(ref: NginxReference) -> str:
     rounds = ref.get("cpu_us_rounds")
     if not rounds or ref.get("rounds", 1) < 2:
@@ -142,24 +160,35 @@ def reference_blocks(results: CrossoverResults) -> list[Block]:
         blocks.append(Para(f"nginx reference: {ref['note'] if ref else 'not measured'}."))
     else:
         cpu = ref["cpu_us_per_request"]
+        system = ref.get("cpu_us_system", {})
         rows = (
             [
                 name,
                 num(ref["requests"].get(name)),
                 num(ref["rps"].get(name)),
                 num(cpu[name], 1),
+                num(cpu[name] - system[name] if name in system else None, 1),
+                num(system.get(name), 1),
                 num(cpu[name] / cpu["nginx"] if cpu.get("nginx") else None, 2, "x"),
             ]
             for name in ("nginx", FLOOR, "gateway", "gateway-edgeoff")
             if name in cpu
         )
-        header = ["proxy", "requests", "req/s", "CPU us per proxied request", "vs nginx"]
+        header = [
+            "proxy",
+            "requests",
+            "req/s",
+            "CPU us per proxied request",
+            "of which user space",
+            "of which kernel",
+            "vs nginx",
+        ]
         blocks += [
             Para(
                 f"The same GET /orders (one logged-in credential) through nginx and the gateway, "
                 f"{ref['tool']} with {ref['connections']} connections for {ref['seconds']:g} s "
                 f"each, in this run: {ref['note']}.{_rounds_text(ref)} The issue's goal is the "
-                f"gateway within 3x of nginx.{_floor_text(cpu)}"
+                f"gateway within 3x of nginx.{_floor_text(cpu)}{_split_text(ref)}"
             ),
             Table.with_header(header, rows),
         ]

@@ -66,9 +66,10 @@ def wrk(url: str, headers: Mapping[str, str], seconds: float, connections: int) 
     return int(match.group(1)), int(bad.group(1)) if bad else 0
 
 
-def _cpu(pid: int) -> float:
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process: in all, and in the kernel."""
     times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    return float(times.user + times.system), float(times.system)
 
 
 def _listening(port: int) -> bool:
@@ -139,26 +140,34 @@ def nginx_reference(
             **proxies,
         }
         bad_total = 0
+        system_rounds: dict[str, list[float]] = {}
         order = list(targets)
         counts: dict[str, int] = dict.fromkeys(order, 0)
         for turn in range(max(1, rounds)):
             for name in order[:: 1 if turn % 2 == 0 else -1]:  # a copy: FLOOR may leave
                 base, pid = targets[name]
-                before = _cpu(pid)
+                before, before_system = _cpu(pid)
                 count, bad = wrk(base + path, headers, seconds, connections)
-                spent = _cpu(pid) - before
+                after, after_system = _cpu(pid)
                 bad_total += bad
                 counts[name] += count
-                per_request = round(spent / max(count, 1) * 1e6, 1)
+                per_request = round((after - before) / max(count, 1) * 1e6, 1)
+                in_kernel = round((after_system - before_system) / max(count, 1) * 1e6, 1)
                 result["cpu_us_rounds"].setdefault(name, []).append(per_request)
+                system_rounds.setdefault(name, []).append(in_kernel)
                 log(f"nginx reference: {name} {count} requests, {bad} not 2xx, {per_request} us")
                 if name == FLOOR and bad:  # it answered something else: not the same request
                     order.remove(FLOOR)
                     result["cpu_us_rounds"].pop(FLOOR)
+                    system_rounds.pop(FLOOR)
+        result["cpu_us_system"] = {}
         for name in order:
             result["requests"][name] = counts[name]
             result["rps"][name] = round(counts[name] / max(1, round(seconds)) / max(1, rounds), 1)
-            result["cpu_us_per_request"][name] = min(result["cpu_us_rounds"][name])
+            each = result["cpu_us_rounds"][name]
+            least = min(range(len(each)), key=each.__getitem__)
+            result["cpu_us_per_request"][name] = each[least]
+            result["cpu_us_system"][name] = system_rounds[name][least]
         cpu = result["cpu_us_per_request"]
         if cpu.get("nginx"):
             if "gateway" in cpu:

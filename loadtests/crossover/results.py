@@ -182,6 +182,8 @@ class NginxReference(TypedDict):
     rps: PerName
     cpu_us_per_request: PerName  # the proxy process's own CPU, its least disturbed round
     cpu_us_rounds: NotRequired[dict[str, list[float]]]  # every round's figure
+    # Of that least disturbed round: the CPU in the kernel (system), the rest in user space.
+    cpu_us_system: NotRequired[PerName]
     ratio: float | None  # gateway (edge auth on) / nginx
     ratio_edge_off: float | None  # gateway with edge auth off (a pure proxy) / nginx
     # The bare forward (loadtests/crossover/floor.py) / nginx (older runs: absent).

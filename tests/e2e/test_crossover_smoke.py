@@ -105,5 +105,7 @@ def test_crossover_smoke_run(tmp_path: Path, redis_available: None) -> None:
         # Two interleaved rounds; each proxy's figure is its least disturbed round.
         for name, figures in nginx["cpu_us_rounds"].items():
             assert len(figures) == 2 and nginx["cpu_us_per_request"][name] == min(figures), nginx
+            # Of that round, the kernel's part: some, and less than the whole.
+            assert 0 < nginx["cpu_us_system"][name] < min(figures), nginx
     # Nothing left behind: the namespace (named after the run's pid) and its veth are gone.
     assert f"{PREFIX}{run.pid}" not in _namespaces()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.crossover import advice, experiment_sections, hist, report
+from loadtests.crossover.document import Table
 from loadtests.crossover.driver import merge_counts
 from loadtests.crossover.plan import Options, Progress, Task, configs, tasks
 from loadtests.crossover.results import SECTIONS, CrossoverResults, load
@@ -102,6 +103,24 @@ def test_the_nginx_reference_names_the_aiohttp_floor(results: CrossoverResults) 
     text = reference_text(results)
     assert "costs 240.0 us (4.00x nginx)" in text
     assert "spends 330.0 us, 1.38x that forward" in text
+    assert "In the kernel" not in text  # a run that did not split the CPU
+
+
+def test_the_nginx_reference_splits_kernel_and_user_time(results: CrossoverResults) -> None:
+    results = copy.deepcopy(results)
+    nginx = results["nginx"]
+    assert nginx is not None
+    nginx["cpu_us_per_request"].update({"nginx": 80.0, "gateway": 260.0})
+    nginx["cpu_us_system"] = {"nginx": 55.0, "gateway": 60.0}
+    text = "\n".join(str(b) for b in experiment_sections.reference_blocks(results))
+    assert "nginx spent 55.0 us per request and the gateway 60.0 (alike" in text
+    assert "in user space 25.0 against 200.0 (8.0x): the gap is the Python" in text
+    [table] = [b for b in experiment_sections.reference_blocks(results) if isinstance(b, Table)]
+    [gateway] = [row for row in table.rows if row[0] == "gateway"]
+    assert gateway[3:6] == ("260.0", "200.0", "60.0")  # in all, user space, kernel
+    nginx["cpu_us_system"] = {"nginx": 20.0, "gateway": 60.0}
+    text = "\n".join(str(b) for b in experiment_sections.reference_blocks(results))
+    assert "(alike" not in text and "the gap is" not in text
 
 
 def test_histogram_percentiles_are_within_two_percent() -> None:
