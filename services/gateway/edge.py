@@ -66,6 +66,21 @@ HANDED_OFF = frozenset({"transfer-encoding", "expect", "upgrade", "content-encod
 VISIBLE_ONLY = frozenset({"x-csrf-token", "idempotency-key"})
 # The fields the fast path reads itself.
 FIRST = frozenset({"authorization", "cookie", "x-request-id", "idempotency-key"})
+# Fields aiohttp's request parser refuses to see twice (RFC 9110 singletons), lower case.
+SINGLETONS = frozenset(
+    {
+        "content-length",
+        "content-location",
+        "content-range",
+        "content-type",
+        "etag",
+        "host",
+        "max-forwards",
+        "server",
+        "transfer-encoding",
+        "user-agent",
+    }
+)
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
@@ -92,7 +107,8 @@ class Request:
         # Dropped once the head is parsed (a cycle the collector would otherwise clear).
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.fields: list[tuple[str, str]] = []
-        self.first: dict[str, str] = {}  # of the FIRST fields, the first value (headers.get())
+        # The first value of each FIRST field (headers.get()), and of each SINGLETONS one.
+        self.first: dict[str, str] = {}
         self.url = b""
         self.length = 0
         self.complete = False
@@ -107,7 +123,9 @@ class Request:
         if len(self.fields) >= MAX_HEADERS:
             raise Handoff()
         try:
-            text = value.decode("ascii")
+            # llhttp strips the whitespace before a value; aiohttp's parser also strips the
+            # whitespace after it, and so does this.
+            text = value.decode("ascii").rstrip(" \t")
         except UnicodeDecodeError:
             raise Handoff() from None
         if not text.isprintable():  # a control character or a tab: aiohttp's to judge
@@ -115,13 +133,17 @@ class Request:
         lower = name.decode("ascii").lower()  # llhttp accepts token characters only
         if lower in HANDED_OFF:
             raise Handoff()
+        if lower in SINGLETONS:  # twice is a 400 from aiohttp's parser: it answers that
+            if lower in self.first:
+                raise Handoff()
+            self.first[lower] = text
         if lower == "content-length":
             if self.length or not text.isdigit():
                 raise Handoff()
             self.length = int(text)
         elif lower in VISIBLE_ONLY and " " in text:
             raise Handoff()
-        if lower in FIRST:
+        elif lower in FIRST:
             self.first.setdefault(lower, text)
         self.fields.append((name.decode("ascii"), text))
 
@@ -313,8 +335,8 @@ class Connection(asyncio.Protocol):
             request.parser.feed_data(bytes(self.buffer[: end + 4]))
         finally:
             request.parser = None
-        if not (request.complete and request.plain):
-            raise Handoff()
+        if not (request.complete and request.plain) or "host" not in request.first:
+            raise Handoff()  # HTTP/1.1 without Host is a 400 from aiohttp's parser
         if request.url[:1] != b"/":  # absolute-form or asterisk-form: aiohttp's to judge
             raise Handoff()
         start, stop = end + 4, end + 4 + request.length

@@ -239,3 +239,45 @@ async def test_shutdown_finishes_the_answer_in_flight(
         response = await pending
         assert response.status == 200
         assert await response.json() == {"late": True}
+
+
+RAW_SAME = [
+    b"GET /orders HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",  # a singleton twice: 400
+    b"GET /orders HTTP/1.1\r\nX-A: 1\r\n\r\n",  # no Host: 400
+    b"GET /orders HTTP/1.1\r\nHost: x\r\nAccept: a\r\nContent-Type: b\r\nContent-Type: c\r\n\r\n",
+    b"GET /orders HTTP/1.1\r\nHost: x\r\nX-Trailing:  v   \r\nX-Empty:\r\n\r\n",
+    b"GET /orders HTTP/1.1\r\nHost: x\r\nX-Tab: v\t\r\n\r\n",
+    b"GET /orders HTTP/1.0\r\nHost: x\r\n\r\n",  # handed off: HTTP/1.0
+    b"GET /orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"GET http://x/orders HTTP/1.1\r\nHost: x\r\n\r\n",  # absolute-form
+    b"GET /orders#frag HTTP/1.1\r\nHost: x\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("head", RAW_SAME)
+async def test_both_paths_answer_raw_requests_alike(
+    pair: tuple[Served, Served], upstream: Upstream, head: bytes
+) -> None:
+    """What either parser would judge on its own (duplicates, a missing Host, whitespace after
+    a value, framing, target forms) ends the same way on both paths, upstream included."""
+    statuses = []
+    for gateway in pair:
+        assert gateway.port is not None
+        request = head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            writer.write(request)
+            async with asyncio.timeout(10):
+                whole = await reader.read()
+        finally:
+            writer.close()
+        statuses.append(whole.split(b" ", 2)[1])
+    assert statuses[0] == statuses[1], statuses
+    if len(upstream.seen) == 2:
+        first, second = (
+            [(n.lower(), v) for n, v in headers if n.lower() != b"x-request-id"]
+            for _, _, headers in upstream.seen
+        )
+        assert first == second
+    else:
+        assert upstream.seen == []

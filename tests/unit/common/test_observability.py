@@ -16,6 +16,8 @@ import pytest
 from services.common.observability import (
     JsonFormatter,
     LineHandler,
+    access_logger,
+    log_access,
     new_request_id,
     request_id_var,
 )
@@ -98,3 +100,54 @@ def test_request_ids_are_32_hex_digits_and_differ() -> None:
     ids = {new_request_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
+@pytest.mark.parametrize(
+    "method, path, status, mode, ms",
+    [
+        ("GET", "/orders", 200, "jwt", 1.234),
+        ("POST", '/a "quoted" \\ path\u00e9\u2603', 503, "session", 0.0),
+        ("DELETE", "/orders/x", 404, "none", 12345.678),
+    ],
+)
+def test_the_access_line_is_the_json_line_of_an_access_record(
+    method: str, path: str, status: int, mode: str, ms: float
+) -> None:
+    formatter = JsonFormatter("gateway")
+    token = request_id_var.set('id "7"')
+    try:
+        fields = {"method": method, "path": path, "status": status, "auth_mode": mode, "ms": ms}
+        general = formatter.line(1795450000.1234567, "INFO", "authscale.access", "request", fields)
+        direct = formatter.access_line(1795450000.1234567, method, path, status, mode, ms)
+    finally:
+        request_id_var.reset(token)
+    assert direct == general
+    assert json.loads(direct)["path"] == path
+
+
+async def test_access_lines_reach_a_capture_handler_through_logging() -> None:
+    """Where the access logger has another way out (here a handler of its own), the line goes
+    through logging, so it reaches that handler too."""
+    captured: list[logging.LogRecord] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record)
+
+    capture = Capture()
+    access_logger.addHandler(capture)
+    previous = access_logger.level
+    access_logger.setLevel(logging.INFO)
+    try:
+        log_access("GET", "/orders", 200, "jwt", 0.002)
+    finally:
+        access_logger.removeHandler(capture)
+        access_logger.setLevel(previous)
+    [record] = captured
+    assert record.fields == {  # type: ignore[attr-defined]
+        "method": "GET",
+        "path": "/orders",
+        "status": 200,
+        "auth_mode": "jwt",
+        "ms": 2.0,
+    }
