@@ -82,6 +82,7 @@ SINGLETONS = frozenset(
     }
 )
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+_VISIBLE_OR_SPACE = bytes(range(0x20, 0x7F))
 
 
 class Handoff(Exception):
@@ -122,14 +123,12 @@ class Request:
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.fields) >= MAX_HEADERS:
             raise Handoff()
-        try:
-            # llhttp strips the whitespace before a value; aiohttp's parser also strips the
-            # whitespace after it, and so does this.
-            text = value.decode("ascii").rstrip(" \t")
-        except UnicodeDecodeError:
-            raise Handoff() from None
-        if not text.isprintable():  # a control character or a tab: aiohttp's to judge
-            raise Handoff()
+        # llhttp strips the whitespace before a value; aiohttp's parser also strips the
+        # whitespace after it, and so does this.
+        value = value.rstrip(b" \t")
+        if value.translate(None, _VISIBLE_OR_SPACE):  # a control or non-ASCII byte (a tab
+            raise Handoff()  # too): aiohttp's to judge; a bytes scan, not str.isprintable()
+        text = value.decode("ascii")
         lower = name.decode("ascii").lower()  # llhttp accepts token characters only
         if lower in HANDED_OFF:
             raise Handoff()
