@@ -187,7 +187,9 @@ def log_access(method: str, path: str, status: int, mode: str, seconds: float) -
         access_logger.info("request", extra={"fields": fields})
         return
     assert isinstance(handler.formatter, JsonFormatter)
-    handler.hold(handler.formatter.access_line(time.time(), method, path, status, mode, ms))
+    line = handler.formatter.access_line(time.time(), method, path, status, mode, ms)
+    with handler.lock:  # type: ignore[union-attr]  # as Handler.handle() holds it for emit()
+        handler.hold(line)
 
 
 def _direct_handler() -> LineHandler | None:
@@ -206,7 +208,7 @@ def _direct_handler() -> LineHandler | None:
         not isinstance(handler, LineHandler)
         or handler.filters
         or handler.level > logging.INFO
-        or not isinstance(handler.formatter, JsonFormatter)
+        or type(handler.formatter) is not JsonFormatter  # a subclass may format otherwise
     ):
         return None
     return handler

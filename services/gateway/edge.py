@@ -61,7 +61,9 @@ log = logging.getLogger("authscale.gateway")
 
 FAST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 # Requests with these are aiohttp's to answer: framing it does and this server does not.
-HANDED_OFF = frozenset({"transfer-encoding", "expect", "upgrade", "content-encoding"})
+HANDED_OFF = frozenset(
+    {"transfer-encoding", "expect", "upgrade", "content-encoding", "sec-websocket-key1"}
+)
 # The fields the input rules hold to visible ASCII with no space (requests.py).
 VISIBLE_ONLY = frozenset({"x-csrf-token", "idempotency-key"})
 # The fields the fast path reads itself.
@@ -83,6 +85,8 @@ SINGLETONS = frozenset(
 )
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _VISIBLE_OR_SPACE = bytes(range(0x20, 0x7F))
+# Answers that never carry a body nor a Content-Length (RFC 9110 8.6), as aiohttp writes them.
+_EMPTY_BODY = frozenset({204, 304, *range(100, 200)})
 
 
 class Handoff(Exception):
@@ -217,6 +221,10 @@ class Edge:
                 while self.connections:
                     await self.drained.wait()
                     self.drained.clear()
+        answers = [c.task for c in self.connections if c.task is not None and not c.task.done()]
+        for task in answers:  # past the grace: what the app holds is about to close
+            task.cancel()
+        await asyncio.gather(*answers, return_exceptions=True)
         for connection in list(self.connections):
             connection.abort()
 
@@ -259,12 +267,18 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        if not self.busy:
+        if not self.busy and not self.write_paused:
             self._next()
-        elif len(self.buffer) > self.edge.max_body_bytes + MAX_HEADER_BYTES and self.transport:
-            # Pipelined requests while one is answered: stop reading until it is.
+        transport = self.transport  # None once handed off
+        if (
+            transport is not None
+            and not self.reading_paused
+            and len(self.buffer) > self.edge.max_body_bytes + MAX_HEADER_BYTES
+        ):
+            # Requests piling up while one is answered, or while the client does not read its
+            # answers: stop reading until the next one can start.
             self.reading_paused = True
-            self.transport.pause_reading()
+            transport.pause_reading()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -309,7 +323,13 @@ class Connection(asyncio.Protocol):
         try:
             request, url, body, stop = self._parse()
             routed = self.edge.route(check_path(url))
-        except (Handoff, ProblemError, httptools.HttpParserError, ValueError):
+        except (
+            Handoff,
+            ProblemError,
+            httptools.HttpParserError,
+            httptools.HttpParserUpgrade,  # CONNECT: llhttp stops for the tunnel
+            ValueError,
+        ):
             self._hand_off()
             return
         if routed is None or request.method not in FAST_METHODS:
@@ -419,6 +439,8 @@ class Connection(asyncio.Protocol):
                     500, "Internal error; see the service log for the request id."
                 )
                 answer = [("Content-Type", PROBLEM_TYPE)]
+            if edge.closing:
+                keep_alive = False
             self._write(status, answer, payload, rid, keep_alive)
         finally:
             elapsed = time.perf_counter() - start
@@ -426,6 +448,7 @@ class Connection(asyncio.Protocol):
             log_access(method, url.partition("?")[0], status, mode, elapsed)
             request_id_var.reset(token)
             self.busy = False
+            self.idle_since = self.loop.time()
             if not keep_alive:
                 self.close_when_idle(now=True)
             else:
@@ -434,14 +457,21 @@ class Connection(asyncio.Protocol):
     def _write(
         self, status: int, headers: Headers, body: bytes, rid: str, keep_alive: bool
     ) -> None:
+        """The answer as aiohttp's server writes it: no body nor Content-Length where the status
+        has none, application/octet-stream for a body of no stated type, Date, Server."""
         transport = self.transport
         if transport is None:
             return
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+        if status in _EMPTY_BODY:
+            body = b""
+        else:
+            if body and not any(name.lower() == "content-type" for name, _ in headers):
+                lines.append("Content-Type: application/octet-stream\r\n")
+            lines.append(f"Content-Length: {len(body)}\r\n")
         lines.append(
-            f"Content-Length: {len(body)}\r\nDate: {self.edge.date()}\r\n"
-            f"Server: {SERVER_NAME}\r\n{REQUEST_ID_HEADER}: {rid}\r\n"
+            f"Date: {self.edge.date()}\r\nServer: {SERVER_NAME}\r\n{REQUEST_ID_HEADER}: {rid}\r\n"
         )
         if not keep_alive:
             lines.append("Connection: close\r\n")
@@ -469,11 +499,15 @@ class Connection(asyncio.Protocol):
         """Close a connection idle for the keep-alive timeout; look again when it could be."""
         if self.transport is None:
             return
+        timeout = self.edge.keepalive_timeout
+        if self.busy or self.buffer:  # answering (bounded by the upstream timeout): not idle
+            self._arm_idle_timer(timeout)
+            return
         idle_for = self.loop.time() - self.idle_since
-        if not self.busy and not self.buffer and idle_for >= self.edge.keepalive_timeout:
+        if idle_for >= timeout:
             self.transport.close()
             return
-        self._arm_idle_timer(max(self.edge.keepalive_timeout - idle_for, 0.05))
+        self._arm_idle_timer(timeout - idle_for)
 
     def _write_overdue(self) -> None:
         """A client that stopped reading its answers: reset, as the aiohttp side does."""

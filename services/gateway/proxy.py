@@ -124,7 +124,7 @@ def replace_header(headers: Headers, name: str, value: str | None) -> Headers:
 
 
 # Set by the gateway's own server for its answer, not copied from the upstream's.
-_OWN_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "server", "date"}
+_OWN_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "server", "date", REQUEST_ID_HEADER.lower()}
 
 
 def response_headers(upstream: Iterable[tuple[str, str]]) -> Headers:

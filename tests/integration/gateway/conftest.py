@@ -46,7 +46,11 @@ async def upstream(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Upst
             recorder.seen.append((request.method, request.raw_path, list(request.raw_headers)))
         if request.path.endswith("/teapot"):
             return web.Response(status=418, body=b"short and stout")
-        return web.json_response({"upstream": True}, headers={"X-Upstream": "yes"})
+        if request.path.endswith("/nocontent"):
+            return web.Response(status=204)
+        # The services answer with their own request id: the gateway's must replace it.
+        headers = {"X-Upstream": "yes", "X-Request-ID": "upstream-id"}
+        return web.json_response({"upstream": True}, headers=headers)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)

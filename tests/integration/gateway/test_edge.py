@@ -48,49 +48,63 @@ async def answer(gateway: Served, method: str, path: str, **kwargs: object) -> t
             for name, value in response.headers.items()
             if name.lower() not in VARYING
         )
-        assert "X-Request-ID" in response.headers
+        assert len(response.headers.getall("X-Request-ID")) == 1, response.headers
+        assert response.headers["X-Request-ID"] != "upstream-id"
         return response.status, headers, await response.read()
 
 
+# (method, path, request keywords, answered by the fast path)
 SAME = [
-    ("GET", "/orders?limit=5", {}),
-    ("GET", "/orders/0123456789abcdef0123456789abcdef", {}),
-    ("POST", "/orders", {"json": {"item": "x"}, "headers": {"Idempotency-Key": "k-1"}}),
-    ("PUT", "/orders/0123456789abcdef0123456789abcdef", {"json": {}}),
-    ("DELETE", "/orders/0123456789abcdef0123456789abcdef", {}),
-    ("POST", "/auth/token", {"data": b'{"username": "a"}'}),
-    ("GET", "/auth/me", {"headers": {"Authorization": "Bearer x", "Cookie": "sid=1; at=2"}}),
-    ("GET", "/orders/teapot", {}),  # an upstream's own status and body, no Content-Type
-    ("GET", "/orders", {"headers": {"X-Request-ID": "mine-1", "Connection": "keep-alive, X-A"}}),
-    ("GET", "/nowhere", {}),  # handed off: 404
-    ("GET", "/orders/../auth/me", {}),  # handed off: 400
-    ("HEAD", "/orders", {}),  # handed off: a method the fast path leaves to aiohttp
-    ("POST", "/orders", {"data": b"x" * (65 * 1024)}),  # handed off: 413
-    ("POST", "/orders", {"data": b"{}", "headers": {"Content-Encoding": "gzip"}}),  # 415
-    ("GET", "/orders", {"headers": {"X-CSRF-Token": "a b"}}),  # 403 from the input rules
+    ("GET", "/orders?limit=5", {}, True),
+    ("GET", "/orders/0123456789abcdef0123456789abcdef", {}, True),
+    ("POST", "/orders", {"json": {"item": "x"}, "headers": {"Idempotency-Key": "k-1"}}, True),
+    ("PUT", "/orders/0123456789abcdef0123456789abcdef", {"json": {}}, True),
+    ("DELETE", "/orders/0123456789abcdef0123456789abcdef", {}, True),
+    ("POST", "/auth/token", {"data": b'{"username": "a"}'}, True),
+    ("GET", "/auth/me", {"headers": {"Authorization": "Bearer x", "Cookie": "sid=1; at=2"}}, True),
+    ("GET", "/orders/teapot", {}, True),  # an upstream's own status and body
+    ("GET", "/orders/nocontent", {}, True),  # 204: no body, no Content-Length
+    (
+        "GET",
+        "/orders",
+        {"headers": {"X-Request-ID": "mine-1", "Connection": "keep-alive, X-A"}},
+        True,
+    ),
+    ("GET", "/nowhere", {}, False),  # 404
+    ("GET", "/orders/a%2Fb", {}, False),  # 400: an encoded segment
+    ("HEAD", "/orders", {}, False),  # a method the fast path leaves to aiohttp
+    ("POST", "/orders", {"data": b"x" * (65 * 1024)}, False),  # 413
+    ("POST", "/orders", {"data": b"{}", "headers": {"Content-Encoding": "gzip"}}, False),  # 415
+    ("GET", "/orders", {"headers": {"X-CSRF-Token": "a b"}}, False),  # 403 from the input rules
 ]
 
 
-@pytest.mark.parametrize("method, path, kwargs", SAME)
+@pytest.mark.parametrize("method, path, kwargs, fast", SAME)
 async def test_both_paths_answer_alike(
     pair: tuple[Served, Served],
     upstream: Upstream,
     method: str,
     path: str,
     kwargs: dict[str, object],
+    fast: bool,
 ) -> None:
-    fast, plain = pair
-    got = await answer(fast, method, path, **kwargs)
+    fast_gateway, plain = pair
+    before = await fast_path_counts(fast_gateway)
+    got = await answer(fast_gateway, method, path, **kwargs)
+    after = await fast_path_counts(fast_gateway)
     want = await answer(plain, method, path, **kwargs)
     assert got == want
+    assert after.get("served", 0) - before.get("served", 0) == (1 if fast else 0)
     # What the upstream saw is the same too, but for the request id.
-    if len(upstream.seen) == 2:
+    if fast or len(upstream.seen) == 2:
         first, second = (
             [(n.lower(), v) for n, v in headers if n.lower() != b"x-request-id"]
             for _, _, headers in upstream.seen
         )
         assert upstream.seen[0][:2] == upstream.seen[1][:2]
         assert first == second
+    else:
+        assert upstream.seen == []
 
 
 async def test_plain_requests_take_the_fast_path_and_the_rest_are_handed_off(
@@ -217,8 +231,12 @@ async def test_shutdown_finishes_the_answer_in_flight(
     aiohttp_server: object, upstream: Upstream
 ) -> None:
     release = asyncio.Event()
+    held = asyncio.Event()
 
     async def slow(request: web.Request) -> web.Response:
+        if request.path == "/healthz":
+            return web.json_response({"status": "ok"})
+        held.set()
         await release.wait()
         return web.json_response({"late": True})
 
@@ -230,11 +248,8 @@ async def test_shutdown_finishes_the_answer_in_flight(
     async with aiohttp.ClientSession() as session:
         async with served(settings) as fast:
             pending = asyncio.ensure_future(session.get(fast.make_url("/orders")))
-            # The request is in flight once the slow upstream holds it.
-            deadline = time.monotonic() + 10
-            while not slow_upstream.handler or not slow_upstream.handler.requests_count:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.01)
+            async with asyncio.timeout(10):
+                await held.wait()  # in flight: the slow upstream holds it
             asyncio.get_running_loop().call_soon(release.set)
         response = await pending
         assert response.status == 200
@@ -251,6 +266,10 @@ RAW_SAME = [
     b"GET /orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     b"GET http://x/orders HTTP/1.1\r\nHost: x\r\n\r\n",  # absolute-form
     b"GET /orders#frag HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n",  # llhttp stops for a tunnel
+    b"GET /orders HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Key1: 1\r\n\r\n",
+    b"GET /orders HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",  # obs-fold
+    b"GET /orders HTTP/1.1\nHost: x\n\n",  # bare LF
 ]
 
 
@@ -281,3 +300,25 @@ async def test_both_paths_answer_raw_requests_alike(
         assert first == second
     else:
         assert upstream.seen == []
+
+
+async def test_a_tunnel_request_after_a_fast_one_is_answered(
+    pair: tuple[Served, Served], upstream: Upstream
+) -> None:
+    fast, plain = pair
+    statuses = []
+    for gateway in (fast, plain):
+        assert gateway.port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            writer.write(
+                b"GET /orders HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"CONNECT x:1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            async with asyncio.timeout(10):
+                whole = await reader.read()  # both answered, then the connection ends
+        finally:
+            writer.close()
+        statuses.append(re.findall(rb"HTTP/1.1 (\d+)", whole))
+    assert statuses[0] == statuses[1]
+    assert statuses[0][0] == b"200" and len(statuses[0]) == 2, statuses

@@ -12,11 +12,19 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from services.common.observability import (
+    _BUCKETS as BUCKETS,
+)
 from services.common.observability import (
     JsonFormatter,
     LineHandler,
+    LoopCounter,
+    LoopHistogram,
+    _direct_handler,
     access_logger,
+    configure_logging,
     log_access,
     new_request_id,
     request_id_var,
@@ -151,3 +159,45 @@ async def test_access_lines_reach_a_capture_handler_through_logging() -> None:
         "auth_mode": "jwt",
         "ms": 2.0,
     }
+
+
+def _samples(registry: CollectorRegistry) -> list[str]:
+    """The exposition's sample lines, without the `_created` series prometheus_client adds."""
+    text = generate_latest(registry).decode()
+    return [line for line in text.splitlines() if "_created" not in line]
+
+
+def test_loop_counter_and_histogram_expose_what_prometheus_client_would() -> None:
+    values = [0.0001, 0.00025, 0.0003, 0.005, 0.0051, 7.5, 0.0]  # bounds, between, beyond
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    counter = Counter("things_total", "Things", ["service", "kind"], registry=theirs)
+    histogram = Histogram(
+        "wait_seconds", "Waits", ["service", "kind"], buckets=BUCKETS, registry=theirs
+    )
+    loop_counter = LoopCounter("things", "Things", ["service", "kind"], ours)
+    loop_histogram = LoopHistogram("wait_seconds", "Waits", ["service", "kind"], BUCKETS, ours)
+    for n, value in enumerate(values):
+        kind = "a" if n % 3 else "b"
+        counter.labels("svc", kind).inc()
+        histogram.labels("svc", kind).observe(value)
+        loop_counter.inc(("svc", kind))
+        loop_histogram.observe(("svc", kind), value)
+    assert _samples(ours) == _samples(theirs)
+
+
+def test_the_access_line_skips_logging_only_where_the_line_handler_is_its_only_way_out() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("svc", "INFO")
+        [handler] = root.handlers
+        assert _direct_handler() is handler
+        access_logger.addHandler(logging.NullHandler())  # another way out: through logging
+        assert _direct_handler() is None
+        access_logger.handlers.clear()
+        handler.addFilter(lambda record: True)
+        assert _direct_handler() is None
+    finally:
+        access_logger.handlers.clear()
+        root.handlers[:], level = saved
+        root.setLevel(level)
