@@ -33,6 +33,7 @@ from typing import cast
 
 import httptools
 from aiohttp._cookie_helpers import parse_cookie_header
+from aiohttp.http_parser import SINGLETON_HEADERS
 from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -46,6 +47,7 @@ from services.common.observability import (
     valid_request_id,
 )
 from services.common.problems import PROBLEM_TYPE, ProblemError, problem_body
+from services.common.requests import VISIBLE_ONLY_HEADERS
 from services.common.runtime import MAX_HEADER_BYTES, MAX_HEADERS, SERVER_NAME, reset_slow_reader
 from services.common.verify import Principal, Verifier
 from services.gateway.proxy import (
@@ -64,25 +66,12 @@ FAST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 HANDED_OFF = frozenset(
     {"transfer-encoding", "expect", "upgrade", "content-encoding", "sec-websocket-key1"}
 )
-# The fields the input rules hold to visible ASCII with no space (requests.py).
-VISIBLE_ONLY = frozenset({"x-csrf-token", "idempotency-key"})
+# The fields the input rules hold to visible ASCII with no space, as requests.py names them.
+VISIBLE_ONLY = frozenset(name.lower() for name in VISIBLE_ONLY_HEADERS)
 # The fields the fast path reads itself.
 FIRST = frozenset({"authorization", "cookie", "x-request-id", "idempotency-key"})
-# Fields aiohttp's request parser refuses to see twice (RFC 9110 singletons), lower case.
-SINGLETONS = frozenset(
-    {
-        "content-length",
-        "content-location",
-        "content-range",
-        "content-type",
-        "etag",
-        "host",
-        "max-forwards",
-        "server",
-        "transfer-encoding",
-        "user-agent",
-    }
-)
+# Fields aiohttp's request parser refuses to see twice (RFC 9110 singletons): its own list.
+SINGLETONS = frozenset(name.lower() for name in SINGLETON_HEADERS)
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _VISIBLE_OR_SPACE = bytes(range(0x20, 0x7F))
 # Answers that never carry a body nor a Content-Length (RFC 9110 8.6), as aiohttp writes them.
@@ -433,7 +422,7 @@ class Connection(asyncio.Protocol):
                 if error.headers.get("Connection", "").lower() == "close":
                     keep_alive = False
             except Exception:
-                log.exception("unhandled error on %s %s", method, path)
+                log.exception("unhandled error on %s %s", method, url.partition("?")[0])
                 status = 500
                 payload = problem_body(
                     500, "Internal error; see the service log for the request id."
