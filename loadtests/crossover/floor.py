@@ -11,7 +11,6 @@ front of aiohttp's server. Not a service: `python -m loadtests.crossover.floor P
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator
 
@@ -33,10 +32,9 @@ def app(upstream: str) -> web.Application:
 
     async def forward(request: web.Request) -> web.Response:
         headers = [(h, request.headers[h]) for h in FORWARDED if h in request.headers]
-        async with asyncio.timeout(5):
-            answer = await request.app[client].request(
-                "GET", address, request.raw_path, headers, None
-            )
+        answer = await request.app[client].request(
+            "GET", address, request.raw_path, headers, None, timeout=5
+        )
         kept = [(n, v) for n, v in answer.headers if n.lower() not in SKIPPED]
         return web.Response(status=answer.status, body=answer.body, headers=kept)
 

@@ -56,7 +56,6 @@ from services.gateway.proxy import (
     UpstreamPool,
     check_path,
     forward_fields,
-    response_headers,
 )
 
 log = logging.getLogger("authscale.gateway")
@@ -402,7 +401,7 @@ class Connection(asyncio.Protocol):
                     if principal.mode == "session":  # the hybrid's exchange (CSRF first)
                         headers = CIMultiDictProxy(CIMultiDict(fields))
                         credential = await edge.inner_credential(method, headers, principal)
-                status, payload, upstream = await edge.proxy.relay(
+                status, payload, answer = await edge.proxy.relay(
                     method,
                     pool,
                     path,
@@ -411,8 +410,7 @@ class Connection(asyncio.Protocol):
                     body,
                     credential=credential,
                     idempotency_key="idempotency-key" in first,
-                )
-                answer = response_headers(upstream)
+                )  # the upstream's headers fit to forward (Proxy.send filters them)
             except ProblemError as error:
                 status, payload = (
                     error.status,

@@ -278,10 +278,9 @@ class Proxy:
         for replica in pool.order():
             try:
                 with tracing.outgoing(method, replica.base + target, headers) as record_status:
-                    async with asyncio.timeout(self.timeout):
-                        answer = await self.client.request(
-                            method, replica.address, target, headers, body
-                        )
+                    answer = await self.client.request(
+                        method, replica.address, target, headers, body, timeout=self.timeout
+                    )
                     record_status(answer.status)
                 self.metrics.observe_upstream(pool.name, "ok")
                 return answer.status, answer.body, response_headers(answer.headers)
@@ -327,8 +326,9 @@ async def health_loop(
 
     async def probe(replica: Replica) -> None:
         try:
-            async with asyncio.timeout(timeout):
-                answer = await client.request("GET", replica.address, "/healthz", (), None)
+            answer = await client.request(
+                "GET", replica.address, "/healthz", (), None, timeout=timeout
+            )
             healthy = answer.status == 200
         except (UpstreamError, TimeoutError):
             healthy = False

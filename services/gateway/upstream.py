@@ -12,7 +12,10 @@ project's own services, so it needs little, and this module is that little:
   bounds its head) and framed by llhttp (Content-Length, chunked, 1xx skipped, 204/304, HEAD,
   a body until the close); trailer fields are dropped, never merged into the headers;
 - every wait bounded: the TCP connect by `connect_timeout`, the whole exchange (waiting for a
-  free connection included) by the caller's `asyncio.timeout()` around `request()`;
+  free connection included) by `request()`'s `timeout`. The answer's wait has no timer of its
+  own: one sweep every SWEEP_SECONDS, while exchanges are in flight, fails those past their
+  deadline (an `asyncio.timeout()` per request cost ~8 us of the gateway's CPU, the sweep
+  well under one), so an exchange ends at most SWEEP_SECONDS after its deadline;
 - a connection is reused only after a whole answer the upstream allowed to keep alive, never
   after an error, a timeout or a cancellation; idle ones are dropped after `idle_seconds` (10 s,
   below the services' 15 s keep-alive, so the upstream is rarely the one closing them), and
@@ -249,9 +252,18 @@ class _Connection(asyncio.Protocol):
         waiter.set_result(Answer(self._parser.get_status_code(), headers, b"".join(body)))
 
     def _fail(self, why: str, *, stale: bool = False) -> None:
+        self._fail_with(StaleConnection(why, sent=True) if stale else AnswerFailed(why))
+
+    def _fail_with(self, error: Exception) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_exception(StaleConnection(why, sent=True) if stale else AnswerFailed(why))
+            waiter.set_exception(error)
+
+    def expire(self) -> None:
+        """The exchange's deadline passed: it fails with TimeoutError, the connection closes
+        (a late answer must never be taken for the next request's)."""
+        self._fail_with(TimeoutError())
+        self.close()
 
     def close(self) -> None:
         self.closed = True
@@ -279,6 +291,9 @@ class _Connection(asyncio.Protocol):
         finally:
             self.used = True
 
+
+# How often the exchanges in flight are checked against their deadlines.
+SWEEP_SECONDS = 0.05
 
 # Safe to send twice: a kept-alive connection the upstream closed just as the request went out
 # gets the request once more on a new connection (as aiohttp's client does).
@@ -308,6 +323,9 @@ class UpstreamClient:
         self._busy: collections.Counter[Address] = collections.Counter()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it runs on, once known
+        # Exchanges in flight and their deadlines, and the sweep that enforces them.
+        self._deadlines: dict[_Connection, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def request(
         self,
@@ -316,37 +334,75 @@ class UpstreamClient:
         target: str,
         headers: Iterable[tuple[str, str]],
         body: bytes | None,
+        *,
+        # A parameter, not the caller's asyncio.timeout(): the sweep enforces it (module doc).
+        timeout: float,  # noqa: ASYNC109
     ) -> Answer:
-        """One exchange. Raises Unsendable before anything is sent, ConnectFailed if no
-        connection could be made, AnswerFailed if no whole answer came. The caller bounds the
-        whole of it (`asyncio.timeout`); a cancelled exchange's connection is closed."""
+        """One exchange, whole within `timeout` seconds (waiting for a connection, connecting
+        and the answer; TimeoutError past it). Raises Unsendable before anything is sent,
+        ConnectFailed if no connection could be made, AnswerFailed if no whole answer came. A
+        cancelled or timed-out exchange's connection is closed."""
         head = request_head(method, address, target, headers, None if body is None else len(body))
         message = head + body if body else head
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         slots = self._slots.get(address)
         if slots is None:
             slots = self._slots[address] = asyncio.Semaphore(self._limit)
-        async with slots:
+        if slots.locked():  # every connection busy: wait for one, within the deadline
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire()
+        else:
+            await slots.acquire()  # free: taken without waiting
+        try:
             if self._closed:
                 raise ConnectFailed("the client is closed")
             self._busy[address] += 1
             try:
-                connection = self._reuse(loop, address) or await self._connect(loop, address)
+                connection = self._reuse(loop, address) or await self._connect(
+                    loop, address, deadline
+                )
+                # Exchanges are awaited here, not in a helper: one coroutine frame fewer to
+                # enter and resume on every proxied request.
+                self._watch(loop, connection, deadline)
                 try:
                     return await connection.exchange(message, head_only=method == "HEAD")
                 except StaleConnection as exc:
                     if exc.sent and method not in _RETRIED_ON_STALE:
                         raise
                     # Closed by the upstream while idle: nothing of this request was answered.
+                    self._deadlines.pop(connection, None)
                     self._release(loop, address, connection)
-                    connection = await self._connect(loop, address)
+                    connection = await self._connect(loop, address, deadline)
+                    self._watch(loop, connection, deadline)
                     return await connection.exchange(message, head_only=method == "HEAD")
                 finally:
+                    self._deadlines.pop(connection, None)
                     self._release(loop, address, connection)
             finally:
                 self._busy[address] -= 1
+        finally:
+            slots.release()
+
+    def _watch(
+        self, loop: asyncio.AbstractEventLoop, connection: _Connection, deadline: float
+    ) -> None:
+        """The exchange about to start on `connection` fails if it still runs at `deadline`."""
+        self._deadlines[connection] = deadline
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        """Fail the exchanges past their deadline; look again while any is in flight."""
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        for connection in [c for c, d in self._deadlines.items() if d <= now]:
+            del self._deadlines[connection]
+            connection.expire()
+        self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep) if self._deadlines else None
 
     def _reuse(self, loop: asyncio.AbstractEventLoop, address: Address) -> _Connection | None:
         idle = self._idle.get(address)
@@ -360,15 +416,22 @@ class UpstreamClient:
             connection.close()
         return None
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop, address: Address) -> _Connection:
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, address: Address, deadline: float
+    ) -> _Connection:
+        """A new connection within `connect_timeout` (ConnectFailed past it), or TimeoutError
+        if the exchange's deadline comes first."""
+        connect_by = loop.time() + self._connect_timeout
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout_at(min(connect_by, deadline)):
                 _, connection = await loop.create_connection(
                     lambda: _Connection(loop, self._max_head, self._max_body),
                     address.host,
                     address.port,
                 )
         except TimeoutError:
+            if deadline < connect_by:
+                raise
             raise ConnectFailed(f"no connection within {self._connect_timeout:g} s") from None
         except OSError as exc:
             raise ConnectFailed(type(exc).__name__) from None
@@ -420,5 +483,8 @@ class UpstreamClient:
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()
+        if self._sweeper is not None and not self._deadlines:
+            self._sweeper.cancel()
+            self._sweeper = None
         # Let the transports run their close callbacks before the loop goes away.
         await asyncio.sleep(0)

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from services.gateway.upstream import (
+    SWEEP_SECONDS,
     Address,
     Answer,
     AnswerFailed,
@@ -119,8 +120,7 @@ async def ask(
     client: UpstreamClient, address: Address, target: str = "/", method: str = "GET"
 ) -> Answer:
     """One request, bounded as the gateway bounds it."""
-    async with asyncio.timeout(5):
-        return await client.request(method, address, target, [], None)
+    return await client.request(method, address, target, [], None, timeout=5)
 
 
 def answer(body: bytes = b"ok", *, extra: bytes = b"") -> bytes:
@@ -142,14 +142,12 @@ async def test_a_whole_answer_and_the_connection_kept(
     assert server.port is not None
     address = Address("127.0.0.1", server.port)
 
-    async with asyncio.timeout(5):
-        got = await client.request(
-            "GET", address, "/orders?limit=2", [("Authorization", "Bearer t")], None
-        )
+    got = await client.request(
+        "GET", address, "/orders?limit=2", [("Authorization", "Bearer t")], None, timeout=5
+    )
     assert got.status == 200 and got.body == b'{"n": 1}'
     assert ("X-Upstream", "yes") in got.headers
-    async with asyncio.timeout(5):
-        posted = await client.request("POST", address, "/orders", [], b'{"a":1}')
+    posted = await client.request("POST", address, "/orders", [], b'{"a":1}', timeout=5)
     assert posted.status == 200
     empty = await ask(client, address, "/orders", "POST")
     assert empty.status == 200
@@ -303,15 +301,40 @@ async def test_a_slow_answer_times_out_and_its_connection_is_dropped(
         w.write(answer())
 
     server = await scripted(slow)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.2):
-            await ask(client, server.address, "/slow")
+        await client.request("GET", server.address, "/slow", [], None, timeout=0.2)
+    # Past the deadline, within one sweep of it.
+    assert 0.2 <= loop.time() - started < 0.2 + SWEEP_SECONDS + 0.5
     release.set()
     assert client.idle_connections(server.address) == 0
     await server.until(lambda: server.closed == 1)  # closed, not leaked
     # The late answer to /slow can never be taken as the answer to the next request.
     got = await ask(client, server.address, "/fast")
     assert got.body == b"ok" and server.connections == 2
+
+
+async def test_each_exchange_keeps_its_own_deadline(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    release = asyncio.Event()
+
+    async def held(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await release.wait()
+        w.write(answer(head.split(b" ")[1]))
+
+    server = await scripted(held)
+    short = asyncio.create_task(
+        client.request("GET", server.address, "/short", [], None, timeout=0.2)
+    )
+    long = asyncio.create_task(client.request("GET", server.address, "/long", [], None, timeout=5))
+    with pytest.raises(TimeoutError):
+        await short
+    assert not long.done()  # the sweep that ended /short left /long alone
+    release.set()
+    assert (await long).body == b"/long"
+    await server.until(lambda: server.closed == 1)  # /short's connection only
 
 
 async def test_a_cancelled_request_drops_its_connection(
@@ -360,13 +383,19 @@ async def test_an_unreachable_upstream_is_a_connect_failure_in_time() -> None:
         started = loop.time()
         try:
             with pytest.raises(ConnectFailed):
-                async with asyncio.timeout(5):
-                    await ask(client, address)
+                await ask(client, address)
+            assert loop.time() - started < 3  # the connect timeout, not the 5 s request timeout
+            # A request whose own deadline comes before the connect timeout: its deadline.
+            patient = UpstreamClient(connect_timeout=5)
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await patient.request("GET", address, "/", [], None, timeout=0.3)
+            assert loop.time() - started < 3
+            await patient.close()
         finally:
             await client.close()
             for s in fillers:
                 s.close()
-        assert loop.time() - started < 3  # the connect timeout, not the 5 s request timeout
 
 
 async def test_connections_per_address_are_capped(
@@ -509,8 +538,7 @@ async def test_a_kept_alive_connection_closed_under_a_request_is_retried_when_sa
     assert server.connections == 2
     # POST is not: the caller hears the request may have been processed.
     with pytest.raises(AnswerFailed, match="kept-alive connection closed"):
-        async with asyncio.timeout(5):
-            await client.request("POST", server.address, "/orders", [], b"{}")
+        await client.request("POST", server.address, "/orders", [], b"{}", timeout=5)
 
 
 async def test_a_connection_closed_while_idle_is_never_written_to(
@@ -524,8 +552,7 @@ async def test_a_connection_closed_while_idle_is_never_written_to(
     for task in list(server.handlers):  # the upstream ends the idle connection
         task.cancel()
     await server.until(lambda: server.closed == 1)
-    async with asyncio.timeout(5):
-        posted = await client.request("POST", server.address, "/orders", [], b"{}")
+    posted = await client.request("POST", server.address, "/orders", [], b"{}", timeout=5)
     assert posted.body == b"ok" and server.connections == 2
 
 
@@ -590,9 +617,8 @@ async def test_a_request_waiting_for_a_connection_is_bounded_by_its_caller(
     try:
         first = asyncio.create_task(ask(client, server.address))
         await server.until(lambda: len(server.heads) == 1)
-        with pytest.raises(TimeoutError):  # queued behind the first: the caller's deadline
-            async with asyncio.timeout(0.2):
-                await client.request("GET", server.address, "/queued", [], None)
+        with pytest.raises(TimeoutError):  # queued behind the first: its own deadline
+            await client.request("GET", server.address, "/queued", [], None, timeout=0.2)
         gate.set()
         assert (await first).body == b"ok"
         assert [h.split(b" ")[1] for h in server.heads] == [b"/"]  # the queued one never went
