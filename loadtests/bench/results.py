@@ -157,6 +157,9 @@ class MicrobenchRow(TypedDict):
     wall_us: float
     cpu_us: float
     baseline: str | None  # the primitive this row is compared with
+    # Measured in alternating blocks with the baseline: the median of the rounds' ratios.
+    ratio_wall: NotRequired[float]
+    ratio_cpu: NotRequired[float]
 
 
 class HopTrace(TypedDict):

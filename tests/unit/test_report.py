@@ -20,7 +20,7 @@ import pytest
 from loadtests import report
 from loadtests.bench import results as bench_results
 from loadtests.bench.phases import phase_plan
-from loadtests.bench.results import BenchResults, Phase
+from loadtests.bench.results import BenchResults, MicrobenchRow, Phase
 from loadtests.modes import (
     BY_NAME,
     HYBRID,
@@ -34,6 +34,7 @@ from loadtests.modes import (
     revealed_settings,
     settings_groups,
 )
+from loadtests.report.experiments import micro_ratio
 from loadtests.report.sections import render
 from loadtests.report.summary import capacity, summarise
 from loadtests.report.tables import seed_cells, seed_table
@@ -168,8 +169,31 @@ def test_six_designs_each_get_their_own_measured_column(six: BenchResults) -> No
     assert f"(inside: {size['internal']['safe_request_bytes']})" in sizes[HYBRID.name]
     assert "per exchange" in row_of(six, "login cost: end-to-end")[HYBRID.name]
     text = render(six, summary, [])
-    assert "## Targets for the designs between the extremes" in text
+    assert "## Targets: per-check costs and the designs between the extremes" in text
     assert "cached session check on a hit" in text
+    # The per-check goals, read off the microbench rows (this file's predate paired rounds).
+    lookup = next(r for r in six["microbench"] if r["name"] == "Verifier session lookup")
+    get = next(r for r in six["microbench"] if r["name"] == lookup["baseline"])
+    assert "ratio_wall" not in lookup
+    wall = f"{lookup['wall_us'] / get['wall_us']:.2f}x wall"
+    assert f"| session check / {get['name']} (microbench) | <= 1.2 | {wall} |" in text
+    assert "| JWT check on a cache hit, at a service (microbench, wall us) | < 10 |" in text
+
+
+def test_a_paired_microbench_ratio_is_reported_as_measured() -> None:
+    get: MicrobenchRow = {"name": "GET", "wall_us": 100.0, "cpu_us": 80.0, "baseline": None}
+    lookup: MicrobenchRow = {
+        "name": "lookup",
+        "wall_us": 150.0,  # medians of separate blocks: not what the ratio is taken from
+        "cpu_us": 120.0,
+        "baseline": "GET",
+        "ratio_wall": 1.134,
+        "ratio_cpu": 1.2,
+    }
+    assert micro_ratio([get, lookup], lookup) == "1.13x wall, 1.20x CPU (paired)"
+    del lookup["ratio_wall"], lookup["ratio_cpu"]
+    assert micro_ratio([get, lookup], lookup) == "1.50x wall"
+    assert micro_ratio([get, lookup], get) == ""
 
 
 def test_a_run_before_the_six_designs_renders_as_it_was_measured(tmp_path: Path) -> None:

@@ -1,0 +1,66 @@
+"""loadtests.microbench's paired measurement, on a clock the test drives."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from loadtests import microbench
+from loadtests.microbench import Row, render
+
+
+class Clock:
+    """perf_counter and process_time that move only when a measured call says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.speed = 1.0  # how slow the machine is right now
+
+    def spend(self, us: float) -> None:
+        self.now += us * self.speed / 1e6
+
+    def read(self) -> float:
+        return self.now
+
+
+def test_paired_rounds_keep_the_ratio_when_the_machine_changes_speed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(
+        microbench, "time", SimpleNamespace(perf_counter=clock.read, process_time=clock.read)
+    )
+    calls: list[str] = []
+
+    async def check() -> None:
+        calls.append("check")
+        clock.spend(120)
+
+    async def get() -> None:
+        calls.append("get")
+        clock.spend(100)
+        if len(calls) == 10:  # the machine slows down 5x from the middle of round 2 on
+            clock.speed = 5.0
+
+    paired = asyncio.run(microbench._measure_paired(check, get, 4, 4))
+    # Alternating blocks, the order swapped each round.
+    blocks = [calls[i] for i in range(0, len(calls), 4)]
+    assert blocks == ["check", "get", "get", "check", "check", "get", "get", "check"]
+    # Every round's ratio is 1.2 but the one the slow-down split (2.0): the median is 1.2.
+    assert paired.ratio == pytest.approx((1.2, 1.2))
+    # The medians of each side alone are thrown off by it (600 / 400 us).
+    assert paired.call[0] / paired.baseline[0] == pytest.approx(1.5)
+
+
+def test_the_table_shows_the_paired_ratio() -> None:
+    rows = [
+        Row("GET", 100.0, 80.0),
+        Row("lookup", 150.0, 90.0, "GET", (1.13, 1.1)),
+        Row("decode", 50.0, 50.0, "GET"),
+    ]
+    text = render(rows)
+    assert "| lookup | 150.0 | 90.0 | 1.13x GET (paired rounds; CPU 1.10x) |" in text
+    assert "| decode | 50.0 | 50.0 | 0.50x GET |" in text
+    assert rows[1].as_dict()["ratio_wall"] == 1.13 and "ratio_wall" not in rows[2].as_dict()
