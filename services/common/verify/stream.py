@@ -23,6 +23,8 @@ from services.common.store import cluster_nodes, make_redis
 
 log = logging.getLogger("authscale.verify")
 
+READ_SECONDS = 1.0  # one wait for a message; the loop looks at `_closing` between two
+
 
 @dataclass(frozen=True, slots=True)
 class Follower:
@@ -44,6 +46,7 @@ class PushStream:
         self.connected = asyncio.Event()
         self.redis: Redis | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def follow(self, follower: Follower) -> None:
         self.followers.append(follower)
@@ -54,10 +57,22 @@ class PushStream:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop following, within a few seconds whatever the stream is doing.
+
+        A cancellation can be lost under the loop (seen here under CPU load: a stream's task
+        went on reading after cancel(), and close() waited for it forever), so the loop also
+        stops on `_closing` at its next turn (every wait in it is bounded: a read by
+        READ_SECONDS, a store call by the timeout, a backoff by 2 s), and the task is
+        cancelled again while it runs."""
+        self._closing = True
+        task = self._task
+        if task is None:
+            return
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=READ_SECONDS)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("push stream ended with %s", type(task.exception()).__name__)
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -65,6 +80,8 @@ class PushStream:
         handlers = {f.channel.encode(): f.on_message for f in self.followers}
         backoff = 0.1
         for attempt in itertools.count():
+            if self._closing:
+                return
             if self.redis is not None:
                 await self.redis.aclose()
             self.redis = make_redis(self.urls[attempt % len(self.urls)], self.timeout, retries=0)
@@ -77,8 +94,10 @@ class PushStream:
                         await follower.on_connect()
                 self.connected.set()
                 backoff = 0.1
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                while not self._closing:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=READ_SECONDS
+                    )
                     if message is not None and message.get("type") == "message":
                         handler = handlers.get(message["channel"])
                         if handler is not None:
