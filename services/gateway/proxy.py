@@ -8,7 +8,7 @@ import itertools
 import logging
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -236,7 +236,7 @@ class Proxy:
         )
         return web.Response(status=status, body=payload, headers=upstream_headers)
 
-    async def relay(
+    def relay(
         self,
         method: str,
         pool: UpstreamPool,
@@ -247,9 +247,10 @@ class Proxy:
         *,
         credential: str | None,
         idempotency_key: bool,
-    ) -> tuple[int, bytes, Headers]:
+    ) -> Awaitable[tuple[int, bytes, Headers]]:
         """forward() on the parts of a request (the gateway's fast path calls it too): the
-        path checked, the raw target as the client sent it, the headers fit to forward."""
+        path checked, the raw target as the client sent it, the headers fit to forward. Not a
+        coroutine itself: it gives send()'s, one frame fewer on every proxied request."""
         if credential is not None:
             headers = replace_header(
                 replace_header(headers, "Cookie", None), "Authorization", credential
@@ -257,7 +258,7 @@ class Proxy:
         query = raw_path.partition("?")[2].partition("#")[0]  # a fragment is the client's
         target = path + ("?" + query if query else "")
         retry_any = method in IDEMPOTENT or idempotency_key
-        return await self.send(method, pool, target, headers, body, retry_any=retry_any)
+        return self.send(method, pool, target, headers, body, retry_any=retry_any)
 
     async def send(
         self,

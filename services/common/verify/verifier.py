@@ -116,13 +116,18 @@ class Verifier:
         # One frame for the whole check: the span is a shared null context when tracing is off.
         try:
             with tracing.span(tracing.VERIFY_SPAN, credential=mode, carrier=carrier):
-                if header is not None:
-                    scheme, _, token = header.partition(" ")
-                    if scheme.lower() != "bearer" or not token.strip():
-                        raise InvalidToken("Authorization header is not a bearer token")
-                    principal = await self.authenticate_token(token.strip())
-                elif at:
-                    principal = await self.authenticate_token(at)
+                if header is not None or at:
+                    token = at or ""
+                    if header is not None:
+                        scheme, _, token = header.partition(" ")
+                        if scheme.lower() != "bearer" or not token.strip():
+                            raise InvalidToken("Authorization header is not a bearer token")
+                        token = token.strip()
+                    # authenticate_token() inline: no coroutine unless the key is unknown.
+                    try:
+                        principal = self.verify_token(token)
+                    except UnknownKey:
+                        principal = await self._after_refetch(token)
                 elif sid:
                     principal = await self.authenticate_session(sid)
                 else:
@@ -143,13 +148,17 @@ class Verifier:
         try:
             return self.verify_token(token)
         except UnknownKey:
-            await self.keystore.refetch_for_unknown_kid()
-            try:
-                return self.verify_token(token)
-            except UnknownKey:
-                if not self.keystore.keys:
-                    raise KeysUnavailable() from None
-                raise
+            return await self._after_refetch(token)
+
+    async def _after_refetch(self, token: str) -> Principal:
+        """A token signed by a key not (yet) known: the JWKS fetched again, then once more."""
+        await self.keystore.refetch_for_unknown_kid()
+        try:
+            return self.verify_token(token)
+        except UnknownKey:
+            if not self.keystore.keys:
+                raise KeysUnavailable() from None
+            raise
 
     def verify_token(self, token: str) -> Principal:
         """Verify an access token with the loaded keys (CPU only, no I/O)."""

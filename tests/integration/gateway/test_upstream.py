@@ -626,6 +626,30 @@ async def test_a_request_waiting_for_a_connection_is_bounded_by_its_caller(
         await client.close()
 
 
+async def test_a_freed_connection_goes_to_the_next_request_still_waiting(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    server, gate = await gated(scripted)
+    client = UpstreamClient(connect_timeout=1, limit_per_address=1)
+    try:
+        first = asyncio.create_task(ask(client, server.address))
+        await server.until(lambda: len(server.heads) == 1)
+        gave_up = asyncio.create_task(
+            client.request("GET", server.address, "/gave-up", [], None, timeout=0.2)
+        )
+        # Tasks start in the order they were made: /gave-up queues first.
+        patient = asyncio.create_task(ask(client, server.address, "/patient"))
+        with pytest.raises(TimeoutError):
+            await gave_up
+        gate.set()
+        assert (await first).body == b"ok" and (await patient).body == b"ok"
+        # The one that gave up never went out; the slot passed over it to the next in line.
+        assert [h.split(b" ")[1] for h in server.heads] == [b"/", b"/patient"]
+        assert server.connections == 1  # one connection, reused in turn
+    finally:
+        await client.close()
+
+
 async def test_closing_the_client_fails_the_requests_still_queued(
     scripted: Callable[[Reply], Awaitable[Scripted]],
 ) -> None:
