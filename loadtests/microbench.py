@@ -11,7 +11,9 @@ A session check and the bare GET it is compared with both wait for redis-server,
 the machine's cores: measured one after the other, a change in the machine's speed between the
 two blocks moved their ratio from 0.7x to 1.8x in back-to-back runs. That pair is measured in
 alternating blocks instead (the order swapped each round), and its ratio is the median of the
-rounds' ratios, of wall-clock and of this process's CPU.
+rounds' ratios, of wall-clock and of this process's CPU. Even paired, that ratio read 1.05x
+to 1.6x within one hour here, so where valgrind is installed the pair is also counted in
+instructions per call (loadtests/instructions.py), which do not move with the machine's load.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import asyncio
 import json
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jwt
@@ -33,6 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from devstack.stores import RedisServer
+from loadtests import instructions
 from loadtests.bench.results import MicrobenchRow
 from services.common import keys as keylib
 from services.common.keyspace import session_key
@@ -53,6 +57,7 @@ class Row:
     baseline: str | None = None  # the primitive this row is compared with
     # Measured in alternating blocks with the baseline: the median of the rounds' ratios.
     paired: tuple[float, float] | None = None  # wall, CPU
+    instructions: float | None = None  # per call, user space (callgrind)
 
     def as_dict(self) -> MicrobenchRow:
         row: MicrobenchRow = {
@@ -63,6 +68,8 @@ class Row:
         }
         if self.paired is not None:
             row["ratio_wall"], row["ratio_cpu"] = self.paired
+        if self.instructions is not None:
+            row["instructions"] = self.instructions
         return row
 
     def ratio(self, baseline: Row) -> float:
@@ -139,14 +146,37 @@ async def _measure_paired(
     )
 
 
-async def run(n: int = 2000, rounds: int = 5) -> list[Row]:
+async def run(n: int = 2000, rounds: int = 5, instruction_calls: int = 200) -> list[Row]:
+    """The rows; instruction_calls > 0 also counts the session check and its GET in
+    instructions (where valgrind is installed)."""
     with tempfile.TemporaryDirectory(prefix="authscale-microbench-") as tmp:
         redis_server = RedisServer(Path(tmp))
         redis_server.start()
         try:
-            return await _run(redis_server.url, n, rounds)
+            rows = await _run(redis_server.url, n, rounds)
+            if instruction_calls > 0:
+                figures, note = await asyncio.to_thread(
+                    instructions.count, redis_server.url, instruction_calls
+                )
+                rows = with_instructions(rows, figures, note)
+            return rows
         finally:
             redis_server.stop()
+
+
+INSTRUCTION_ROWS = {"get": "redis-py asyncio GET (bare)", "lookup": "Verifier session lookup"}
+
+
+def with_instructions(
+    rows: list[Row], figures: dict[str, list[float]] | None, note: str
+) -> list[Row]:
+    """The rows with the counted pair's instructions per call (the lower of its two rounds);
+    the note is printed either way."""
+    print(f"instructions: {note}", file=sys.stderr)
+    if figures is None:
+        return rows
+    counted = {INSTRUCTION_ROWS[name]: round(min(each)) for name, each in figures.items()}
+    return [replace(r, instructions=counted.get(r.name)) for r in rows]
 
 
 async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
@@ -304,6 +334,9 @@ def render(rows: list[Row]) -> str:
             ratio = f"{r.ratio(by_name[r.baseline]):.2f}x {r.baseline}"
             if r.paired is not None:
                 ratio += f" (paired rounds; CPU {r.paired[1]:.2f}x)"
+            base = by_name[r.baseline]
+            if r.instructions is not None and base.instructions:
+                ratio += f"; {r.instructions / base.instructions:.2f}x in instructions"
         lines.append(f"| {r.name} | {_us(r.wall_us)} | {_us(r.cpu_us)} | {ratio} |")
     return "\n".join(lines)
 

@@ -56,6 +56,12 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--microbench-n", type=int, default=500, help="calls per round (0 skips)")
     parser.add_argument(
+        "--instruction-calls",
+        type=int,
+        default=200,
+        help="calls per block of the session check vs GET instruction count (valgrind; 0 skips)",
+    )
+    parser.add_argument(
         "--revocation-samples",
         type=int,
         default=5,
@@ -102,6 +108,7 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         distance_duration=args.distance_duration,
         out=args.out,
         microbench_n=args.microbench_n,
+        instruction_calls=max(args.instruction_calls, 0),
         revocation_samples=max(args.revocation_samples, 1),
         trace_seconds=max(args.trace_seconds, 0.0),
         trace_designs=traced,

@@ -160,6 +160,7 @@ class MicrobenchRow(TypedDict):
     # Measured in alternating blocks with the baseline: the median of the rounds' ratios.
     ratio_wall: NotRequired[float]
     ratio_cpu: NotRequired[float]
+    instructions: NotRequired[float]  # per call, user space (callgrind), where counted
 
 
 class HopTrace(TypedDict):

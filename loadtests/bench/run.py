@@ -57,6 +57,7 @@ class Options:
     distance_duration: float
     out: Path
     microbench_n: int
+    instruction_calls: int = 200  # the session check vs GET in instructions (0: not counted)
     revocation_samples: int = 5
     trace_seconds: float = 4.0  # each design's traced phase (0: none)
     trace_designs: tuple[str, ...] = ()  # the designs traced (empty: every design)
@@ -207,11 +208,11 @@ def revocation_samples(
         )
 
 
-def primitives(n: int) -> list[MicrobenchRow]:
+def primitives(n: int, instruction_calls: int) -> list[MicrobenchRow]:
     if not n:
         return []
     log("micro-benchmark of the primitives")
-    return [row.as_dict() for row in asyncio.run(microbench.run(n, 3))]
+    return [row.as_dict() for row in asyncio.run(microbench.run(n, 3, instruction_calls))]
 
 
 def measure(
@@ -297,7 +298,7 @@ def measure(
         "outage": comparison.outage,
         "login": login,
         "credential_size": size,
-        "microbench": primitives(options.microbench_n),
+        "microbench": primitives(options.microbench_n, options.instruction_calls),
         "idle_cpu_ms_per_s": idle.ms_per_s(),
         "traced": traced,
         "cluster": cluster,

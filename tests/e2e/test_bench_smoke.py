@@ -3,6 +3,7 @@ figures agree with what each design is built to do."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
         "1",
         "--microbench-n",
         "50",
+        "--instruction-calls",
+        "30",
         "--trace-seconds",
         "1",
         "--trace-designs",
@@ -169,3 +172,9 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
     assert failover["sessions_back"] == failover["sessions_on_victim"] > 0, failover
     micro = {r["name"]: r for r in results["microbench"]}
     assert micro["Verifier session lookup, cache hit"]["baseline"] == "bare dict look-up"
+    lookup = micro["Verifier session lookup"]
+    assert lookup["ratio_wall"] > 0 and lookup["ratio_cpu"] > 0  # paired rounds
+    if shutil.which("valgrind"):  # counted (CI installs valgrind)
+        get = micro[lookup["baseline"] or ""]
+        assert lookup["instructions"] > get["instructions"] > 0
+        assert "x instructions" in (latest / "report.md").read_text()

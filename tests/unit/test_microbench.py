@@ -64,3 +64,18 @@ def test_the_table_shows_the_paired_ratio() -> None:
     assert "| lookup | 150.0 | 90.0 | 1.13x GET (paired rounds; CPU 1.10x) |" in text
     assert "| decode | 50.0 | 50.0 | 0.50x GET |" in text
     assert rows[1].as_dict()["ratio_wall"] == 1.13 and "ratio_wall" not in rows[2].as_dict()
+
+
+def test_counted_instructions_go_to_their_rows_the_lower_round_each() -> None:
+    rows = [
+        Row("redis-py asyncio GET (bare)", 100.0, 80.0),
+        Row("Verifier session lookup", 110.0, 90.0, "redis-py asyncio GET (bare)", (1.1, 1.1)),
+        Row("bare dict look-up", 0.1, 0.1),
+    ]
+    counted = microbench.with_instructions(
+        rows, {"get": [300_000.0, 290_000.0], "lookup": [330_000.0, 335_000.0]}, "counted"
+    )
+    assert [r.instructions for r in counted] == [290_000, 330_000, None]
+    assert "1.14x in instructions" in render(counted)
+    assert counted[1].as_dict()["instructions"] == 330_000
+    assert microbench.with_instructions(rows, None, "valgrind not on PATH") == rows

@@ -191,6 +191,9 @@ def test_a_paired_microbench_ratio_is_reported_as_measured() -> None:
         "ratio_cpu": 1.2,
     }
     assert micro_ratio([get, lookup], lookup) == "1.13x wall, 1.20x CPU (paired)"
+    get["instructions"], lookup["instructions"] = 300_000.0, 330_000.0
+    assert micro_ratio([get, lookup], lookup).endswith("(paired), 1.10x instructions")
+    del get["instructions"], lookup["instructions"]
     del lookup["ratio_wall"], lookup["ratio_cpu"]
     assert micro_ratio([get, lookup], lookup) == "1.50x wall"
     assert micro_ratio([get, lookup], get) == ""
