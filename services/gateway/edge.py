@@ -450,11 +450,14 @@ class Connection(asyncio.Protocol):
         if transport is None:
             return
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"]
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+        typed = False
+        for name, value in headers:
+            lines.append(f"{name}: {value}\r\n")
+            typed = typed or name.lower() == "content-type"
         if status in _EMPTY_BODY:
             body = b""
         else:
-            if body and not any(name.lower() == "content-type" for name, _ in headers):
+            if body and not typed:
                 lines.append("Content-Type: application/octet-stream\r\n")
             lines.append(f"Content-Length: {len(body)}\r\n")
         lines.append(

@@ -99,17 +99,16 @@ def forward_fields(
 ) -> Headers:
     """What goes upstream of a client's header fields: no hop-by-hop field (nor one Connection
     names), no identity claim, then X-Forwarded-For (the peer) and the request id."""
-    fields = list(fields)
-    dropped = _DROPPED_WITH_ID
-    connection = [v for n, v in fields if n.lower() == "connection"]
-    if connection:
-        # Headers the client named in Connection are hop-by-hop too (RFC 9110 7.6.1).
-        dropped = dropped | {t.strip().lower() for v in connection for t in v.split(",")}
-    headers = [
-        (name, value)
-        for name, value in fields
-        if (lower := name.lower()) not in dropped and not lower.startswith(IDENTITY_PREFIXES)
-    ]
+    headers = []
+    named: list[str] = []  # what Connection names (hop-by-hop too, RFC 9110 7.6.1)
+    for name, value in fields:
+        lower = name.lower()
+        if lower == "connection":
+            named.extend(t.strip().lower() for t in value.split(","))
+        elif lower not in _DROPPED_WITH_ID and not lower.startswith(IDENTITY_PREFIXES):
+            headers.append((name, value))
+    if named:
+        headers = [(n, v) for n, v in headers if n.lower() not in named]
     if remote:
         headers.append(("X-Forwarded-For", remote))
     headers.append((REQUEST_ID_HEADER, request_id))

@@ -90,11 +90,26 @@ class Address(NamedTuple):
 
 _TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"  # RFC 9110 5.6.2
 _TOKEN = re.compile(f"{_TCHAR}+")
-_TOKENS = re.compile(f"(?:{_TCHAR}+\n)*")  # names, each followed by a newline
 _TARGET = re.compile(r"/[\x21-\x7e]*")  # origin-form, visible ASCII only
 # The client frames the message itself: these never come from the caller.
 _OWN = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+# Header names already judged: True to send, False for the client's own (_OWN). A request
+# carries the same few names again and again; a new one is checked once (bounded, so names a
+# client makes up cannot grow it without end: past the bound each is checked every time).
+_NAMES: dict[str, bool] = {}
+_NAMES_KEPT = 1024
+
+
+def _judge_name(name: str) -> bool:
+    if _TOKEN.fullmatch(name) is None:
+        raise Unsendable(f"header name {name[:64]!r} is not a token")
+    sendable = name.lower() not in _OWN
+    if len(_NAMES) < _NAMES_KEPT:
+        _NAMES[name] = sendable
+    return sendable
 
 
 def request_head(
@@ -108,15 +123,12 @@ def request_head(
     if _TOKEN.fullmatch(method) is None or _TARGET.fullmatch(target) is None:
         raise Unsendable("the method or the request target cannot be sent")
     lines = []
-    names = []
     for name, value in headers:
-        if name.lower() in _OWN:
-            continue
-        names.append(name)
-        lines.append(f"{name}: {value}\r\n")
-    if names and _TOKENS.fullmatch("\n".join(names) + "\n") is None:
-        bad = next(name for name in names if _TOKEN.fullmatch(name) is None)
-        raise Unsendable(f"header name {bad[:64]!r} is not a token")
+        sendable = _NAMES.get(name)
+        if sendable is None:
+            sendable = _judge_name(name)
+        if sendable:
+            lines.append(f"{name}: {value}\r\n")
     block = "".join(lines)
     # Each line ends in the one CR LF put there above: any other CR, LF or NUL came in a value.
     if block.count("\n") != len(lines) or block.count("\r") != len(lines) or "\0" in block:

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from services.gateway import upstream as upstream_module
 from services.gateway.upstream import (
     SWEEP_SECONDS,
     Address,
@@ -481,6 +482,19 @@ def test_nothing_can_split_the_request(
 ) -> None:
     with pytest.raises(Unsendable):
         request_head(method, Address("127.0.0.1", 1), target, headers, None)
+
+
+def test_a_name_judged_before_is_judged_alike_and_the_memory_of_names_is_bounded() -> None:
+    address = Address("127.0.0.1", 1)
+    for _ in range(2):  # the second time from what was kept
+        with pytest.raises(Unsendable, match="not a token"):
+            request_head("GET", address, "/", [("X-Ok", "1"), ("X Bad", "1")], None)
+        head = request_head("GET", address, "/", [("X-Ok", "1"), ("HOST", "evil")], None)
+        assert b"X-Ok: 1\r\n" in head and b"evil" not in head
+    many = [(f"X-Made-Up-{i}", "1") for i in range(3 * upstream_module._NAMES_KEPT)]
+    head = request_head("GET", address, "/", many, None)
+    assert head.count(b"X-Made-Up-") == len(many)  # all sent, not all remembered
+    assert len(upstream_module._NAMES) <= upstream_module._NAMES_KEPT
 
 
 def test_the_client_frames_the_message_itself() -> None:
