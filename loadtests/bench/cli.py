@@ -54,11 +54,11 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         "--long", action="store_true", help="60 s phases, 3 rounds (about 30 minutes)"
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports")
-    parser.add_argument("--microbench-n", type=int, default=500, help="calls per round (0 skips)")
+    parser.add_argument("--microbench-n", type=int, default=300, help="calls per round (0 skips)")
     parser.add_argument(
         "--instruction-calls",
         type=int,
-        default=200,
+        default=100,
         help="calls per block of the session check vs GET instruction count (valgrind; 0 skips)",
     )
     parser.add_argument(

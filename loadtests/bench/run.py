@@ -57,7 +57,7 @@ class Options:
     distance_duration: float
     out: Path
     microbench_n: int
-    instruction_calls: int = 200  # the session check vs GET in instructions (0: not counted)
+    instruction_calls: int = 100  # the session check vs GET in instructions (0: not counted)
     revocation_samples: int = 5
     trace_seconds: float = 4.0  # each design's traced phase (0: none)
     trace_designs: tuple[str, ...] = ()  # the designs traced (empty: every design)

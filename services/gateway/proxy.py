@@ -100,11 +100,11 @@ def forward_fields(
     """What goes upstream of a client's header fields: no hop-by-hop field (nor one Connection
     names), no identity claim, then X-Forwarded-For (the peer) and the request id."""
     headers = []
-    named: list[str] = []  # what Connection names (hop-by-hop too, RFC 9110 7.6.1)
+    named: set[str] = set()  # what Connection names (hop-by-hop too, RFC 9110 7.6.1)
     for name, value in fields:
         lower = name.lower()
         if lower == "connection":
-            named.extend(t.strip().lower() for t in value.split(","))
+            named.update(t.strip().lower() for t in value.split(","))
         elif lower not in _DROPPED_WITH_ID and not lower.startswith(IDENTITY_PREFIXES):
             headers.append((name, value))
     if named:

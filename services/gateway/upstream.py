@@ -101,13 +101,14 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # client makes up cannot grow it without end: past the bound each is checked every time).
 _NAMES: dict[str, bool] = {}
 _NAMES_KEPT = 1024
+_NAME_KEPT_CHARS = 64  # longer names are judged every time: the memory stays small
 
 
 def _judge_name(name: str) -> bool:
     if _TOKEN.fullmatch(name) is None:
         raise Unsendable(f"header name {name[:64]!r} is not a token")
     sendable = name.lower() not in _OWN
-    if len(_NAMES) < _NAMES_KEPT:
+    if len(_NAMES) < _NAMES_KEPT and len(name) <= _NAME_KEPT_CHARS:
         _NAMES[name] = sendable
     return sendable
 
@@ -434,11 +435,15 @@ class UpstreamClient:
         """Fail the exchanges past their deadline; look again while any is in flight."""
         loop = self._loop
         assert loop is not None
+        self._sweeper = None
         now = loop.time()
-        for connection in [c for c, d in self._deadlines.items() if d <= now]:
-            del self._deadlines[connection]
-            connection.expire()
-        self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep) if self._deadlines else None
+        try:
+            for connection in [c for c, d in self._deadlines.items() if d <= now]:
+                del self._deadlines[connection]
+                connection.expire()
+        finally:  # the next sweep is never lost, whatever an expiry raised
+            if self._deadlines:
+                self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
 
     def _reuse(self, loop: asyncio.AbstractEventLoop, address: Address) -> _Connection | None:
         idle = self._idle.get(address)

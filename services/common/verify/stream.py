@@ -54,6 +54,7 @@ class PushStream:
     async def start(self) -> None:
         if not self.followers:
             return
+        self._closing = False
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:

@@ -307,7 +307,7 @@ async def test_a_slow_answer_times_out_and_its_connection_is_dropped(
     with pytest.raises(TimeoutError):
         await client.request("GET", server.address, "/slow", [], None, timeout=0.2)
     # Past the deadline, within one sweep of it.
-    assert 0.2 <= loop.time() - started < 0.2 + SWEEP_SECONDS + 0.5
+    assert 0.2 <= loop.time() - started < 0.2 + SWEEP_SECONDS + 2
     release.set()
     assert client.idle_connections(server.address) == 0
     await server.until(lambda: server.closed == 1)  # closed, not leaked
@@ -389,10 +389,12 @@ async def test_an_unreachable_upstream_is_a_connect_failure_in_time() -> None:
             # A request whose own deadline comes before the connect timeout: its deadline.
             patient = UpstreamClient(connect_timeout=5)
             started = loop.time()
-            with pytest.raises(TimeoutError):
-                await patient.request("GET", address, "/", [], None, timeout=0.3)
+            try:
+                with pytest.raises(TimeoutError):
+                    await patient.request("GET", address, "/", [], None, timeout=0.3)
+            finally:
+                await patient.close()
             assert loop.time() - started < 3
-            await patient.close()
         finally:
             await client.close()
             for s in fillers:
@@ -484,13 +486,17 @@ def test_nothing_can_split_the_request(
         request_head(method, Address("127.0.0.1", 1), target, headers, None)
 
 
-def test_a_name_judged_before_is_judged_alike_and_the_memory_of_names_is_bounded() -> None:
+def test_a_name_judged_before_is_judged_alike_and_the_memory_of_names_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(upstream_module, "_NAMES", {})
     address = Address("127.0.0.1", 1)
     for _ in range(2):  # the second time from what was kept
         with pytest.raises(Unsendable, match="not a token"):
             request_head("GET", address, "/", [("X-Ok", "1"), ("X Bad", "1")], None)
         head = request_head("GET", address, "/", [("X-Ok", "1"), ("HOST", "evil")], None)
         assert b"X-Ok: 1\r\n" in head and b"evil" not in head
+        assert upstream_module._NAMES == {"X-Ok": True, "HOST": False}
     many = [(f"X-Made-Up-{i}", "1") for i in range(3 * upstream_module._NAMES_KEPT)]
     head = request_head("GET", address, "/", many, None)
     assert head.count(b"X-Made-Up-") == len(many)  # all sent, not all remembered
@@ -660,6 +666,7 @@ async def test_a_freed_connection_goes_to_the_next_request_still_waiting(
         # The one that gave up never went out; the slot passed over it to the next in line.
         assert [h.split(b" ")[1] for h in server.heads] == [b"/", b"/patient"]
         assert server.connections == 1  # one connection, reused in turn
+        assert client._busy[server.address] == 0  # every slot given back, none twice
     finally:
         await client.close()
 
