@@ -32,7 +32,7 @@ class Options:
     settle_s: float = 0.5  # seconds after a change before measuring
     rounds: int = 1  # knee rounds (the later ones in reverse group order)
     hop_rps: float = 150.0
-    hop_s: float = 2.0
+    hop_s: float = 1.75
     rtts_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)
     distance_rps: float = 80.0
     distance_s: float = 1.5
@@ -41,13 +41,13 @@ class Options:
     revocation_limit_s: float = 1.5
     rotation_all: bool = False  # rotate in every group with a JWT verifier, not only the first
     rotation_rps: float = 100.0
-    rotation_s: float = 5.0
+    rotation_s: float = 4.0
     users: int = 60  # Locust users per design
     processes: int = 2  # Locust worker processes
     nginx_s: float = 2.0
     nginx_rounds: int = 2  # interleaved, each proxy's least disturbed round counts
     nginx_connections: int = 16
-    shard_requests: int = 50_000
+    shard_requests: int = 30_000
     jwks_cooldown_s: float = 2.0
 
     @classmethod
