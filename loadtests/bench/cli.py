@@ -28,10 +28,10 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         "--user-rps", type=float, default=15.0, help="requests/s each user offers (default 15)"
     )
     parser.add_argument(
-        "--duration", type=float, default=9.0, help="measured seconds per phase (default 9)"
+        "--duration", type=float, default=6.0, help="measured seconds per phase (default 6)"
     )
     parser.add_argument(
-        "--warmup", type=float, default=2.0, help="seconds before measuring (default 2)"
+        "--warmup", type=float, default=1.5, help="seconds before measuring (default 1.5)"
     )
     parser.add_argument(
         "--rounds", type=int, default=2, help="interleaved rounds of all modes (default 2)"
@@ -70,8 +70,8 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     parser.add_argument(
         "--trace-seconds",
         type=float,
-        default=3.0,
-        help="each design's traced phase, for per-hop attribution (default 3; 0 skips)",
+        default=2.0,
+        help="each design's traced phase, for per-hop attribution (default 2; 0 skips)",
     )
     parser.add_argument(
         "--trace-designs",
@@ -86,8 +86,8 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     parser.add_argument(
         "--store-bench-requests",
         type=int,
-        default=100_000,
-        help="redis-benchmark requests per command in the cluster phase (default 100000)",
+        default=40_000,
+        help="redis-benchmark requests per command in the cluster phase (default 40000)",
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
     traced = tuple(d.strip() for d in args.trace_designs.split(",") if d.strip())
@@ -96,6 +96,8 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         parser.error(f"--trace-designs: no design named {', '.join(unknown)}")
     if args.long:
         args.duration, args.rounds, args.distance_duration = 60.0, 3, 30.0
+        args.trace_seconds = args.trace_seconds and 10.0
+        args.store_bench_requests = 200_000
         args.distances = args.distances or "0,0.5,2"
     return Options(
         host=args.host,

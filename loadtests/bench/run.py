@@ -59,10 +59,10 @@ class Options:
     microbench_n: int
     instruction_calls: int = 100  # the session check vs GET in instructions (0: not counted)
     revocation_samples: int = 5
-    trace_seconds: float = 4.0  # each design's traced phase (0: none)
+    trace_seconds: float = 2.0  # each design's traced phase (0: none)
     trace_designs: tuple[str, ...] = ()  # the designs traced (empty: every design)
     cluster: bool = True  # the cluster phase (own stack only)
-    store_bench_requests: int = 100_000  # redis-benchmark requests, one primary vs the cluster
+    store_bench_requests: int = 40_000  # redis-benchmark requests, one primary vs the cluster
 
     @property
     def load(self) -> Load:

@@ -13,7 +13,7 @@ from loadtests.modes import Mode
 
 def decisive(steps: Sequence[KneeStep]) -> list[KneeStep]:
     """Round 1's window at each offered rate that decided it: the one that held, else the
-    last one (a step past the SLO is measured twice)."""
+    last one (a step past the SLO is measured again)."""
     by_rate: dict[float, KneeStep] = {}
     for step in steps:
         if step["round"] != 1:

@@ -22,7 +22,7 @@ def hop_line(name: str, hops: int, point: HopPoint) -> str:
 
 def knee_line(round_: int, step: KneeStep) -> str:
     flag = "  ** Locust was the limit **" if step["generator_limited"] else ""
-    again = " (measured twice)" if step["attempt"] > 1 else ""
+    again = f" (measured {step['attempt']} times)" if step["attempt"] > 1 else ""
     return (
         f"knee (round {round_}): {step['design']} at {step['offered_rps']:g} req/s "
         f"offered: {step['achieved_rps']:g} served, p99 {step['p99_ms']} ms, "

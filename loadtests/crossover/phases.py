@@ -178,15 +178,16 @@ class Run:
         self, tag: str, config: Config, driver: LocustDriver, servers: Servers
     ) -> None:
         """The ladder, designs interleaved step by step (the order reversed every other step).
-        A window past the SLO is measured once more before the design's ladder ends: a short
-        window's p99 is its few slowest requests, which a neighbour's burst on a shared machine
-        can spoil alone."""
+        A window past the SLO is measured once more before the design's ladder ends (twice more
+        at the ladder's first step, where a design ending would leave it with no knee at all): a
+        short window's p99 is its few slowest requests, which a neighbour's burst on a shared
+        machine can spoil alone."""
         o = self.options
         active = list(config.designs)
         for step, rate in enumerate(o.ladder()):
             order = active if step % 2 == 0 else list(reversed(active))
             for name in list(order):
-                for attempt in (1, 2):
+                for attempt in range(1, (4 if step == 0 else 3)):
                     knee_step = self.knee_window(config, driver, servers, name, rate, attempt)
                     if knee_step["held"]:
                         break

@@ -52,7 +52,7 @@ class Segment(Costs):
 
 class KneeStep(Segment):
     round: int
-    attempt: int  # 2: the same step measured again after a first window past the SLO
+    attempt: int  # 2, 3: the same step measured again after windows past the SLO
     held: bool  # p99 within the SLO and no failures
 
 

@@ -1,0 +1,127 @@
+"""The knee's ladder (loadtests/crossover/phases.py, Run.measure_knee): which windows it measures
+and when a design's ladder ends, driven by scripted windows in place of Locust's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from loadtests.crossover.plan import Config, Options, Progress
+from loadtests.crossover.results import Segment
+from loadtests.modes import MODES
+
+
+@dataclass
+class ScriptedDriver:
+    """Each design's p99 per window, in order; every window asked for is recorded."""
+
+    p99s: dict[str, list[float]]
+    asked: list[tuple[str, float]] = field(default_factory=list)
+
+    def measure(
+        self,
+        servers: object,
+        idle: object,
+        designs: Sequence[str],
+        task: str,
+        rate: float,
+        seconds: float,
+        settle: float,
+    ) -> SimpleNamespace:
+        (name,) = designs
+        self.asked.append((name, rate))
+        segment: Segment = {
+            "window_s": seconds,
+            "gateway_requests": rate * seconds,
+            "achieved_rps": rate,
+            "cpu_us_per_request": {},
+            "cpu_us_services": 1000.0,
+            "cpu_us_total": 1500.0,
+            "checks_per_request": 2.0,
+            "store_ops_per_request": {},
+            "design": name,
+            "task": task,
+            "offered_rps": rate,
+            "requests": int(rate * seconds),
+            "failures": 0,
+            "errors": {},
+            "p50_ms": 3.0,
+            "p90_ms": 5.0,
+            "p99_ms": self.p99s[name].pop(0),
+            "max_ms": 90.0,
+            "locust_cpu": [0.1],
+            "generator_limited": False,
+        }
+        return SimpleNamespace(segment=segment)
+
+
+def ladder(designs: Sequence[str], p99s: dict[str, list[float]]) -> tuple[Any, ScriptedDriver]:
+    from loadtests.crossover.phases import Run
+
+    options = Options(ladder_start=100.0, ladder_factor=2.0, ladder_steps=3, users=60)
+    lines: list[str] = []
+    run = Run(
+        options=options,
+        modes=list(MODES),
+        workdir=Path("."),
+        say=lines.append,
+        store=cast(Any, None),
+        stack=cast(Any, None),
+        side=cast(Any, None),
+        progress=Progress([], lines.append),
+    )
+    driver = ScriptedDriver(p99s)
+    config = Config(tuple(designs), "main", remote_store=False, knee=True)
+    run.measure_knee("t", config, cast(Any, driver), cast(Any, None))
+    return run, driver
+
+
+def test_a_step_past_the_slo_is_measured_twice_then_ends_the_ladder() -> None:
+    run, driver = ladder(["session"], {"session": [10.0, 80.0, 20.0, 80.0, 90.0]})
+    # 100 held; 200 failed once, then held; 400 failed twice: the ladder ends there.
+    assert driver.asked == [("session", r) for r in (100.0, 200.0, 200.0, 400.0, 400.0)]
+    assert [(s["offered_rps"], s["attempt"], s["held"]) for s in run.steps["session"]] == [
+        (100.0, 1, True),
+        (200.0, 1, False),
+        (200.0, 2, True),
+        (400.0, 1, False),
+        (400.0, 2, False),
+    ]
+
+
+def test_the_first_step_gets_a_third_window_before_a_design_is_left_without_a_knee() -> None:
+    run, driver = ladder(
+        ["session", "jwt-push"],
+        {"session": [60.0, 70.0, 20.0, 80.0, 90.0], "jwt-push": [60.0, 70.0, 75.0]},
+    )
+    steps = run.steps
+    assert [(s["attempt"], s["held"]) for s in steps["session"][:3]] == [
+        (1, False),
+        (2, False),
+        (3, True),
+    ]
+    # jwt-push failed all three windows of the first step: no more windows for it.
+    assert [s["offered_rps"] for s in steps["jwt-push"]] == [100.0, 100.0, 100.0]
+    assert not any(s["held"] for s in steps["jwt-push"])
+    # session went on to the next step, where two windows past the SLO end its ladder.
+    assert [(s["offered_rps"], s["attempt"]) for s in steps["session"][3:]] == [
+        (200.0, 1),
+        (200.0, 2),
+    ]
+    assert len(driver.asked) == 8
+
+
+@pytest.mark.parametrize(
+    "attempt, text", [(1, ": held"), (2, "(measured 2 times)"), (3, "(measured 3 times)")]
+)
+def test_the_progress_line_says_how_often_a_step_was_measured(attempt: int, text: str) -> None:
+    from loadtests.crossover.lines import knee_line
+
+    run, _ = ladder(["session"], {"session": [10.0, 80.0, 90.0]})
+    step = {**run.steps["session"][0], "attempt": attempt}
+    assert text in knee_line(1, cast(Any, step))
