@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import loadtests.bench
+from loadtests.bench.experiments import DISTANCE_MODES
 from loadtests.bench.run import Options, run
 from loadtests.modes import BY_NAME
 from services.common.settings import REPO_ROOT
@@ -42,6 +43,14 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         help=(
             "added session-store round trips in ms, comma-separated, e.g. 0,0.5,2 (default none:"
             " the crossover that `make bench` runs next measures every design at 0-5 ms)"
+        ),
+    )
+    parser.add_argument(
+        "--distance-designs",
+        default="",
+        help=(
+            "comma-separated designs of the distance phases (default: every design that reads"
+            f" the store, {', '.join(m.name for m in DISTANCE_MODES)})"
         ),
     )
     parser.add_argument(
@@ -94,6 +103,12 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     unknown = sorted(set(traced) - set(BY_NAME))
     if unknown:
         parser.error(f"--trace-designs: no design named {', '.join(unknown)}")
+    distant = tuple(d.strip() for d in args.distance_designs.split(",") if d.strip())
+    unknown = sorted(set(distant) - {m.name for m in DISTANCE_MODES})
+    if unknown:
+        parser.error(
+            f"--distance-designs: not a design measured at a distance: {', '.join(unknown)}"
+        )
     if args.long:
         args.duration, args.rounds, args.distance_duration = 60.0, 3, 30.0
         args.trace_seconds = args.trace_seconds and 10.0
@@ -108,6 +123,7 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         rounds=args.rounds,
         distances=[float(d) for d in args.distances.split(",") if d.strip()],
         distance_duration=args.distance_duration,
+        distance_designs=distant,
         out=args.out,
         microbench_n=args.microbench_n,
         instruction_calls=max(args.instruction_calls, 0),

@@ -232,13 +232,14 @@ def store_distance(
     delays: list[float],
     workdir: Path,
     idle: Idle,
+    modes: Sequence[Mode] = DISTANCE_MODES,
 ) -> list[DistancePhase]:
     """Phases with the session store behind a proxy that adds each round trip in `delays`, for
-    each of DISTANCE_MODES under its own settings (`switch` restarts the services with them)."""
+    each of `modes` under its own settings (`switch` restarts the services with them)."""
     out: list[DistancePhase] = []
     proxy = DelayProxy(stack.ports.session_store).start()
     try:
-        for group in settings_groups(DISTANCE_MODES):
+        for group in settings_groups(modes):
             switch({**group[0].settings, "SESSION_STORE_URL": proxy.url})
             for delay in delays:
                 proxy.delay_ms = delay

@@ -19,6 +19,7 @@ from loadtests.bench import log
 from loadtests.bench.client import PROBE_USER, USER_PREFIX, Gateway
 from loadtests.bench.cluster import cluster_phase
 from loadtests.bench.experiments import (
+    DISTANCE_MODES,
     HopLag,
     credential_size,
     login_cost,
@@ -61,6 +62,7 @@ class Options:
     revocation_samples: int = 5
     trace_seconds: float = 2.0  # each design's traced phase (0: none)
     trace_designs: tuple[str, ...] = ()  # the designs traced (empty: every design)
+    distance_designs: tuple[str, ...] = ()  # the distance phases' designs (empty: all of them)
     cluster: bool = True  # the cluster phase (own stack only)
     store_bench_requests: int = 40_000  # redis-benchmark requests, one primary vs the cluster
 
@@ -248,6 +250,7 @@ def measure(
             options.distances,
             workdir,
             idle,
+            [m for m in DISTANCE_MODES if m.name in (options.distance_designs or [m.name])],
         )
     notes: list[str] = []
     traced: list[TracedPhase] = []

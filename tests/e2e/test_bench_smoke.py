@@ -36,6 +36,8 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
         "1",
         "--distance-duration",
         "1",
+        "--distance-designs",
+        "session,jwt-push",
         "--microbench-n",
         "50",
         "--instruction-calls",
@@ -129,11 +131,10 @@ def test_bench_smoke_run(tmp_path: Path, redis_available: None) -> None:
     assert size is not None and login is not None
     assert set(size) == {"session", "jwt", "jwt-cookie", "internal"}
     assert set(login) == {"session", "jwt", "jwt-cookie", "token-exchange"}
+    # The distance phase for one settings group (one restart, to keep the run short).
     assert [(d["mode"], d["added_rtt_ms"]) for d in results["distance"]] == [
         ("session", 1.0),
         ("jwt-push", 1.0),
-        ("session-cached", 1.0),
-        ("hybrid", 1.0),
     ]
     assert results["distance"][0]["measured_store_rtt_ms"] >= 0.9
 
