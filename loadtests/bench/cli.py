@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import loadtests.bench
@@ -13,6 +13,28 @@ from loadtests.bench.experiments import DISTANCE_MODES
 from loadtests.bench.run import Options, run
 from loadtests.modes import BY_NAME
 from services.common.settings import REPO_ROOT
+
+# The default run's values and --long's, for the options --long changes; a value given on the
+# command line is kept either way.
+PRESETS: dict[str, tuple[object, object]] = {
+    "duration": (6.0, 60.0),
+    "rounds": (2, 3),
+    "distances": ("", "0,0.5,2"),
+    "distance_duration": (6.0, 30.0),
+    "trace_seconds": (2.0, 10.0),
+    "store_bench_requests": (40_000, 200_000),
+}
+
+
+def designs(
+    parser: argparse.ArgumentParser, flag: str, value: str, allowed: Collection[str]
+) -> tuple[str, ...]:
+    """A comma-separated list of design names, each one of `allowed` (else a usage error)."""
+    names = tuple(d.strip() for d in value.split(",") if d.strip())
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        parser.error(f"{flag}: not one of {', '.join(allowed)}: {', '.join(unknown)}")
+    return names
 
 
 def parse(argv: Iterable[str] | None = None) -> Options:
@@ -29,38 +51,46 @@ def parse(argv: Iterable[str] | None = None) -> Options:
         "--user-rps", type=float, default=15.0, help="requests/s each user offers (default 15)"
     )
     parser.add_argument(
-        "--duration", type=float, default=6.0, help="measured seconds per phase (default 6)"
+        "--duration", type=float, help="measured seconds per phase (default 6; --long: 60)"
     )
     parser.add_argument(
         "--warmup", type=float, default=1.5, help="seconds before measuring (default 1.5)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=2, help="interleaved rounds of all modes (default 2)"
+        "--rounds", type=int, help="interleaved rounds of all modes (default 2; --long: 3)"
     )
     parser.add_argument(
         "--distances",
-        default="",
         help=(
             "added session-store round trips in ms, comma-separated, e.g. 0,0.5,2 (default none:"
-            " the crossover that `make bench` runs next measures every design at 0-5 ms)"
+            " the crossover that `make bench` runs next measures every design at 0-5 ms;"
+            " --long: 0,0.5,2)"
         ),
     )
     parser.add_argument(
         "--distance-designs",
         default="",
         help=(
-            "comma-separated designs of the distance phases (default: every design that reads"
-            f" the store, {', '.join(m.name for m in DISTANCE_MODES)})"
+            "comma-separated designs of the distance phases (default:"
+            f" {', '.join(m.name for m in DISTANCE_MODES)}: those that read the session store,"
+            " and jwt-push as the control)"
         ),
     )
     parser.add_argument(
         "--distance-duration",
         type=float,
-        default=6.0,
-        help="measured seconds of each distance phase and of the cluster phase's two (default 6)",
+        help=(
+            "measured seconds of each distance phase and of the cluster phase's two (default 6;"
+            " --long: 30)"
+        ),
     )
     parser.add_argument(
-        "--long", action="store_true", help="60 s phases, 3 rounds (about 30 minutes)"
+        "--long",
+        action="store_true",
+        help=(
+            "60 s phases, 3 rounds, distance phases at 0,0.5,2 ms, 10 s traced phases, 200k"
+            " redis-benchmark requests (about 30 minutes)"
+        ),
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--microbench-n", type=int, default=300, help="calls per round (0 skips)")
@@ -79,8 +109,7 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     parser.add_argument(
         "--trace-seconds",
         type=float,
-        default=2.0,
-        help="each design's traced phase, for per-hop attribution (default 2; 0 skips)",
+        help="each design's traced phase, for per-hop attribution (default 2; --long: 10; 0 skips)",
     )
     parser.add_argument(
         "--trace-designs",
@@ -95,25 +124,19 @@ def parse(argv: Iterable[str] | None = None) -> Options:
     parser.add_argument(
         "--store-bench-requests",
         type=int,
-        default=40_000,
-        help="redis-benchmark requests per command in the cluster phase (default 40000)",
+        help="redis-benchmark requests per command in the cluster phase (default 40000; --long:"
+        " 200000)",
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
-    traced = tuple(d.strip() for d in args.trace_designs.split(",") if d.strip())
-    unknown = sorted(set(traced) - set(BY_NAME))
-    if unknown:
-        parser.error(f"--trace-designs: no design named {', '.join(unknown)}")
-    distant = tuple(d.strip() for d in args.distance_designs.split(",") if d.strip())
-    unknown = sorted(set(distant) - {m.name for m in DISTANCE_MODES})
-    if unknown:
-        parser.error(
-            f"--distance-designs: not a design measured at a distance: {', '.join(unknown)}"
-        )
-    if args.long:
-        args.duration, args.rounds, args.distance_duration = 60.0, 3, 30.0
-        args.trace_seconds = args.trace_seconds and 10.0
-        args.store_bench_requests = 200_000
-        args.distances = args.distances or "0,0.5,2"
+    for name, preset in PRESETS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, preset[1] if args.long else preset[0])
+    traced = designs(parser, "--trace-designs", args.trace_designs, BY_NAME)
+    distant = designs(
+        parser, "--distance-designs", args.distance_designs, [m.name for m in DISTANCE_MODES]
+    )
+    if distant and not args.distances:
+        parser.error("--distance-designs: no distance phase to run (give --distances)")
     return Options(
         host=args.host,
         users=args.users,

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +197,11 @@ def modes_of(plan: list[Mode]) -> list[Mode]:
     return list({m.name: m for m in plan}.values())
 
 
+def chosen(modes: Sequence[Mode], names: Sequence[str]) -> list[Mode]:
+    """The modes named (in the modes' order), or all of them when no name is given."""
+    return [m for m in modes if not names or m.name in names]
+
+
 def revocation_samples(
     options: Options, target: Target, mode: Mode, samples: dict[str, list[dict[str, HopLag]]]
 ) -> None:
@@ -250,18 +255,16 @@ def measure(
             options.distances,
             workdir,
             idle,
-            [m for m in DISTANCE_MODES if m.name in (options.distance_designs or [m.name])],
+            chosen(DISTANCE_MODES, options.distance_designs),
         )
     notes: list[str] = []
     traced: list[TracedPhase] = []
     if stack is not None and options.trace_seconds > 0:
         log("traced phases: where each hop's time goes, from the spans")
-        chosen = [
-            m for m in modes_of(phase_plan(1)) if m.name in (options.trace_designs or [m.name])
-        ]
+        traced_modes = chosen(modes_of(phase_plan(1)), options.trace_designs)
         with guarded("traced phases", notes):
             traced = traced_phases(
-                chosen, services.switch, target, options.traced_load, workdir, idle
+                traced_modes, services.switch, target, options.traced_load, workdir, idle
             )
     cluster: ClusterResults | None = None
     if stack is not None and options.cluster:

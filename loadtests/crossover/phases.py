@@ -186,8 +186,9 @@ class Run:
         active = list(config.designs)
         for step, rate in enumerate(o.ladder()):
             order = active if step % 2 == 0 else list(reversed(active))
+            windows = 3 if step == 0 else 2
             for name in list(order):
-                for attempt in range(1, (4 if step == 0 else 3)):
+                for attempt in range(1, windows + 1):
                     knee_step = self.knee_window(config, driver, servers, name, rate, attempt)
                     if knee_step["held"]:
                         break

@@ -19,7 +19,18 @@ import pytest
 
 from devstack.processes import free_port, stop_process
 from devstack.stack import Stack
-from loadtests.modes import HYBRID, JWT_COOKIE, JWT_OFF, JWT_PUSH, MODES, SESSION, settings_groups
+from loadtests.bench.client import PASSWORD, Gateway
+from loadtests.bench.phases import answered
+from loadtests.modes import (
+    HYBRID,
+    JWT_COOKIE,
+    JWT_OFF,
+    JWT_PUSH,
+    MODES,
+    SESSION,
+    Mode,
+    settings_groups,
+)
 from services.common.settings import REPO_ROOT
 from tests.stackutil import running
 
@@ -32,12 +43,12 @@ ENV = {
 }
 
 
-def locust(*args: str, log: Path) -> subprocess.Popen[bytes]:
+def locust(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("w") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "locust", "-f", LOCUSTFILE, *args],
             cwd=REPO_ROOT,
-            env=ENV,
+            env={**ENV, **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -166,11 +177,13 @@ def design_stack(
 def start_headless(
     stack: Stack, user_class: str, seconds: int, prefix: Path
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Start one class headless for `seconds`; finish_headless waits for it."""
+    """Start one class headless for `seconds`, as the accounts locust-<prefix's name>-0 and -1
+    (PASSWORD); finish_headless waits for it."""
     process = locust(
         *headless_run(stack, seconds, prefix),
         user_class,
         log=prefix.with_suffix(".log"),
+        env={"AUTHSCALE_USER_PREFIX": f"locust-{prefix.name}", "AUTHSCALE_PASSWORD": PASSWORD},
     )
     return process, seconds, prefix
 
@@ -188,6 +201,14 @@ def finish_headless(
         return {row["Name"]: row for row in csv.DictReader(handle)}
 
 
+def served(gateway: str, count: int, timeout: float = 30.0) -> None:
+    """Until the gateway (restarted: its counters start at 0) has answered `count` requests."""
+    deadline = time.monotonic() + timeout
+    while answered(gateway) < count:
+        assert time.monotonic() < deadline, f"the gateway answered < {count} in {timeout:.0f} s"
+        time.sleep(0.1)
+
+
 def failures(prefix: Path) -> list[tuple[str, str]]:
     """Locust's failures CSV: (request name, error) of each kind of failure."""
     with prefix.parent.joinpath(f"{prefix.name}_failures.csv").open() as handle:
@@ -199,22 +220,33 @@ def failures(prefix: Path) -> list[tuple[str, str]]:
 
 @pytest.mark.timeout(600)  # four restarts, eight Locust runs (a group's at once)
 def test_every_class_runs_against_a_stack_with_its_settings(
-    design_stack: Stack, tmp_path: Path
+    design_stack: Stack, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    # Where a group's settings are not another class's, one such class runs beside it and must
-    # stop at its settings check.
+    # Where a group's settings are not another class's, that class runs against it too and
+    # must stop at its settings check.
     strangers = {HYBRID.name: SESSION, JWT_OFF.name: JWT_PUSH}
+    # Each run logs in with accounts of its own, made beforehand: runs side by side never sign
+    # up, nor count failed logins, on the same account at once.
+    gateway = Gateway(design_stack.gateway_url)
+    for name in [m.name for m in MODES] + [f"{m.name}-on-{g}" for g, m in strangers.items()]:
+        for index in range(2):
+            gateway.ensure_user(f"locust-{name}-{index}")
+
+    def start(mode: Mode, seconds: int, label: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+        run = start_headless(design_stack, mode.user_class, seconds, tmp_path / label)
+        processes.append(run[0])
+        return run
+
     for group in settings_groups(MODES):
         design_stack.reconfigure(60.0, **group[0].settings)
-        # The group's classes run side by side, each in a Locust of its own, with its own logins.
-        runs = {
-            mode.name: start_headless(design_stack, mode.user_class, 8, tmp_path / mode.name)
-            for mode in group
-        }
+        # The group's classes run side by side, each in a Locust of its own.
+        runs = {mode.name: start(mode, 8, mode.name) for mode in group}
         stranger = strangers.get(group[0].name)
         if stranger is not None:
-            prefix = tmp_path / f"{stranger.name}-on-{group[0].name}"
-            runs["stranger"] = start_headless(design_stack, stranger.user_class, 4, prefix)
+            # It starts once the group's class is served: the gateway has then shown, in its
+            # /metrics, the settings the stranger's first check (before it logs in) reads.
+            served(design_stack.gateway_url, 20)
+            runs["stranger"] = start(stranger, 4, f"{stranger.name}-on-{group[0].name}")
         table = {name: finish_headless(*run) for name, run in runs.items()}
         for mode in group:
             rows = table[mode.name]

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 
+from loadtests.crossover.phases import Run
 from loadtests.crossover.plan import Config, Options, Progress
 from loadtests.crossover.results import Segment
 from loadtests.modes import MODES
@@ -60,9 +61,10 @@ class ScriptedDriver:
         return SimpleNamespace(segment=segment)
 
 
-def ladder(designs: Sequence[str], p99s: dict[str, list[float]]) -> tuple[Any, ScriptedDriver]:
-    from loadtests.crossover.phases import Run
-
+def ladder(
+    designs: Sequence[str], p99s: dict[str, list[float]]
+) -> tuple[Run, ScriptedDriver, list[str]]:
+    """Run the knee's ladder on scripted windows: the run, the driver, the progress lines."""
     options = Options(ladder_start=100.0, ladder_factor=2.0, ladder_steps=3, users=60)
     lines: list[str] = []
     run = Run(
@@ -78,11 +80,11 @@ def ladder(designs: Sequence[str], p99s: dict[str, list[float]]) -> tuple[Any, S
     driver = ScriptedDriver(p99s)
     config = Config(tuple(designs), "main", remote_store=False, knee=True)
     run.measure_knee("t", config, cast(Any, driver), cast(Any, None))
-    return run, driver
+    return run, driver, lines
 
 
 def test_a_step_past_the_slo_is_measured_twice_then_ends_the_ladder() -> None:
-    run, driver = ladder(["session"], {"session": [10.0, 80.0, 20.0, 80.0, 90.0]})
+    run, driver, _ = ladder(["session"], {"session": [10.0, 80.0, 20.0, 80.0, 90.0]})
     # 100 held; 200 failed once, then held; 400 failed twice: the ladder ends there.
     assert driver.asked == [("session", r) for r in (100.0, 200.0, 200.0, 400.0, 400.0)]
     assert [(s["offered_rps"], s["attempt"], s["held"]) for s in run.steps["session"]] == [
@@ -95,7 +97,7 @@ def test_a_step_past_the_slo_is_measured_twice_then_ends_the_ladder() -> None:
 
 
 def test_the_first_step_gets_a_third_window_before_a_design_is_left_without_a_knee() -> None:
-    run, driver = ladder(
+    run, driver, lines = ladder(
         ["session", "jwt-push"],
         {"session": [60.0, 70.0, 20.0, 80.0, 90.0], "jwt-push": [60.0, 70.0, 75.0]},
     )
@@ -114,6 +116,10 @@ def test_the_first_step_gets_a_third_window_before_a_design_is_left_without_a_kn
         (200.0, 2),
     ]
     assert len(driver.asked) == 8
+    # The progress lines say how often the deciding window's step was measured.
+    said = [line for line in lines if line.startswith("knee")]
+    assert any("session at 100 req/s" in line and "(measured 3 times)" in line for line in said)
+    assert any("session at 200 req/s" in line and "(measured 2 times)" in line for line in said)
 
 
 @pytest.mark.parametrize(
@@ -122,6 +128,8 @@ def test_the_first_step_gets_a_third_window_before_a_design_is_left_without_a_kn
 def test_the_progress_line_says_how_often_a_step_was_measured(attempt: int, text: str) -> None:
     from loadtests.crossover.lines import knee_line
 
-    run, _ = ladder(["session"], {"session": [10.0, 80.0, 90.0]})
+    run, _, _ = ladder(["session"], {"session": [10.0, 80.0, 90.0]})
     step = {**run.steps["session"][0], "attempt": attempt}
-    assert text in knee_line(1, cast(Any, step))
+    line = knee_line(1, cast(Any, step))
+    assert text in line
+    assert ("measured" in line) == (attempt > 1)
