@@ -20,7 +20,11 @@ def knee_blocks(results: CrossoverResults) -> list[Block]:
         f"{results['options'].get('step_s')} s measured per step after "
         f"{results['options'].get('settle_s')} s to settle), the designs of each settings "
         "group interleaved step by step, each with its own Locust user class and task mix, "
-        f"until p99 passed {knee['slo_ms']:g} ms or a request failed. CPU per request from "
+        f"until p99 passed {knee['slo_ms']:g} ms or a request failed. A window past that is "
+        "measured again before a design's ladder ends (up to three windows at the first step, "
+        "two at the others): a step holds if one of its windows did, since a short window's "
+        "p99 is its few slowest requests, which a burst elsewhere on the machine can spoil. "
+        "CPU per request from "
         "every service's /metrics and both stores' INFO, the idle baseline taken out. "
         "A step where a Locust process used over 90 % of a core, or could not keep the "
         "offered pace while answers came quickly, is marked L.",
