@@ -1,20 +1,41 @@
 # authscale: the README's commands. Every target builds the venv it needs.
+#
+# Dependencies come from the committed lock (uv.lock), never resolved afresh: `uv sync --locked`
+# installs exactly its versions and hashes, and refuses when pyproject.toml no longer matches it
+# (then `make lock` and commit uv.lock). uv itself is a pinned tool in .uv/.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+UV_DIR := .uv
+UV := $(UV_DIR)/bin/uv
 PYTEST_ARGS ?=
+LOCK_ARGS ?=
+# uv uses the machine's Python (never downloads one) and the machine's CA store.
+export UV_PYTHON_DOWNLOADS := never
+export UV_SYSTEM_CERTS := 1
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv up test lint bench microbench clean check-redis
+.PHONY: venv up test lint lock bench microbench clean check-redis
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "authscale needs Python 3.11 or newer")'
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PYTHON) -m venv $(UV_DIR)
+	$(UV_DIR)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	@$(UV) lock --check --python $(PYTHON) --quiet || { \
+	  echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock"; exit 1; }
+	$(UV) sync --locked --extra test --python $(PYTHON) --quiet
 	@touch $(STAMP)
+
+# Re-resolve after an edit to pyproject.toml (pins that still fit are kept);
+# `make lock LOCK_ARGS=--upgrade` takes the newest releases the ranges allow.
+lock: $(UV)
+	$(UV) lock --python $(PYTHON) $(LOCK_ARGS)
 
 check-redis:
 	@command -v redis-server >/dev/null 2>&1 || { \
@@ -41,4 +62,4 @@ microbench: venv check-redis
 	$(PY) -m loadtests.microbench
 
 clean:
-	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(UV_DIR) .stack .pytest_cache .mypy_cache .ruff_cache
