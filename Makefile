@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv up test lint lock bench microbench clean check-redis
+.PHONY: venv up test lint lock check-lock bench microbench clean check-redis
 
 venv: $(STAMP)
 
@@ -27,10 +27,14 @@ $(UV):
 	$(UV_DIR)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	@$(UV) lock --check --python $(PYTHON) --quiet || { \
-	  echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock"; exit 1; }
+	@$(MAKE) --no-print-directory check-lock
 	$(UV) sync --locked --extra test --python $(PYTHON) --quiet
 	@touch $(STAMP)
+
+check-lock: $(UV)
+	@$(UV) lock --check --python $(PYTHON) --quiet 2>/dev/null || { \
+	  $(UV) lock --check --python $(PYTHON) 2>&1 | tail -3; \
+	  echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock"; exit 1; }
 
 # Re-resolve after an edit to pyproject.toml (pins that still fit are kept);
 # `make lock LOCK_ARGS=--upgrade` takes the newest releases the ranges allow.

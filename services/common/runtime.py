@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader, LineTooLong
-from aiohttp.web_request import BaseRequest
 
 from services.common import tracing
+from services.common.aiohttp_internals import requests_started
 from services.common.observability import (
     configure_logging,
     install_observability,
@@ -90,35 +90,47 @@ def reset_slow_reader(transport: asyncio.Transport) -> None:
 class _GuardedHandler(web.RequestHandler):
     """aiohttp's connection handler, with bounds on slow clients and quiet parse errors.
 
-    - A connection whose first request is not complete within the keep-alive timeout is closed:
-      aiohttp's keep-alive timer only acts once a request has been parsed, so a client that
-      drips its first request's headers (slowloris) would hold it for ever. Later requests on
-      the connection are covered by aiohttp's own timer.
+    - A connection whose first request is not complete by `first_request_by` (loop time;
+      default: the keep-alive timeout from now) is closed. A connection the gateway's fast path
+      hands over comes with what is left of its own idle deadline, so a client that drips a
+      request's head cannot hold it for a fresh keep-alive timeout after the hand-over.
     - A connection whose client stops reading (the write buffer stays above its high-water mark)
       for `write_timeout` seconds is reset, so slow readers are bounded like slow writers.
     - A request HTTP cannot parse gets a 400 (431 if too large) problem without echoing it,
       and one warning line instead of aiohttp's text/plain answer and ERROR traceback.
     """
 
-    def __init__(self, manager: web.Server, *, write_timeout: float = 10.0, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        write_timeout: float = 10.0,
+        first_request_by: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
+        self._event_loop = loop
         self._write_timeout = write_timeout
+        self._first_request_by = first_request_by
         self._first_request_deadline: asyncio.TimerHandle | None = None
         self._write_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._first_request_deadline = self._loop.call_later(
-            self.keepalive_timeout, self._first_request_overdue
-        )
+        loop = self._event_loop
+        by = self._first_request_by
+        if by is None:
+            by = loop.time() + self.keepalive_timeout
+        self._first_request_deadline = loop.call_at(by, self._first_request_overdue)
 
     def _first_request_overdue(self) -> None:
-        if self._request_count == 0:
+        if requests_started(self) == 0:
             self.force_close()
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        self._write_deadline = self._loop.call_later(self._write_timeout, self._write_overdue)
+        self._write_deadline = self._event_loop.call_later(self._write_timeout, self._write_overdue)
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -141,7 +153,7 @@ class _GuardedHandler(web.RequestHandler):
 
     def handle_error(
         self,
-        request: BaseRequest,
+        request: web.BaseRequest,
         status: int = 500,
         exc: BaseException | None = None,
         message: str | None = None,
@@ -184,6 +196,11 @@ def _parse_reason(exc: HttpProcessingError) -> str:
     return f"{type(exc).__name__}: {reason[:100]}" if quoted else type(exc).__name__
 
 
+# What builds aiohttp's handler for one connection: `first_request_by` (loop time) bounds its
+# first request (None: the keep-alive timeout from now).
+HandlerFactory = Callable[..., asyncio.Protocol]
+
+
 class Front(Protocol):
     """What a service may put in front of aiohttp's server on its connections (the gateway's
     fast path): a protocol factory that hands connections to aiohttp's as it sees fit."""
@@ -193,39 +210,9 @@ class Front(Protocol):
     async def shutdown(self, grace: float) -> None: ...
 
 
-# Set by an app that has a front: given aiohttp's protocol factory, the front (built after the
-# app's startup, so it can hold what startup made).
-front_key: web.AppKey[Callable[[Callable[[], asyncio.Protocol]], Front]] = web.AppKey("front")
-
-
-class _FrontedSite(web.TCPSite):
-    """TCPSite whose connections start on a Front instead of aiohttp's server."""
-
-    __slots__ = ("_front",)
-
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, front: Front) -> None:
-        super().__init__(runner, host, port)
-        self._front = front
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._front, self._host, self._port, backlog=self._backlog
-        )
-        self._bound_port = self._server.sockets[0].getsockname()[1]
-
-
-class _GuardedServer(web.Server):
-    def __call__(self) -> web.RequestHandler:
-        return _GuardedHandler(self, loop=self._loop, **self._kwargs)
-
-
-class _GuardedRunner(web.AppRunner):
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _GuardedServer  # same layout; only the handler it builds differs
-        return server
+# Set by an app that has a front: given the factory of aiohttp's handlers, the front (built
+# after the app's startup, so it can hold what startup made).
+front_key: web.AppKey[Callable[[HandlerFactory], Front]] = web.AppKey("front")
 
 
 @contextlib.asynccontextmanager
@@ -234,44 +221,58 @@ async def serving(
 ) -> AsyncIterator[int]:
     """Serve `app` on server.host (and `port`, else server.port) with the services' limits and
     the app's front, if it has one and tracing is off (front=False: aiohttp's server alone),
-    until the block ends; yields the port it listens on."""
-    runner = _GuardedRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=5.0,
-        keepalive_timeout=server.keepalive_timeout_seconds,
-        # A client that stops reading is cut off as late as one whose body stops arriving.
-        write_timeout=server.body_timeout_seconds,
+    until the block ends; yields the port it listens on.
+
+    The listening socket is the services' own (asyncio's create_server, public API), so the
+    connections start on the front or on the guarded handler without reaching into aiohttp's
+    sites; the runner runs the app's startup and cleanup and shuts the handlers down."""
+    handler_kwargs: dict[str, Any] = {
+        "access_log": None,
+        "keepalive_timeout": server.keepalive_timeout_seconds,
         # Room for an 8 KiB token plus "Bearer ", so the verifier answers oversized tokens
         # with a 401 problem (the parser would answer 431).
-        max_field_size=MAX_HEADER_BYTES,
-        max_line_size=MAX_HEADER_BYTES,
-        max_headers=MAX_HEADERS,
+        "max_field_size": MAX_HEADER_BYTES,
+        "max_line_size": MAX_HEADER_BYTES,
+        "max_headers": MAX_HEADERS,
         # Compressed bodies are refused (415) before they are read: never inflate them.
-        auto_decompress=False,
-        # After answering without reading the whole body, drain it for at most 1 s (default 10)
-        # before closing: a client that trickles its body gets its 408 and the door.
-        lingering_time=1.0,
-    )
+        "auto_decompress": False,
+        # After answering without reading the whole body, drain it for at most 1 s (default
+        # 10) before closing: a client that trickles its body gets its 408 and the door.
+        "lingering_time": 1.0,
+    }
+    runner = web.AppRunner(app, shutdown_timeout=5.0, **handler_kwargs)
     await runner.setup()
+    loop = asyncio.get_running_loop()
+    aiohttp_server = runner.server
+    assert aiohttp_server is not None
+
+    def handler(first_request_by: float | None = None) -> asyncio.Protocol:
+        return _GuardedHandler(
+            aiohttp_server,
+            loop=loop,
+            # A client that stops reading is cut off as late as one whose body stops arriving.
+            write_timeout=server.body_timeout_seconds,
+            first_request_by=first_request_by,
+            **handler_kwargs,
+        )
+
     fronted: Front | None = None
-    site: web.TCPSite
     make_front = app.get(front_key)
-    port = server.port if port is None else port
+    factory: Callable[[], asyncio.Protocol] = handler
     if front and make_front is not None and not tracing.enabled():
         # Traced requests take aiohttp's path: its instrumentation makes the server spans.
-        assert runner.server is not None
-        fronted = make_front(runner.server)
-        site = _FrontedSite(runner, server.host, port, fronted)
-    else:
-        site = web.TCPSite(runner, server.host, port)
+        fronted = make_front(handler)
+        factory = fronted
+    port = server.port if port is None else port
+    listener: asyncio.Server | None = None
     try:
-        await site.start()
-        yield site.port
+        listener = await loop.create_server(factory, server.host, port, backlog=128)
+        yield listener.sockets[0].getsockname()[1]
     finally:
+        if listener is not None:
+            listener.close()  # no new connection; those open are answered below
         if fronted is not None:
             # Before aiohttp's shutdown: answers in flight still need what the app holds.
-            await site.stop()
             await fronted.shutdown(5.0)
         await runner.cleanup()
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from aiohttp import web
 
 from services.common.observability import metrics_key, ready_checks_key
-from services.common.runtime import add_verifier, front_key, new_app
+from services.common.runtime import HandlerFactory, add_verifier, front_key, new_app
 from services.common.verify import Principal, check_csrf, verifier_key
 from services.gateway import openapi
 from services.gateway.edge import Edge, Route
@@ -164,7 +164,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
 def fast_path(
     app: web.Application,
-    aiohttp_server: Callable[[], asyncio.Protocol],
+    aiohttp_server: HandlerFactory,
     labels: tuple[str, ...],
 ) -> Edge:
     """The connections' front (services/gateway/edge.py), once the app has started."""

@@ -32,12 +32,11 @@ from http import HTTPStatus
 from typing import cast
 
 import httptools
-from aiohttp._cookie_helpers import parse_cookie_header
-from aiohttp.http_parser import SINGLETON_HEADERS
 from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from services.common.aiohttp_internals import SINGLETON_HEADERS, parse_cookie_header
 from services.common.observability import (
     REQUEST_ID_HEADER,
     Metrics,
@@ -48,7 +47,13 @@ from services.common.observability import (
 )
 from services.common.problems import PROBLEM_TYPE, ProblemError, problem_body
 from services.common.requests import VISIBLE_ONLY_HEADERS
-from services.common.runtime import MAX_HEADER_BYTES, MAX_HEADERS, SERVER_NAME, reset_slow_reader
+from services.common.runtime import (
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    SERVER_NAME,
+    HandlerFactory,
+    reset_slow_reader,
+)
 from services.common.verify import Principal, Verifier
 from services.gateway.proxy import (
     Headers,
@@ -159,7 +164,7 @@ class Edge:
     def __init__(
         self,
         *,
-        aiohttp_server: Callable[[], asyncio.Protocol],
+        aiohttp_server: HandlerFactory,
         route: Callable[[str], Route | None],
         proxy: Proxy,
         metrics: Metrics,
@@ -361,7 +366,11 @@ class Connection(asyncio.Protocol):
         if self.idle_timer is not None:
             self.idle_timer.cancel()
         self.edge.handed_off += 1
-        handler = self.edge.aiohttp_server()
+        # Its first request must come within what is left of this connection's idle time,
+        # not a fresh keep-alive timeout (a client dripping a head would hold it twice as long).
+        handler = self.edge.aiohttp_server(
+            first_request_by=self.idle_since + self.edge.keepalive_timeout
+        )
         transport.set_protocol(handler)
         handler.connection_made(transport)
         data, self.buffer = bytes(self.buffer), bytearray()

@@ -133,7 +133,12 @@ def test_compose_services_are_built_safely(compose: dict[str, Any]) -> None:
     assert compose["services"]["auth"]["volumes"] == ["keys-signing:/keys/signing:ro"]
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.\d+-slim", dockerfile, re.M)
-    assert "--only-binary=:all:" in dockerfile
+    # Installed from the committed lock, wheels only for the dependencies (nothing built).
+    assert re.search(r"uv sync --locked --no-install-project --no-build\b", dockerfile)
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    uv_version = re.search(r"^UV_VERSION := (\S+)$", makefile, re.M)
+    assert uv_version is not None
+    assert f"ARG UV_VERSION={uv_version[1]}\n" in dockerfile  # one uv, in make and the image
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
     assert "PYTHONUNBUFFERED=1" in dockerfile
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
