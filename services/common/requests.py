@@ -9,6 +9,7 @@ of the header that carried it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
 from aiohttp import web
@@ -58,6 +59,23 @@ def check_headers(request: web.Request) -> None:
             raise ProblemError(status, detail)
 
 
+# RFC 9110 7.2 / RFC 3986 3.2.2: an IP literal, or a reg-name (an IPv4 address is one), then
+# an optional port. No space, no userinfo ("a b@c"), nothing a URL parser could read otherwise.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+
+
+def valid_host(value: str) -> bool:
+    """Whether a Host field value is a URI authority's host and port, as RFC 9110 wants."""
+    return _HOST.fullmatch(value) is not None
+
+
+def check_host(request: web.Request) -> None:
+    """A 400 problem for a Host field that is not a host and port (RFC 9112 3.2)."""
+    hosts = request.headers.getall("Host", ())
+    if len(hosts) > 1 or not all(map(valid_host, hosts)):
+        raise ProblemError(400, "The Host header is not a valid host and port.")
+
+
 def check_content_encoding(request: web.Request) -> None:
     """Refuse a compressed request body (415) before anything reads or inflates it."""
     codings = {
@@ -76,6 +94,7 @@ def check_content_encoding(request: web.Request) -> None:
 @web.middleware
 async def input_rules_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Unrouted requests keep their 404/405: there is nothing to protect behind them.
+    check_host(request)
     if request.match_info.http_exception is None:
         check_headers(request)
         check_content_encoding(request)

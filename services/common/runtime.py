@@ -56,16 +56,22 @@ async def _hide_server_version(request: web.Request, response: web.StreamRespons
 
 
 def add_verifier(
-    app: web.Application, settings: VerifierSettings, clock: Callable[[], float] = time.time
+    app: web.Application,
+    settings: VerifierSettings,
+    clock: Callable[[], float] = time.time,
+    *,
+    ready_on_store: bool = True,
 ) -> None:
-    """Open the session store and start a Verifier for the app's lifetime (cleanup_ctx)."""
+    """Open the session store and start a Verifier for the app's lifetime (cleanup_ctx).
+
+    ready_on_store: /readyz also needs the session store to answer (False: the keys alone)."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         redis = make_session_store(settings.session_store_url, settings.store_timeout_seconds)
         verifier = Verifier(settings, app[metrics_key], redis, clock=clock)
         app[verifier_key] = verifier
         await verifier.start()
-        app[ready_checks_key].append(verifier.ready)
+        app[ready_checks_key].append(verifier.ready if ready_on_store else verifier.keys_ready)
         try:
             yield
         finally:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
-from services.common.observability import metrics_key, ready_checks_key
+from services.common.observability import metrics_key
 from services.common.runtime import HandlerFactory, add_verifier, front_key, new_app
 from services.common.verify import Principal, check_csrf, verifier_key
 from services.gateway import openapi
@@ -18,6 +18,7 @@ from services.gateway.edge import Edge, Route
 from services.gateway.exchange import TokenExchange
 from services.gateway.proxy import (
     Proxy,
+    ReplicaHealth,
     UpstreamPool,
     check_forwardable,
     check_path,
@@ -103,9 +104,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app = new_app("gateway", settings.server, client_max_size=settings.max_body_bytes)
     app[gateway_settings_key] = settings
     app[auth_pool_key] = UpstreamPool("auth", settings.auth_upstreams)
-    app[orders_pool_key] = UpstreamPool("orders", settings.orders_upstreams)
+    app[orders_pool_key] = UpstreamPool(
+        "orders", settings.orders_upstreams, keyed_posts=frozenset({ORDERS_ROUTE})
+    )
     if settings.edge_auth or settings.token_exchange:
-        add_verifier(app, settings.verifier, clock)
+        # Ready once its keys are loaded: a session store that does not answer fails session
+        # requests (503), never the readiness that JWT requests need to keep flowing.
+        add_verifier(app, settings.verifier, clock, ready_on_store=False)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         # Sends what the client sent and nothing of its own (no Accept-Encoding, no
@@ -113,24 +118,35 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         client = UpstreamClient(
             connect_timeout=settings.connect_timeout_seconds, limit_per_address=256
         )
-        app[proxy_key] = Proxy(client, app[metrics_key], timeout=settings.upstream_timeout_seconds)
+        # The health probes' own connections: never queued behind client requests.
+        probes = UpstreamClient(
+            connect_timeout=settings.connect_timeout_seconds, limit_per_address=2
+        )
+        app[proxy_key] = Proxy(
+            client,
+            app[metrics_key],
+            timeout=settings.upstream_timeout_seconds,
+            slot_timeout=settings.connect_timeout_seconds,
+        )
         app[exchange_key] = TokenExchange(
             app[proxy_key], app[auth_pool_key], app[metrics_key], clock
         )
+        # Readiness is the gateway's own (its keys, above): replicas down are in /metrics
+        # (upstream_calls_total, replicas_healthy) and the log, never a reason to take every
+        # gateway out of a load balancer at once.
         pools = [app[auth_pool_key], app[orders_pool_key]]
-
-        async def upstreams_ready() -> None:
-            for pool in pools:
-                if not any(r.healthy for r in pool.replicas):
-                    raise RuntimeError(f"no healthy {pool.name} replica")
-
-        app[ready_checks_key].append(upstreams_ready)
+        health = ReplicaHealth(pools, "gateway")
+        app[metrics_key].registry.register(health)
         if settings.dns_refresh_seconds:
             for pool in pools:
                 await pool.resolve()
         checker = asyncio.create_task(
             health_loop(
-                client, pools, settings.health_interval_seconds, settings.dns_refresh_seconds
+                client,
+                pools,
+                settings.health_interval_seconds,
+                settings.dns_refresh_seconds,
+                probes=probes,
             )
         )
         try:
@@ -140,6 +156,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             with contextlib.suppress(asyncio.CancelledError):
                 await checker
             await client.close()
+            await probes.close()
+            app[metrics_key].registry.unregister(health)
 
     app.cleanup_ctx.append(resources)
     spec = json.dumps(openapi.document()).encode()

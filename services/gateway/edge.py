@@ -46,7 +46,7 @@ from services.common.observability import (
     valid_request_id,
 )
 from services.common.problems import PROBLEM_TYPE, ProblemError, problem_body
-from services.common.requests import VISIBLE_ONLY_HEADERS
+from services.common.requests import VISIBLE_ONLY_HEADERS, valid_host
 from services.common.runtime import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
@@ -56,6 +56,7 @@ from services.common.runtime import (
 )
 from services.common.verify import Principal, Verifier
 from services.gateway.proxy import (
+    DECIDING,
     Headers,
     Proxy,
     UpstreamPool,
@@ -141,6 +142,10 @@ class Request:
             raise Handoff()
         elif lower in FIRST:
             self.first.setdefault(lower, text)
+        elif lower == "connection" and not DECIDING.isdisjoint(
+            t.strip().lower() for t in text.split(",")
+        ):
+            raise Handoff()  # names a field the gateway decides on: aiohttp's side answers 400
         self.fields.append((name.decode("ascii"), text))
 
     def on_headers_complete(self) -> None:
@@ -347,8 +352,9 @@ class Connection(asyncio.Protocol):
             request.parser.feed_data(bytes(self.buffer[: end + 4]))
         finally:
             request.parser = None
-        if not (request.complete and request.plain) or "host" not in request.first:
-            raise Handoff()  # HTTP/1.1 without Host is a 400 from aiohttp's parser
+        host = request.first.get("host")
+        if not (request.complete and request.plain) or host is None or not valid_host(host):
+            raise Handoff()  # HTTP/1.1 without a valid Host is a 400 from aiohttp's side
         if request.url[:1] != b"/":  # absolute-form or asterisk-form: aiohttp's to judge
             raise Handoff()
         start, stop = end + 4, end + 4 + request.length
@@ -418,7 +424,6 @@ class Connection(asyncio.Protocol):
                     forward_fields(fields, self.remote, rid),
                     body,
                     credential=credential,
-                    idempotency_key="idempotency-key" in first,
                 )  # the upstream's headers fit to forward (Proxy.send filters them)
             except ProblemError as error:
                 status, payload = (

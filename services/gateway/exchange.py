@@ -82,7 +82,7 @@ class TokenExchange:
         headers = [("Content-Type", "application/json")]
         body = json.dumps(exchange.request_body(session_id)).encode()
         status, payload, _ = await self.proxy.send(
-            "POST", self.auth, exchange.TOKEN_EXCHANGE_PATH, headers, body, retry_any=True
+            "POST", self.auth, exchange.TOKEN_EXCHANGE_PATH, headers, body, resend=True
         )
         if status == 400:
             # The session ended between the gateway's check and the exchange.

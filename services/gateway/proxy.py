@@ -8,19 +8,23 @@ import itertools
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from yarl import URL
 
 from services.common import tracing
 from services.common.observability import REQUEST_ID_HEADER, Metrics, request_id_key
 from services.common.problems import ProblemError, read_body
+from services.common.requests import valid_host
 from services.gateway.upstream import (
     Address,
     AnswerFailed,
     ConnectFailed,
+    NotSent,
     Unsendable,
     UpstreamClient,
     UpstreamError,
@@ -52,12 +56,59 @@ IDENTITY_PREFIXES = (
     "x-sub",
 )
 # The gateway has read the whole body before it forwards, so Expect (100-continue) is answered.
+# The X-Forwarded fields are the gateway's own (set below, whatever the client sent), and the
+# method and URL overrides some frameworks honour would let a client re-route a request past
+# the gateway's decisions.
 NOT_FORWARDED = frozenset(
-    {"host", "content-length", "expect", "x-forwarded-for", "forwarded", "x-real-ip"}
+    {
+        "host",
+        "content-length",
+        "expect",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "forwarded",
+        "x-real-ip",
+        "x-http-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+    }
 )
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Fields the gateway reads to decide (route, credential, CSRF, retry, framing, tracing): a
+# request whose Connection names one is refused, so the gateway never decides on a field it
+# would then strip as hop-by-hop (RFC 9110 7.6.1) and the upstream would never see.
+DECIDING = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "x-csrf-token",
+        "idempotency-key",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        REQUEST_ID_HEADER.lower(),
+        "traceparent",
+        "tracestate",
+    }
+)
+# Safe to send to another replica after a failed attempt that may have been processed.
+RESENDABLE = frozenset({"GET", "HEAD"})
 # Plain segments only: no percent-encoding, no backslash, no empty, "." or ".." segment.
 _PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+")
+
+
+_ABSOLUTE = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[^/?#]*")
+
+
+def origin_form(raw_target: str) -> str:
+    """The origin-form of a request target: an absolute-form one (`http://host/orders?x`, which
+    a server must accept, RFC 9112 3.2.2) without its scheme and authority."""
+    if raw_target[:1] == "/":
+        return raw_target
+    absolute = _ABSOLUTE.match(raw_target)
+    if absolute is None:
+        raise ProblemError(400, "Malformed request target.")
+    return raw_target[absolute.end() :] or "/"
 
 
 def check_path(raw_path: str) -> str:
@@ -73,8 +124,20 @@ def check_path(raw_path: str) -> str:
 _UNFORWARDABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 
 
+def check_connection(values: Iterable[str]) -> None:
+    """A 400 problem if a Connection field names a field the gateway decides on (DECIDING)."""
+    for value in values:
+        named = {token.strip().lower() for token in value.split(",")} & DECIDING
+        if named:
+            raise ProblemError(
+                400, f"Connection names {sorted(named)[0]}, which the gateway must forward."
+            )
+
+
 def check_forwardable(request: web.Request) -> None:
-    """A 400 problem unless every header would reach the upstream exactly as it arrived."""
+    """A 400 problem unless every header would reach the upstream exactly as it arrived and
+    Connection names none of the fields the gateway decides on."""
+    check_connection(request.headers.getall("Connection", ()))
     for name, value in request.headers.items():
         # isprintable() is a fast C scan that is False for every character the pattern names
         # (and for a few harmless ones, which the pattern then clears).
@@ -91,26 +154,39 @@ Headers = list[tuple[str, str]]  # name, value pairs in order, as they go on the
 
 
 def forward_headers(request: web.Request) -> Headers:
-    return forward_fields(request.headers.items(), request.remote, request[request_id_key])
+    host = None
+    if request.raw_path[:1] != "/":  # absolute-form: its authority is the Host (RFC 9112 3.2.2)
+        host = URL(request.raw_path).raw_authority or None
+    return forward_fields(request.headers.items(), request.remote, request[request_id_key], host)
 
 
 def forward_fields(
-    fields: Iterable[tuple[str, str]], remote: str | None, request_id: str
+    fields: Iterable[tuple[str, str]],
+    remote: str | None,
+    request_id: str,
+    host: str | None = None,
 ) -> Headers:
     """What goes upstream of a client's header fields: no hop-by-hop field (nor one Connection
-    names), no identity claim, then X-Forwarded-For (the peer) and the request id."""
+    names), no identity claim, no forwarding field of the client's; then the gateway's own
+    X-Forwarded-For (the peer), X-Forwarded-Host (`host`, else the client's Host) and
+    X-Forwarded-Proto, and the request id."""
     headers = []
     named: set[str] = set()  # what Connection names (hop-by-hop too, RFC 9110 7.6.1)
     for name, value in fields:
         lower = name.lower()
         if lower == "connection":
             named.update(t.strip().lower() for t in value.split(","))
+        elif lower == "host":
+            host = host or value
         elif lower not in _DROPPED_WITH_ID and not lower.startswith(IDENTITY_PREFIXES):
             headers.append((name, value))
     if named:
         headers = [(n, v) for n, v in headers if n.lower() not in named]
     if remote:
         headers.append(("X-Forwarded-For", remote))
+    if host and valid_host(host):
+        headers.append(("X-Forwarded-Host", host))
+    headers.append(("X-Forwarded-Proto", "http"))  # the gateway listens for plain HTTP only
     headers.append((REQUEST_ID_HEADER, request_id))
     return headers
 
@@ -164,6 +240,9 @@ class UpstreamPool:
 
     name: str
     configured: tuple[str, ...]
+    # Paths whose POST may be sent again to another replica when the request carries an
+    # Idempotency-Key (the upstream answers a replay with the first answer).
+    keyed_posts: frozenset[str] = frozenset()
     replicas: list[Replica] = field(default_factory=list)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -203,11 +282,42 @@ class UpstreamPool:
             self.replicas = [Replica(r.url, known.get(r.url, True)) for r in fresh]
 
 
+class ReplicaHealth(Collector):
+    """gateway_upstream_replicas: each pool's replicas by state (healthy, down), read when
+    /metrics is scraped. A pool with none healthy shows here and in the log, not in /readyz."""
+
+    def __init__(self, pools: list[UpstreamPool], service: str) -> None:
+        self.pools = pools
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "gateway_upstream_replicas",
+            "Replicas of each upstream the gateway knows, by state",
+            labels=["service", "upstream", "state"],
+        )
+        for pool in self.pools:
+            healthy = sum(r.healthy for r in pool.replicas)
+            family.add_metric([self.service, pool.name, "healthy"], healthy)
+            family.add_metric([self.service, pool.name, "down"], len(pool.replicas) - healthy)
+        yield family
+
+
 class Proxy:
-    def __init__(self, client: UpstreamClient, metrics: Metrics, *, timeout: float) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        metrics: Metrics,
+        *,
+        timeout: float,
+        slot_timeout: float,
+    ) -> None:
         self.client = client
         self.metrics = metrics
-        self.timeout = timeout  # the whole exchange; the client bounds the TCP connect itself
+        self.timeout = timeout  # the whole request, every attempt included
+        # How long an attempt waits for a free connection to one replica before it tries the
+        # next (nothing was sent: safe for any method).
+        self.slot_timeout = slot_timeout
 
     async def forward(
         self,
@@ -227,11 +337,10 @@ class Proxy:
             request.method,
             pool,
             path,
-            request.raw_path,
+            origin_form(request.raw_path),
             forward_headers(request),
             body,
             credential=credential,
-            idempotency_key="Idempotency-Key" in request.headers,
         )
         return web.Response(status=status, body=payload, headers=upstream_headers)
 
@@ -245,7 +354,6 @@ class Proxy:
         body: bytes | None,
         *,
         credential: str | None,
-        idempotency_key: bool,
     ) -> Awaitable[tuple[int, bytes, Headers]]:
         """forward() on the parts of a request (the gateway's fast path calls it too): the
         path checked, the raw target as the client sent it, the headers fit to forward. Not a
@@ -256,8 +364,9 @@ class Proxy:
             )
         query = raw_path.partition("?")[2].partition("#")[0]  # a fragment is the client's
         target = path + ("?" + query if query else "")
-        retry_any = method in IDEMPOTENT or idempotency_key
-        return self.send(method, pool, target, headers, body, retry_any=retry_any)
+        return self.send(
+            method, pool, target, headers, body, resend=resendable(method, pool, path, headers)
+        )
 
     async def send(
         self,
@@ -267,19 +376,36 @@ class Proxy:
         headers: Headers,
         body: bytes | None,
         *,
-        retry_any: bool,
+        resend: bool,
     ) -> tuple[int, bytes, Headers]:
-        """One request to the pool: replicas in order, failing over while it is safe to.
+        """One request to the pool within one deadline: replicas in order, the next one tried
+        when nothing was sent to the last (no free connection in time, no connection) or, if
+        `resend`, when its answer failed.
 
-        Answers the status, the whole body (read at once: the contract's bodies are small and
-        bounded) and the response headers fit to forward.
+        Answers the status, the whole body (read at once: bounded by the client) and the
+        response headers fit to forward. Refused with 503 and Retry-After when no replica
+        could be sent the request, 504 when the deadline passed after it was sent, 502 when
+        an answer was broken.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        failure = "unavailable"  # what the last attempt came to: unavailable, error, timeout
         last_error = "no replica configured"
         for replica in pool.order():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
             try:
                 with tracing.outgoing(method, replica.base + target, headers) as record_status:
                     answer = await self.client.request(
-                        method, replica.address, target, headers, body, timeout=self.timeout
+                        method,
+                        replica.address,
+                        target,
+                        headers,
+                        body,
+                        timeout=remaining,
+                        slot_timeout=min(self.slot_timeout, remaining),
+                        retry_sent=resend,
                     )
                     record_status(answer.status)
                 self.metrics.observe_upstream(pool.name, "ok")
@@ -288,23 +414,24 @@ class Proxy:
                 # check_forwardable() lets no such header through; if one came, it is the client's.
                 log.warning("refused to forward a request to %s: %s", pool.name, exc)
                 raise ProblemError(400, "The request cannot be forwarded.") from None
-            except ConnectFailed as exc:
-                # Never connected: safe to try another replica for any method.
-                replica.healthy = False
-                last_error = f"{type(exc).__name__}: {exc}"
+            except NotSent as exc:
+                # Safe to try another replica for any method. Only a refused connection takes
+                # the replica out of rotation: a busy one (no free connection, a slow accept)
+                # is left to the health probes, so its own load does not mark it down.
+                if isinstance(exc, ConnectFailed) and exc.refused:
+                    replica.healthy = False
+                failure, last_error = "unavailable", f"{type(exc).__name__}: {exc}"
             except (AnswerFailed, TimeoutError) as exc:
-                # A slow or broken answer is not a dead replica: the health probes decide that,
-                # so a busy replica is not taken out of rotation by its own load.
-                why = str(exc) or f"no answer in {self.timeout:g} s"
-                last_error = f"{type(exc).__name__}: {why}"
-                if not retry_any:
-                    self.metrics.observe_upstream(pool.name, "error")
+                timed_out = isinstance(exc, TimeoutError)
+                failure = "timeout" if timed_out else "error"
+                last_error = f"{type(exc).__name__}: {exc or 'no answer in time'}"
+                if not resend:
                     log.warning(
-                        "upstream %s failed after sending a non-idempotent request: %s",
+                        "upstream %s failed after a request that must not be sent twice: %s",
                         pool.name,
                         last_error,
                     )
-                    raise ProblemError(502, f"The {pool.name} service failed to answer.") from None
+                    break
             self.metrics.observe_upstream(pool.name, "retry")
             log.warning(
                 "upstream %s replica %s failed (%s); trying the next",
@@ -312,21 +439,51 @@ class Proxy:
                 replica.url,
                 last_error,
             )
-        self.metrics.observe_upstream(pool.name, "unavailable")
-        raise ProblemError(502, f"No {pool.name} replica answered.", headers={"Retry-After": "1"})
+        if failure == "unavailable":
+            self.metrics.observe_upstream(pool.name, "unavailable")
+            log.warning("no %s replica could take the request: %s", pool.name, last_error)
+            raise ProblemError(
+                503, f"No {pool.name} replica is available.", headers={"Retry-After": "1"}
+            )
+        self.metrics.observe_upstream(pool.name, "error")
+        if failure == "timeout":
+            raise ProblemError(504, f"The {pool.name} service did not answer in time.")
+        raise ProblemError(502, f"The {pool.name} service failed to answer.")
+
+
+def resendable(method: str, pool: UpstreamPool, path: str, headers: Headers) -> bool:
+    """Whether a request that may have been processed can be sent to another replica: GET and
+    HEAD; a POST to one of the pool's keyed paths when what is forwarded carries an
+    Idempotency-Key; nothing else (never a POST to auth, whose refresh would spend a token)."""
+    if method in RESENDABLE:
+        return True
+    return (
+        method == "POST"
+        and path in pool.keyed_posts
+        and any(name.lower() == "idempotency-key" for name, _ in headers)
+    )
 
 
 async def health_loop(
-    client: UpstreamClient, pools: list[UpstreamPool], interval: float, dns_every: float
+    client: UpstreamClient,
+    pools: list[UpstreamPool],
+    interval: float,
+    dns_every: float,
+    *,
+    probes: UpstreamClient | None = None,
 ) -> None:
-    """Actively probe every replica's /healthz; resolve names again every dns_every seconds."""
+    """Actively probe every replica's /healthz; resolve names again every dns_every seconds.
+
+    probes: the client the probes go through (default `client`); the gateway gives them one of
+    their own, so a probe never waits behind client requests for a connection."""
+    probes = probes or client
     timeout = min(0.5, interval)
     loop = asyncio.get_running_loop()
     last_dns = float("-inf")
 
     async def probe(replica: Replica) -> None:
         try:
-            answer = await client.request(
+            answer = await probes.request(
                 "GET", replica.address, "/healthz", (), None, timeout=timeout
             )
             healthy = answer.status == 200
@@ -337,7 +494,8 @@ async def health_loop(
         replica.healthy = healthy
 
     while True:
-        client.prune()  # connections idle too long, addresses DNS no longer lists
+        for pruned in {client, probes}:  # connections idle too long, addresses gone from DNS
+            pruned.prune()
         if dns_every and loop.time() - last_dns >= dns_every:
             last_dns = loop.time()
             for pool in pools:

@@ -185,9 +185,14 @@ class Verifier:
 
     # -- readiness ----------------------------------------------------------------------------
 
-    async def ready(self) -> None:
+    async def keys_ready(self) -> None:
+        """Ready to verify tokens: the keys are loaded."""
         if not self.keystore.keys:
             raise RuntimeError("no verification keys")
+
+    async def ready(self) -> None:
+        """Ready to verify every credential: the keys are loaded and the session store answers."""
+        await self.keys_ready()
         if self.sessions is not None:
             async with asyncio.timeout(self.settings.store_timeout_seconds):
                 await self.sessions.redis.ping()

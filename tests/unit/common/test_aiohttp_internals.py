@@ -34,7 +34,7 @@ def test_singleton_headers_name_the_rfc_9110_singletons() -> None:
 
 
 async def test_requests_started_counts_a_handlers_requests() -> None:
-    async def hello(request: web.Request) -> web.Response:
+    async def hello(request: web.BaseRequest) -> web.StreamResponse:
         return web.Response(text="hi")
 
     server = web.Server(hello)
