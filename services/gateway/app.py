@@ -116,7 +116,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         # Sends what the client sent and nothing of its own (no Accept-Encoding, no
         # User-Agent, no cookie jar); passes bodies through undecoded.
         client = UpstreamClient(
-            connect_timeout=settings.connect_timeout_seconds, limit_per_address=256
+            connect_timeout=settings.connect_timeout_seconds,
+            limit_per_address=256,
+            max_body_bytes=settings.upstream_max_body_bytes,
         )
         # The health probes' own connections: never queued behind client requests.
         probes = UpstreamClient(

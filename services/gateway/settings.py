@@ -31,6 +31,10 @@ class Settings:
     health_interval_seconds: float = setting("HEALTH_INTERVAL_SECONDS", 1.0, minimum=0.05)
     dns_refresh_seconds: float = setting("UPSTREAM_DNS_REFRESH_SECONDS", 0.0)
     max_body_bytes: int = setting("MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+    # The most of an upstream's answer body the gateway reads (and holds) before it answers 502.
+    upstream_max_body_bytes: int = setting(
+        "UPSTREAM_MAX_BODY_BYTES", 1024 * 1024, minimum=64 * 1024
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -8,9 +8,15 @@ machinery), and made the gateway ~6.5x nginx on the same request. The gateway on
 project's own services, so it needs little, and this module is that little:
 
 - one request at a time per connection, HTTP/1.1 keep-alive, `Content-Length` bodies; the answer
-  read whole (the contract's bodies are small; `max_body_bytes` bounds it, as `max_head_bytes`
-  bounds its head) and framed by llhttp (Content-Length, chunked, 1xx skipped, 204/304, HEAD,
-  a body until the close); trailer fields are dropped, never merged into the headers;
+  read whole (the contract's bodies are small; `max_body_bytes`, 1 MiB unless the gateway says
+  otherwise, bounds it, as `max_head_bytes` bounds its head and the interim answers before it)
+  and framed by llhttp (Content-Length, chunked, 1xx skipped, 204/304, HEAD, a body until the
+  close); trailer fields are dropped, never merged into the headers;
+- nothing is taken that the gateway could not frame again itself: an answer whose transfer
+  coding is anything but `chunked` (the body would be still coded), a 101 or any upgrade, more
+  than MAX_INTERIM_ANSWERS interim answers, or anything llhttp refuses is `AnswerFailed`, and
+  `Answer.headers` holds end-to-end fields only (no hop-by-hop field, nor one the answer's
+  `Connection` names), so no caller has to remember to strip them;
 - every wait bounded: the TCP connect by `connect_timeout`, the whole exchange (waiting for a
   free connection included) by `request()`'s `timeout`. The answer's wait has no timer of its
   own: one sweep every SWEEP_SECONDS, while exchanges are in flight, fails those past their
@@ -20,11 +26,13 @@ project's own services, so it needs little, and this module is that little:
   after an error, a timeout or a cancellation; idle ones are dropped after `idle_seconds` (10 s,
   below the services' 15 s keep-alive, so the upstream is rarely the one closing them), and
   one the upstream closed anyway is retried once on a new connection when that is safe (the
-  request never went out, or its method is idempotent), as aiohttp's client does;
+  request never went out, or the caller says it may go twice: `retry_sent`), as aiohttp's
+  client does;
 - a request head it builds is refused (`Unsendable`) if a name is not a token or a value or the
   target holds a CR, LF or NUL: nothing a caller passes can split the request;
-- `ConnectFailed` (nothing was sent: any request may go to another replica) is told apart from
-  `AnswerFailed` (the request may have been processed).
+- `NotSent` (nothing was sent: any request may go to another replica; `ConnectFailed` when no
+  connection could be made, `NoSlot` when none was free within `slot_timeout`) is told apart
+  from `AnswerFailed` (the request may have been processed).
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import contextlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import NamedTuple, NoReturn, cast
 
 import httptools
 
@@ -44,8 +52,22 @@ class UpstreamError(Exception):
     """No whole answer from the upstream."""
 
 
-class ConnectFailed(UpstreamError):
-    """The TCP connection was never made: nothing was sent."""
+class NotSent(UpstreamError):
+    """Nothing of the request went out: any method may go to another replica."""
+
+
+class ConnectFailed(NotSent):
+    """The TCP connection was never made: refused or unreachable (`refused` True, an OSError),
+    or not made within the connect timeout (`refused` False)."""
+
+    def __init__(self, why: str, *, refused: bool) -> None:
+        super().__init__(why)
+        self.refused = refused
+
+
+class NoSlot(NotSent):
+    """Every connection to the address stayed busy for `slot_timeout`: the request waited for
+    one and never went out (a busy replica, not a dead one)."""
 
 
 class AnswerFailed(UpstreamError):
@@ -68,7 +90,9 @@ class Unsendable(ValueError):
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
-    headers: list[tuple[str, str]]  # as the upstream sent them, in order
+    # End-to-end fields as the upstream sent them, in order: no hop-by-hop field (_HOP_BY_HOP)
+    # and none the answer's Connection header names.
+    headers: list[tuple[str, str]]
     body: bytes
 
 
@@ -144,6 +168,28 @@ def request_head(
         raise Unsendable("a header holds bytes that cannot be sent") from None
 
 
+# At most this many interim (1xx) answers before the real one: the contract's services send
+# none, and a stream of them must not keep an exchange busy (their bytes also count against
+# the head limit).
+MAX_INTERIM_ANSWERS = 4
+
+# Fields of an answer that concern one connection only (RFC 9110 7.6.1), never passed on, and
+# Content-Length, which the connection reads to frame the body. Looked up once per header field.
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-connection",
+    }
+)
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_SPECIAL = _HOP_BY_HOP | _FRAMING
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: one exchange at a time, the answer parsed as it arrives."""
 
@@ -154,10 +200,17 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[Answer] | None = None
         self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
-        self._size = 0  # bytes of the header fields so far, then of the body and trailers
+        # Bytes of the header fields so far (interim answers' included), then of the body and
+        # trailers.
+        self._size = 0
         self._head_seen = 0  # bytes received before the head was complete
         self._in_body = False  # the head is complete: header callbacks now carry trailers
         self._received = False  # any byte of the answer to the current exchange
+        self._interim = 0  # interim answers so far in this exchange
+        # Of the answer's head, only when it has them (None otherwise: nothing to allocate):
+        self._named: set[str] | None = None  # the field names its Connection header lists
+        self._codings: list[bytes] | None = None  # its Transfer-Encoding values
+        self._length: bytes | None = None  # its Content-Length value
         self._max_head = max_head
         self._max_body = max_body
         self._head_only = False
@@ -188,8 +241,10 @@ class _Connection(asyncio.Protocol):
         self._received = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:  # also an upgrade we never asked for
-            self._fail(f"a malformed answer ({type(exc).__name__})")
+        # HttpParserUpgrade is no HttpParserError: a 101 the callbacks did not refuse first
+        # (llhttp stops at any upgrade it sees) must not escape into the event loop either.
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(f"a malformed answer ({type(exc).__name__})")  # unless refused already
             self.close()
             return
         if not self._in_body and self._waiter is not None:
@@ -210,12 +265,12 @@ class _Connection(asyncio.Protocol):
         self._size += len(name) + len(value)
         if self._in_body:  # a trailer field: dropped, never merged into the header section
             if self._size > self._max_body:
-                self._fail("an answer body over the limit")
-                self.close()
+                self._refuse("an answer body over the limit")
             return
         if self._size > self._max_head:
-            self._fail("an answer head over the limit")
-            self.close()
+            self._refuse("an answer head over the limit")
+        lower = name.lower()
+        if lower in _SPECIAL and self._hop(lower, value):
             return
         # As aiohttp decodes them: the bytes survive a round trip.
         self._headers.append(
@@ -223,19 +278,28 @@ class _Connection(asyncio.Protocol):
         )
 
     def on_headers_complete(self) -> None:
-        self._size = 0
         status = self._parser.get_status_code()
-        self._in_body = status >= 200
-        if self._head_only and status >= 200:
+        if status < 200:
+            # An interim answer: its fields' bytes stay counted (_size is not reset), so a
+            # stream of them meets the head limit, and their number is bounded too.
+            if status == 101:  # or llhttp would stop, and the rest is not HTTP any more
+                self._refuse("an upgrade (101) answer")
+            self._interim += 1
+            if self._interim > MAX_INTERIM_ANSWERS:
+                self._refuse(f"more than {MAX_INTERIM_ANSWERS} interim (1xx) answers")
+            return
+        self._size = 0
+        self._in_body = True
+        if self._codings is not None or self._length is not None:
+            self._check_framing()
+        if self._head_only:
             # A HEAD answer has no body, which llhttp is not told: finish here, never reuse.
             self._complete(reusable=False)
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > self._max_body:
-            self._fail("an answer body over the limit")
-            self.close()
-            return
+            self._refuse("an answer body over the limit")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -243,18 +307,47 @@ class _Connection(asyncio.Protocol):
             # An interim answer (100 Continue, 103 Early Hints): the real one follows.
             self._headers = []
             self._body = []
+            self._named = self._codings = self._length = None
             return
         self._complete(reusable=self._parser.should_keep_alive())
 
     # -- the client's side -------------------------------------------------------------------
 
+    def _hop(self, lower: bytes, value: bytes) -> bool:
+        """Note what a framing or hop-by-hop field says; True if it is not passed on."""
+        if lower == b"content-length":
+            self._length = value
+            return False
+        if lower == b"transfer-encoding":
+            if self._codings is None:
+                self._codings = []
+            self._codings.append(value)
+        elif lower == b"connection":
+            if self._named is None:
+                self._named = set()
+            # A field name is a token: ASCII, so Latin-1 decodes it whatever else is there.
+            self._named.update(t.strip().lower() for t in value.decode("latin-1").split(","))
+        return True
+
+    def _check_framing(self) -> None:
+        """Refuse a body the gateway could not frame again as it is, or one sure to be over the
+        limit (before any of it is read)."""
+        codings = self._codings
+        if codings is not None and (len(codings) != 1 or codings[0].strip().lower() != b"chunked"):
+            # gzip, chunked: llhttp takes the chunks off, the gzip stays, and no header says so.
+            self._refuse("an answer with a transfer coding other than chunked")
+        length = self._length
+        if length is not None:
+            digits = length.strip()  # llhttp has checked it: digits, and no overflow
+            if len(digits) > 18 or int(digits or b"0") > self._max_body:
+                self._refuse("an answer body over the limit")
+
     def _until_close(self) -> bool:
         """The answer's body runs until the connection closes (RFC 9112 6.3, item 8)."""
-        framing = {"content-length", "transfer-encoding"}
         status = self._parser.get_status_code()
         if status in (204, 304) or self._head_only:
             return False
-        return not any(name.lower() in framing for name, _ in self._headers)
+        return self._codings is None and self._length is None
 
     def _complete(self, *, reusable: bool) -> None:
         waiter, self._waiter = self._waiter, None
@@ -262,11 +355,21 @@ class _Connection(asyncio.Protocol):
         body, self._body = self._body, []
         if waiter is None or waiter.done():
             return
+        named = self._named
+        if named:  # fields the upstream meant for this connection only (RFC 9110 7.6.1)
+            headers = [(n, v) for n, v in headers if n.lower() not in named]
         self.reusable = reusable and not self.closed
         waiter.set_result(Answer(self._parser.get_status_code(), headers, b"".join(body)))
 
     def _fail(self, why: str, *, stale: bool = False) -> None:
         self._fail_with(StaleConnection(why, sent=True) if stale else AnswerFailed(why))
+
+    def _refuse(self, why: str) -> NoReturn:
+        """From a parser callback: fail the exchange, close the connection, and stop llhttp
+        (the exception ends feed_data, which data_received expects)."""
+        self._fail(why)
+        self.close()
+        raise AnswerFailed(why)
 
     def _fail_with(self, error: Exception) -> None:
         waiter, self._waiter = self._waiter, None
@@ -295,6 +398,8 @@ class _Connection(asyncio.Protocol):
         self._head_seen = 0
         self._in_body = False
         self._received = False
+        self._interim = 0
+        self._named = self._codings = self._length = None
         self._head_only = head_only
         self.reusable = False
         waiter: asyncio.Future[Answer] = self._loop.create_future()
@@ -309,10 +414,6 @@ class _Connection(asyncio.Protocol):
 # How often the exchanges in flight are checked against their deadlines.
 SWEEP_SECONDS = 0.05
 
-# Safe to send twice: a kept-alive connection the upstream closed just as the request went out
-# gets the request once more on a new connection (as aiohttp's client does).
-_RETRIED_ON_STALE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-
 
 class UpstreamClient:
     """Keep-alive connection pools, one per upstream address, at most `limit_per_address`
@@ -325,7 +426,7 @@ class UpstreamClient:
         limit_per_address: int = 256,
         idle_seconds: float = 10.0,
         max_head_bytes: int = 64 * 1024,
-        max_body_bytes: int = 16 * 1024 * 1024,
+        max_body_bytes: int = 1024 * 1024,
     ) -> None:
         self._connect_timeout = connect_timeout
         self._limit = limit_per_address
@@ -353,11 +454,19 @@ class UpstreamClient:
         *,
         # A parameter, not the caller's asyncio.timeout(): the sweep enforces it (module doc).
         timeout: float,  # noqa: ASYNC109
+        slot_timeout: float | None = None,
+        retry_sent: bool = False,
     ) -> Answer:
         """One exchange, whole within `timeout` seconds (waiting for a connection, connecting
         and the answer; TimeoutError past it). Raises Unsendable before anything is sent,
-        ConnectFailed if no connection could be made, AnswerFailed if no whole answer came. A
-        cancelled or timed-out exchange's connection is closed."""
+        NotSent if nothing went out (ConnectFailed: no connection could be made; NoSlot: every
+        connection to `address` stayed busy for `slot_timeout` seconds, when that comes before
+        the deadline), AnswerFailed if no whole answer came. A cancelled or timed-out
+        exchange's connection is closed.
+
+        retry_sent: the request may be sent twice, so it goes once more on a new connection
+        when a kept-alive one is closed by the upstream after the request was written (before
+        any answer). Without it only a request that never went out is sent again."""
         head = request_head(method, address, target, headers, None if body is None else len(body))
         message = head + body if body else head
         loop = self._loop
@@ -369,10 +478,10 @@ class UpstreamClient:
         if self._busy[address] < self._limit and not self._waiting.get(address):
             self._busy[address] += 1
         else:
-            await self._wait_for_slot(loop, address, deadline)
+            await self._wait_for_slot(loop, address, deadline, slot_timeout)
         try:
             if self._closed:
-                raise ConnectFailed("the client is closed")
+                raise ConnectFailed("the client is closed", refused=False)
             connection = self._reuse(loop, address) or await self._connect(loop, address, deadline)
             # Exchanges are awaited here, not in a helper: one coroutine frame fewer to
             # enter and resume on every proxied request.
@@ -380,12 +489,17 @@ class UpstreamClient:
             try:
                 return await connection.exchange(message, head_only=method == "HEAD")
             except StaleConnection as exc:
-                if exc.sent and method not in _RETRIED_ON_STALE:
+                if exc.sent and not retry_sent:
                     raise
                 # Closed by the upstream while idle: nothing of this request was answered.
                 self._deadlines.pop(connection, None)
                 self._release(loop, address, connection)
-                connection = await self._connect(loop, address, deadline)
+                try:
+                    connection = await self._connect(loop, address, deadline)
+                except NotSent as failed:
+                    if exc.sent:  # the first one went out: it may have been processed
+                        raise exc from failed
+                    raise
                 self._watch(loop, connection, deadline)
                 return await connection.exchange(message, head_only=method == "HEAD")
             finally:
@@ -395,22 +509,30 @@ class UpstreamClient:
             self._free_slot(address)
 
     async def _wait_for_slot(
-        self, loop: asyncio.AbstractEventLoop, address: Address, deadline: float
+        self,
+        loop: asyncio.AbstractEventLoop,
+        address: Address,
+        deadline: float,
+        slot_timeout: float | None,
     ) -> None:
-        """Queue for a slot of `address` until one passes to this request, or the deadline."""
+        """Queue for a slot of `address` until one passes to this request; TimeoutError at the
+        deadline, NoSlot after `slot_timeout` if that comes first."""
+        slot_by = deadline if slot_timeout is None else loop.time() + slot_timeout
         waiter: asyncio.Future[None] = loop.create_future()
         queue = self._waiting.setdefault(address, collections.deque())
         queue.append(waiter)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(min(slot_by, deadline)):
                 await waiter
-        except BaseException:
+        except BaseException as exc:
             if waiter.done() and not waiter.cancelled():
                 self._free_slot(address)  # passed to it just as it gave up: pass it on
             else:
                 waiter.cancel()
                 with contextlib.suppress(ValueError):
                     queue.remove(waiter)
+            if isinstance(exc, TimeoutError) and slot_by < deadline:
+                raise NoSlot(f"no free connection within {slot_timeout:g} s") from None
             raise
 
     def _free_slot(self, address: Address) -> None:
@@ -473,9 +595,11 @@ class UpstreamClient:
         except TimeoutError:
             if deadline < connect_by:
                 raise
-            raise ConnectFailed(f"no connection within {self._connect_timeout:g} s") from None
-        except OSError as exc:
-            raise ConnectFailed(type(exc).__name__) from None
+            raise ConnectFailed(
+                f"no connection within {self._connect_timeout:g} s", refused=False
+            ) from None
+        except OSError as exc:  # refused, unreachable, a name that does not resolve
+            raise ConnectFailed(type(exc).__name__, refused=True) from None
         return connection
 
     def _release(
@@ -518,7 +642,7 @@ class UpstreamClient:
 
     async def close(self) -> None:
         """Close every idle connection now and every busy one when its exchange ends; a
-        request still waiting for a connection fails with ConnectFailed."""
+        request still waiting for a connection fails with ConnectFailed (refused False)."""
         self._closed = True
         for idle in self._idle.values():
             while idle:
