@@ -60,8 +60,9 @@ def check_headers(request: web.Request) -> None:
 
 
 # RFC 9110 7.2 / RFC 3986 3.2.2: an IP literal, or a reg-name (an IPv4 address is one), then
-# an optional port. No space, no userinfo ("a b@c"), nothing a URL parser could read otherwise.
-_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+# an optional port. Not empty (RFC 9110 4.2.1), no space, no userinfo ("a b@c"), nothing a URL
+# parser could read otherwise.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]*)?")
 
 
 def valid_host(value: str) -> bool:

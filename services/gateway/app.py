@@ -23,6 +23,7 @@ from services.gateway.proxy import (
     check_forwardable,
     check_path,
     health_loop,
+    origin_form,
 )
 from services.gateway.settings import Settings
 from services.gateway.upstream import UpstreamClient
@@ -55,7 +56,7 @@ AUTH_PATHS = frozenset(
 
 def routed_path(request: web.Request, allowed: Callable[[str], bool]) -> str:
     """The plain request path if the contract routes it; else 400 (malformed) or 404."""
-    path = check_path(request.raw_path)
+    path = check_path(origin_form(request.raw_path))
     if not allowed(path):
         raise web.HTTPNotFound()
     check_forwardable(request)

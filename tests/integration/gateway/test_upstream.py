@@ -26,7 +26,6 @@ from services.gateway.upstream import (
     Answer,
     AnswerFailed,
     ConnectFailed,
-    NoSlot,
     NotSent,
     StaleConnection,
     Unsendable,
