@@ -822,6 +822,9 @@ async def test_the_body_limit_is_one_mebibyte_unless_told(
         if target == b"/announced":  # over the limit by its Content-Length: never sent
             w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (limit + 1))
             await r.read()  # and no body: the client must not wait for one
+        elif target == b"/bodiless":
+            status = b"200 OK" if head.startswith(b"HEAD") else b"304 Not Modified"
+            w.write(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n" % (status, 8 * limit))
         elif target == b"/chunked":
             w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             for _ in range(2 * limit // 65536):
@@ -842,7 +845,11 @@ async def test_the_body_limit_is_one_mebibyte_unless_told(
         assert loop.time() - started < 4  # refused on its head, not at the 5 s deadline
         with pytest.raises(AnswerFailed, match="body over the limit"):
             await ask(client, server.address, "/chunked")
-        assert client.idle_connections(server.address) == 0 and server.connections == 2
+        # A HEAD or 304 answer's length is of a body it does not carry: taken.
+        for method in ("HEAD", "GET"):
+            got = await ask(client, server.address, "/bodiless", method)
+            assert got.headers == [("Content-Length", str(8 * limit))] and got.body == b""
+        assert server.connections == 4  # /whole's reused by /announced; HEAD's not reused
     finally:
         await client.close()
 
