@@ -173,8 +173,7 @@ def request_head(
 # the head limit).
 MAX_INTERIM_ANSWERS = 4
 
-# Fields of an answer that concern one connection only (RFC 9110 7.6.1), never passed on, and
-# Content-Length, which the connection reads to frame the body. Looked up once per header field.
+# Fields of an answer that concern one connection only (RFC 9110 7.6.1): never passed on.
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -186,8 +185,8 @@ _HOP_BY_HOP = frozenset(
         b"proxy-connection",
     }
 )
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
-_SPECIAL = _HOP_BY_HOP | _FRAMING
+# Those and Content-Length, which frames the body: one set lookup per header field finds them.
+_SPECIAL = _HOP_BY_HOP | {b"content-length"}
 
 
 class _Connection(asyncio.Protocol):
