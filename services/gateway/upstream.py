@@ -173,8 +173,7 @@ def request_head(
 # the head limit).
 MAX_INTERIM_ANSWERS = 4
 
-# Fields of an answer that concern one connection only (RFC 9110 7.6.1), never passed on, and
-# Content-Length, which the connection reads to frame the body. Looked up once per header field.
+# Fields of an answer that concern one connection only (RFC 9110 7.6.1): never passed on.
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -186,8 +185,8 @@ _HOP_BY_HOP = frozenset(
         b"proxy-connection",
     }
 )
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
-_SPECIAL = _HOP_BY_HOP | _FRAMING
+# Those and Content-Length, which frames the body: one set lookup per header field finds them.
+_SPECIAL = _HOP_BY_HOP | {b"content-length"}
 
 
 class _Connection(asyncio.Protocol):
@@ -337,17 +336,19 @@ class _Connection(asyncio.Protocol):
             # gzip, chunked: llhttp takes the chunks off, the gzip stays, and no header says so.
             self._refuse("an answer with a transfer coding other than chunked")
         length = self._length
-        if length is not None:
+        if length is not None and self._has_body():
             digits = length.strip()  # llhttp has checked it: digits, and no overflow
             if len(digits) > 18 or int(digits or b"0") > self._max_body:
                 self._refuse("an answer body over the limit")
 
+    def _has_body(self) -> bool:
+        """The answer may carry a body: a HEAD, 204 or 304 answer's Content-Length is of one it
+        does not carry."""
+        return not self._head_only and self._parser.get_status_code() not in (204, 304)
+
     def _until_close(self) -> bool:
         """The answer's body runs until the connection closes (RFC 9112 6.3, item 8)."""
-        status = self._parser.get_status_code()
-        if status in (204, 304) or self._head_only:
-            return False
-        return self._codings is None and self._length is None
+        return self._has_body() and self._codings is None and self._length is None
 
     def _complete(self, *, reusable: bool) -> None:
         waiter, self._waiter = self._waiter, None

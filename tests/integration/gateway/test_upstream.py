@@ -1,6 +1,7 @@
 """The gateway's upstream client against real sockets: an aiohttp server for the well-behaved
 upstream, and scripted asyncio servers for the ones that misbehave (answers cut short, out of
-step, too large, too slow, closed connections).
+step, too large, too slow, closed connections, answers the gateway could not frame again); at
+the end, the gateway itself in front of such an upstream.
 
 Each test states what the client must do with one kind of answer: take it whole, reuse the
 connection only when that is safe, and otherwise fail with the error that tells the gateway
@@ -11,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
 from services.gateway import upstream as upstream_module
+from services.gateway.app import create_app
+from services.gateway.settings import Settings
 from services.gateway.upstream import (
     SWEEP_SECONDS,
     Address,
@@ -32,6 +37,7 @@ from services.gateway.upstream import (
     UpstreamClient,
     request_head,
 )
+from tests.integration.gateway.conftest import PATHS, Served, served
 
 Reply = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -385,8 +391,9 @@ async def test_an_unreachable_upstream_is_a_connect_failure_in_time() -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            with pytest.raises(ConnectFailed):
+            with pytest.raises(ConnectFailed) as failed:
                 await ask(client, address)
+            assert not failed.value.refused  # timed out: maybe only busy, not refused
             assert loop.time() - started < 3  # the connect timeout, not the 5 s request timeout
             # A request whose own deadline comes before the connect timeout: its deadline.
             patient = UpstreamClient(connect_timeout=5)
@@ -690,3 +697,370 @@ async def test_closing_the_client_fails_the_requests_still_queued(
         await queued
     await server.until(lambda: server.closed == 1)
     assert len(server.heads) == 1
+
+
+# -- What an upstream answers is not trusted (issue 23) ---------------------------------------
+
+
+def loop_errors() -> list[dict[str, object]]:
+    """What the running loop's exception handler receives from now on (an exception escaping
+    a protocol callback lands there, and from there in the log with its traceback)."""
+    seen: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: seen.append(context))
+    return seen
+
+
+@pytest.mark.parametrize(
+    "fields, rest",
+    [
+        (b"Transfer-Encoding: gzip, chunked\r\n", b"2\r\n\x1f\x8b\r\n0\r\n\r\n"),
+        (b"Transfer-Encoding: gzip\r\n", b"\x1f\x8b until the close"),
+        (b"Transfer-Encoding: chunked, chunked\r\n", b"2\r\nok\r\n0\r\n\r\n"),
+        (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", b"2\r\nok\r\n0\r\n\r\n"),
+        (b"Transfer-Encoding: identity\r\nContent-Length: 2\r\n", b"ok"),
+    ],
+)
+async def test_a_transfer_coding_other_than_chunked_fails(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+    client: UpstreamClient,
+    fields: bytes,
+    rest: bytes,
+) -> None:
+    async def coded(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n" + rest)
+
+    server = await scripted(coded)
+    with pytest.raises(AnswerFailed):
+        await ask(client, server.address)
+    assert client.idle_connections(server.address) == 0
+    await server.until(lambda: server.closed == 1)  # closed, never reused
+
+
+async def test_chunked_in_any_case_is_taken(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def chunked(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding:  Chunked \r\n\r\n2\r\nok\r\n0\r\n\r\n")
+
+    server = await scripted(chunked)
+    got = await ask(client, server.address)
+    assert (got.status, got.body, got.headers) == (200, b"ok", [])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        # The bytes after a 101 are another protocol's: llhttp stops at them.
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n\x81\x05",
+        # An interim answer first, then the upgrade.
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    ],
+)
+async def test_an_upgrade_fails_and_nothing_escapes_the_protocol(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient, raw: bytes
+) -> None:
+    errors = loop_errors()
+
+    async def upgrade(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(raw)
+
+    server = await scripted(upgrade)
+    with pytest.raises(AnswerFailed, match="upgrade"):
+        await ask(client, server.address)
+    assert client.idle_connections(server.address) == 0
+    await server.until(lambda: server.closed == 1)
+    assert errors == []
+
+
+async def test_interim_answers_are_bounded_in_number(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+
+    async def hints(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        count = int(head.split(b" ")[1][1:])
+        w.write(hint * count + answer(b"final"))
+
+    server = await scripted(hints)
+    limit = upstream_module.MAX_INTERIM_ANSWERS
+    got = await ask(client, server.address, f"/{limit}")
+    assert (got.status, got.body) == (200, b"final")
+    with pytest.raises(AnswerFailed, match="interim"):
+        await ask(client, server.address, f"/{limit + 1}")
+    with pytest.raises(AnswerFailed, match="interim"):  # 100 KB of them, in one write
+        await ask(client, server.address, f"/{100_000 // len(hint)}")
+    assert client.idle_connections(server.address) == 0
+
+
+async def test_interim_answers_count_against_the_head_limit(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    # Three interim answers, each well within the head limit, together over it.
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: <%s>\r\n\r\n" % (b"a" * 900)
+
+    async def hints(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(hint * 3 + answer())
+
+    server = await scripted(hints)
+    small = UpstreamClient(connect_timeout=1, max_head_bytes=2048)
+    try:
+        with pytest.raises(AnswerFailed, match="head over the limit"):
+            await ask(small, server.address)
+    finally:
+        await small.close()
+
+
+async def test_the_body_limit_is_one_mebibyte_unless_told(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    limit = 1024 * 1024
+
+    async def big(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        target = head.split(b" ")[1]
+        if target == b"/announced":  # over the limit by its Content-Length: never sent
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (limit + 1))
+            await r.read()  # and no body: the client must not wait for one
+        elif target == b"/bodiless":
+            status = b"200 OK" if head.startswith(b"HEAD") else b"304 Not Modified"
+            w.write(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n" % (status, 8 * limit))
+        elif target == b"/chunked":
+            w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(2 * limit // 65536):
+                w.write(b"10000\r\n" + b"c" * 65536 + b"\r\n")
+                await w.drain()
+            w.write(b"0\r\n\r\n")
+        else:
+            w.write(answer(b"x" * limit))
+
+    server = await scripted(big)
+    client = UpstreamClient(connect_timeout=1)
+    try:
+        assert len((await ask(client, server.address, "/whole")).body) == limit
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(AnswerFailed, match="body over the limit"):
+            await ask(client, server.address, "/announced")
+        assert loop.time() - started < 4  # refused on its head, not at the 5 s deadline
+        with pytest.raises(AnswerFailed, match="body over the limit"):
+            await ask(client, server.address, "/chunked")
+        # A HEAD or 304 answer's length is of a body it does not carry: taken.
+        for method in ("HEAD", "GET"):
+            got = await ask(client, server.address, "/bodiless", method)
+            assert got.headers == [("Content-Length", str(8 * limit))] and got.body == b""
+        assert server.connections == 4  # /whole's reused by /announced; HEAD's not reused
+    finally:
+        await client.close()
+
+
+async def test_answer_headers_are_end_to_end_only(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def hop(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(
+            b"HTTP/1.1 200 OK\r\n"
+            b"Connection: X-Internal-Secret\r\n"
+            b"x-internal-secret: s3cret\r\n"
+            b"Keep-Alive: timeout=5\r\n"
+            b"X-Kept: yes\r\n"
+            b"connection: x-other ,X-THIRD,, keep-alive\r\n"
+            b"X-Other: 1\r\n"
+            b"X-Third: 3\r\n"
+            b"Proxy-Connection: keep-alive\r\n"
+            b"TE: trailers\r\n"
+            b"Trailer: X-Sum\r\n"
+            b"Upgrade: h2c\r\n"
+            b"Content-Type: text/plain\r\n"
+            b"Transfer-Encoding: chunked\r\n"
+            b"\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n"
+        )
+
+    server = await scripted(hop)
+    got = await ask(client, server.address)
+    assert got.headers == [("X-Kept", "yes"), ("Content-Type", "text/plain")]
+    assert got.body == b"ok"
+    assert client.idle_connections(server.address) == 1  # none of it ends the keep-alive
+
+
+@pytest.mark.parametrize("where", ["head", "body"])
+async def test_a_dripping_answer_ends_at_the_deadline(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient, where: str
+) -> None:
+    whole = answer(b"d" * 100)
+    start = whole.index(b"\r\n\r\n") + 4 if where == "body" else 5
+
+    async def drip(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(whole[:start])
+        for byte in whole[start:]:
+            await w.drain()
+            await asyncio.sleep(0.3)  # the upstream's pace, not the test's synchronisation
+            w.write(bytes([byte]))
+
+    server = await scripted(drip)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await client.request("GET", server.address, "/", [], None, timeout=1.0)
+    # Every byte arrived in time; the exchange as a whole did not (a correctness bound).
+    assert loop.time() - started < 1.0 + 0.5
+    await server.until(lambda: server.closed == 1)
+
+
+async def test_nothing_listening_is_a_refused_connect(client: UpstreamClient) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        with pytest.raises(ConnectFailed) as failed:
+            await ask(client, Address("127.0.0.1", probe.getsockname()[1]))
+    assert failed.value.refused and isinstance(failed.value, NotSent)
+
+
+async def test_no_free_connection_within_the_slot_timeout_is_not_sent(
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+) -> None:
+    server, gate = await gated(scripted)
+    client = UpstreamClient(connect_timeout=1, limit_per_address=1)
+    loop = asyncio.get_running_loop()
+    try:
+        first = asyncio.create_task(ask(client, server.address))
+        await server.until(lambda: len(server.heads) == 1)
+        started = loop.time()
+        with pytest.raises(NoSlot) as waited:
+            await client.request(
+                "POST", server.address, "/busy", [], b"{}", timeout=5, slot_timeout=0.1
+            )
+        assert isinstance(waited.value, NotSent) and not isinstance(waited.value, ConnectFailed)
+        assert loop.time() - started < 4  # the slot timeout, not the 5 s deadline
+        # The deadline before the slot timeout: TimeoutError, as without one.
+        with pytest.raises(TimeoutError):
+            await client.request("GET", server.address, "/", [], None, timeout=0.1, slot_timeout=5)
+        gate.set()
+        assert (await first).body == b"ok"
+        got = await client.request(
+            "GET", server.address, "/next", [], None, timeout=5, slot_timeout=0
+        )
+        assert got.body == b"ok"
+        assert [h.split(b" ")[1] for h in server.heads] == [b"/", b"/next"]  # /busy never went
+        assert client._busy[server.address] == 0
+    finally:
+        await client.close()
+
+
+async def test_a_sent_request_whose_retry_cannot_connect_may_have_been_processed(
+    scripted: Callable[[Reply], Awaitable[Scripted]], client: UpstreamClient
+) -> None:
+    async def once(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if len(server.heads) == 1:
+            w.write(answer())
+            return
+        assert server.server is not None
+        server.server.close()  # nothing listens any more: the retry's connect is refused
+        w.transport.abort()
+
+    server = await scripted(once)
+    await ask(client, server.address)
+    with pytest.raises(StaleConnection) as failed:
+        await client.request("GET", server.address, "/", [], None, timeout=5, retry_sent=True)
+    # The first attempt went out: not NotSent, though the retry never connected.
+    assert failed.value.sent and isinstance(failed.value.__cause__, ConnectFailed)
+    assert len(server.heads) == 2
+
+
+# -- ... and through the gateway, both ways it serves ------------------------------------------
+
+# What the hostile upstream answers, by the path the gateway forwards.
+HOSTILE = {
+    b"/orders/gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    b"4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n",
+    b"/orders/big": answer(b"b" * (2 * 1024 * 1024)),
+    b"/orders/upgrade": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n\r\n",
+    # 100 KB of Early Hints before the real answer.
+    b"/orders/hints": b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n" * 2000
+    + answer(b"final"),
+    b"/orders/secret": answer(
+        b'{"ok": true}',
+        extra=b"Connection: X-Internal-Secret\r\nX-Internal-Secret: s3cret\r\n"
+        b"Content-Type: application/json\r\n",
+    ),
+    b"/orders/sized": answer(b"s" * 100_000),
+}
+
+StartGateway = Callable[..., contextlib.AbstractAsyncContextManager[TestClient[Any, Any] | Served]]
+
+
+@pytest.fixture(params=PATHS)
+async def hostile_gateway(
+    request: pytest.FixtureRequest,
+    scripted: Callable[[Reply], Awaitable[Scripted]],
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> StartGateway:
+    """A gateway (on aiohttp's server alone, or with its fast path) whose every upstream is
+    the hostile one; `env` adds settings."""
+
+    async def hostile(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(HOSTILE.get(head.split(b" ")[1], answer()))  # /healthz and the rest: 200 ok
+
+    server = await scripted(hostile)
+
+    @contextlib.asynccontextmanager
+    async def start(**env: str) -> AsyncIterator[TestClient[Any, Any] | Served]:
+        url = f"http://127.0.0.1:{server.address.port}"
+        settings = Settings.from_env(
+            {
+                "HOST": "127.0.0.1",
+                "AUTH_UPSTREAMS": url,
+                "ORDERS_UPSTREAMS": url,
+                "GATEWAY_EDGE_AUTH": "0",  # the answers are under test, not credentials
+                "HEALTH_INTERVAL_SECONDS": "60",
+                **env,
+            }
+        )
+        if request.param == "aiohttp":
+            yield await aiohttp_client(create_app(settings))
+            return
+        async with served(settings) as gateway:
+            yield gateway
+
+    return start
+
+
+@pytest.mark.parametrize(
+    "path", ["/orders/gzip", "/orders/big", "/orders/upgrade", "/orders/hints"]
+)
+async def test_an_answer_the_gateway_could_not_reframe_is_a_502_problem(
+    hostile_gateway: StartGateway,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+) -> None:
+    errors = loop_errors()
+    async with hostile_gateway() as gateway, await gateway.get(path) as response:
+        body = await response.read()
+        assert response.status == 502, body
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert json.loads(body)["status"] == 502
+        assert b"\x1f\x8b" not in body and b"bbbb" not in body
+    assert errors == []
+    tracebacks = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    assert tracebacks == []
+
+
+async def test_fields_the_upstream_names_in_connection_never_reach_the_client(
+    hostile_gateway: StartGateway,
+) -> None:
+    async with hostile_gateway() as gateway, await gateway.get("/orders/secret") as response:
+        assert response.status == 200 and await response.json() == {"ok": True}
+        assert "X-Internal-Secret" not in response.headers
+        assert "s3cret" not in str(response.headers)
+
+
+async def test_the_gateway_passes_its_upstream_body_limit(
+    hostile_gateway: StartGateway,
+) -> None:
+    async with hostile_gateway() as gateway, await gateway.get("/orders/sized") as response:
+        assert response.status == 200 and len(await response.read()) == 100_000
+    async with (
+        hostile_gateway(UPSTREAM_MAX_BODY_BYTES="65536") as gateway,
+        await gateway.get("/orders/sized") as response,
+    ):
+        assert response.status == 502
+        assert response.headers["Content-Type"] == "application/problem+json"
