@@ -31,6 +31,7 @@ from services.gateway.upstream import (
     Answer,
     AnswerFailed,
     ConnectFailed,
+    NoSlot,
     NotSent,
     StaleConnection,
     Unsendable,
