@@ -1,0 +1,359 @@
+"""The ledger: nothing acknowledged is lost or doubled while the stack fails (as Jepsen checks a
+store). Clients create orders through the gateway, each with an Idempotency-Key of its own named
+in its body and retried with that key on 502/503/504, timeouts and broken connections, while an
+orders replica is killed, the data store stalls and loses its connections, auth restarts and the
+session store stalls. Afterwards every order answered 201 exists exactly once, no key made two
+orders, and those users own no order nobody asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import ClientError, ClientSession, ClientTimeout, DummyCookieJar
+
+from devstack.stack import Stack
+from devstack.stores import redis_probe
+from services.common.keyspace import ORDER_PREFIX, order_key, owner_index
+from tests.stackutil import Api, running
+
+USERS = 4
+CLIENTS_PER_USER = 2  # two writers per user: the owner's index sees concurrent writes
+# A client's pause between two orders: enough writes to meet every fault, few enough to leave
+# a shared 2-CPU machine room for the restarts.
+PACE_SECONDS = 0.1
+# Above the gateway's upstream deadline (UPSTREAM_TIMEOUT_SECONDS, 5 s): the client gives up
+# only on a gateway that does not answer at all.
+REQUEST_TIMEOUT = ClientTimeout(total=8, connect=2)
+KEY_DEADLINE_SECONDS = 25.0  # one key's retries, all told
+MAX_ATTEMPTS = 40
+RECOVERY_SECONDS = 30.0  # the longest a fault may keep writes from being acknowledged
+# Failures a client may retry with the same key; "timeout" and "connection" are the client's own.
+RETRYABLE = {"502", "503", "504", "timeout", "connection"}
+ALLOWED = RETRYABLE | {"201"}
+
+
+@dataclass
+class User:
+    name: str
+    id: str
+    headers: dict[str, str] = field(default_factory=dict)
+    renew_at: float = 0.0  # monotonic: log in again from here on
+
+
+@dataclass
+class KeyRecord:
+    user: User
+    key: str
+    phase: str
+    attempts: int = 0
+    outcomes: list[str] = field(default_factory=list)
+    order_id: str | None = None  # set by the 201
+
+    @property
+    def final(self) -> str:
+        return self.outcomes[-1] if self.outcomes else "unsent"
+
+
+@dataclass
+class Ledger:
+    """Every key the clients used, and what the gateway answered for it, phase by phase."""
+
+    phase: str = "before faults"
+    records: dict[str, KeyRecord] = field(default_factory=dict)
+    acknowledged: int = 0
+    failures: int = 0  # retryable answers
+    outcomes: Counter[str] = field(default_factory=Counter)
+    by_phase: dict[str, Counter[str]] = field(default_factory=dict)
+    wrong_answers: list[str] = field(default_factory=list)  # 201 bodies that are not this order
+    no_retry_after: int = 0
+
+    def count(self, phase: str, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        self.by_phase.setdefault(phase, Counter())[outcome] += 1
+
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+        self.by_phase.setdefault(phase, Counter())
+
+    async def until(self, done: Callable[[], bool], what: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not done():
+            assert time.monotonic() < deadline, f"{what} within {seconds:g} s ({self.phase})"
+            await asyncio.sleep(0.02)
+
+    async def progress(self, acknowledgements: int) -> None:
+        """Wait until this many more orders are acknowledged: the stack writes again."""
+        target = self.acknowledged + acknowledgements
+        await self.until(
+            lambda: self.acknowledged >= target, "writes acknowledged again", RECOVERY_SECONDS
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_available: None) -> Iterator[Stack]:
+    """A stack only this test breaks."""
+    yield from running(tmp_path_factory.mktemp("ledger"))
+
+
+async def log_in(api: Api, user: User) -> None:
+    """A bearer token for this user, retried while auth restarts (a JWT outlives that)."""
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    while True:
+        outcome: object
+        try:
+            response, body = await api.call(
+                "POST", "/auth/token", json={"username": user.name, "password": "correct horse"}
+            )
+        except (TimeoutError, ClientError) as exc:
+            outcome = type(exc).__name__
+        else:
+            if response.status == 200:
+                user.headers = {"Authorization": f"Bearer {body['access_token']}"}
+                user.renew_at = time.monotonic() + body["expires_in"] - 30
+                return
+            outcome = response.status
+        assert outcome not in (200, 401, 429) and time.monotonic() < deadline, outcome
+        await asyncio.sleep(0.1)
+
+
+async def place(api: Api, ledger: Ledger, user: User, key: str) -> None:
+    """Create one order, retrying the same request with the same key until a 201 or a final
+    answer, at most MAX_ATTEMPTS times within KEY_DEADLINE_SECONDS."""
+    record = ledger.records[key] = KeyRecord(user, key, ledger.phase)
+    body = {"item": key, "quantity": 1}
+    deadline = time.monotonic() + KEY_DEADLINE_SECONDS
+    while True:
+        if time.monotonic() >= user.renew_at:
+            await log_in(api, user)
+        phase = ledger.phase
+        record.attempts += 1
+        try:
+            response, answer = await api.call(
+                "POST", "/orders", headers={**user.headers, "Idempotency-Key": key}, json=body
+            )
+        except TimeoutError:
+            outcome = "timeout"
+        except ClientError:
+            outcome = "connection"
+        else:
+            outcome = str(response.status)
+            if response.status == 503 and not response.headers.get("Retry-After"):
+                ledger.no_retry_after += 1
+        record.outcomes.append(outcome)
+        ledger.count(phase, outcome)
+        if outcome == "201":
+            record.order_id = answer["id"]
+            if (answer["item"], answer["quantity"], answer["owner"]) != (key, 1, user.id):
+                ledger.wrong_answers.append(f"{key}: {answer}")
+            ledger.acknowledged += 1
+            return
+        if outcome not in RETRYABLE:
+            return
+        ledger.failures += 1
+        if record.attempts >= MAX_ATTEMPTS or time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(min(0.05 * record.attempts, 0.5))  # back off, as a client would
+
+
+async def write(api: Api, ledger: Ledger, user: User, client: int, stop: asyncio.Event) -> None:
+    sequence = 0
+    while not stop.is_set():
+        await place(api, ledger, user, f"ledger-{user.name}-{client}-{sequence}-{uuid.uuid4().hex}")
+        sequence += 1
+        await asyncio.sleep(PACE_SECONDS)
+
+
+def restore(stack: Stack, name: str) -> None:
+    stack.start_component(name)
+    stack.wait_ready(name, RECOVERY_SECONDS)
+
+
+async def break_things(stack: Stack, ledger: Ledger, stop: asyncio.Event) -> dict[str, int]:
+    """The faults, one after another while the clients write, each restored (and writes seen
+    acknowledged again) before the next. Blocking harness calls run in a thread, so the clients
+    keep writing through them. Answers how many data-store connections each kill cut."""
+    killed: dict[str, int] = {}
+    writers = USERS * CLIENTS_PER_USER
+    await ledger.progress(writers)
+
+    for replica in ("orders-1", "orders-2"):
+        ledger.enter(f"{replica} killed")
+        await asyncio.to_thread(stack.kill, replica)  # SIGKILL: requests in flight die with it
+        await ledger.progress(writers * 2)
+        ledger.enter(f"{replica} restarted")
+        await asyncio.to_thread(restore, stack, replica)
+        await ledger.progress(writers * 2)
+
+    data = redis_probe(stack.components["data-store"].port, 5.0)
+    try:
+        # Writes (the order script) wait; the pause lifts itself if this test dies meanwhile.
+        await asyncio.to_thread(data.client_pause, 10_000, False)
+        ledger.enter("data store stalled")
+        try:
+            failures = ledger.failures
+            await ledger.until(
+                lambda: ledger.failures >= failures + writers, "writes refused while stalled", 10
+            )
+            ledger.enter("data store connections killed while stalled")
+            # The waiting writes die unexecuted; every service reconnects.
+            killed["stalled"] = await asyncio.to_thread(
+                data.client_kill_filter, _type="normal", skipme=True
+            )
+        finally:
+            await asyncio.to_thread(data.client_unpause)
+        await ledger.progress(writers * 2)
+        ledger.enter("data store connections killed while writing")
+        # Now a write may be applied and its answer lost: the retry must find the same order.
+        for kill in range(5):
+            killed[f"writing-{kill}"] = await asyncio.to_thread(
+                data.client_kill_filter, _type="normal", skipme=True
+            )
+            await ledger.progress(writers // 2)
+    finally:
+        data.close()
+
+    ledger.enter("auth restarted")
+    await asyncio.to_thread(stack.restart, "auth", RECOVERY_SECONDS)
+    await ledger.progress(writers * 2)
+
+    session = redis_probe(stack.components["session-store"].port, 10.0)
+    try:
+        ledger.enter("session store stalled")
+        # Returns when the stall ends; bearer tokens need no session store meanwhile.
+        await asyncio.to_thread(session.execute_command, "DEBUG", "SLEEP", "3")
+    finally:
+        session.close()
+
+    ledger.enter("after faults")
+    await ledger.progress(writers * 2)
+    stop.set()
+    return killed
+
+
+def stored_orders(
+    stack: Stack, users: list[User]
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Each user's orders as the data store holds them (its whole index, oldest first), and the
+    records that break the store's own invariant: an index entry without its record, or a record
+    of one of these users missing from their index."""
+    data = redis_probe(stack.components["data-store"].port, 5.0)
+    broken: list[str] = []
+    try:
+        owned: dict[str, list[dict[str, Any]]] = {}
+        for user in users:
+            ids = [raw.decode() for raw in data.zrange(owner_index(user.id), 0, -1)]
+            raws = data.mget([order_key(i) for i in ids]) if ids else []
+            broken += [
+                f"index entry {i} has no record"
+                for i, r in zip(ids, raws, strict=True)
+                if r is None
+            ]
+            owned[user.id] = [json.loads(raw) for raw in raws if raw is not None]
+        indexed = {order["id"] for orders in owned.values() for order in orders}
+        for name in data.scan_iter(match=ORDER_PREFIX + "*", count=1000):
+            raw = data.get(name)
+            order = json.loads(raw) if raw is not None else {}
+            if order.get("owner") in owned and order["id"] not in indexed:
+                broken.append(f"record {order['id']} ({order['item']}) is in no index")
+    finally:
+        data.close()
+    return owned, broken
+
+
+@pytest.mark.timeout(240)  # about 40 s alone; restarts are slow on a loaded machine
+async def test_ledger_nothing_acknowledged_is_lost_or_doubled(
+    stack: Stack, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, object], None]
+) -> None:
+    started = time.monotonic()
+    ledger = Ledger()
+    stop = asyncio.Event()
+    async with ClientSession(timeout=REQUEST_TIMEOUT, cookie_jar=DummyCookieJar()) as http:
+        api = Api(http, stack.gateway_url)
+        failovers = await api.metric(
+            stack.gateway_url, "upstream_calls_total", upstream="orders", result="retry"
+        )
+        users = [User(*await api.signup()) for _ in range(USERS)]
+        for user in users:
+            await log_in(api, user)
+        async with asyncio.TaskGroup() as group:
+            for user in users:
+                for client in range(CLIENTS_PER_USER):
+                    group.create_task(write(api, ledger, user, client, stop))
+            faults = group.create_task(break_things(stack, ledger, stop))
+        failovers = (
+            await api.metric(
+                stack.gateway_url, "upstream_calls_total", upstream="orders", result="retry"
+            )
+            - failovers
+        )
+        owned, broken = stored_orders(stack, users)
+        listed = {}
+        for user in users:
+            response, body = await api.call("GET", "/orders?limit=100", headers=user.headers)
+            assert response.status == 200, body
+            listed[user.id] = [order["id"] for order in body["orders"]]
+
+    records = ledger.records.values()
+    found: Counter[tuple[str, str]] = Counter(
+        (owner, order["item"]) for owner, orders in owned.items() for order in orders
+    )
+    stored_id = {(o, order["item"]): order["id"] for o, orders in owned.items() for order in orders}
+    acknowledged = [r for r in records if r.order_id is not None]
+    lost = [r.key for r in acknowledged if found[(r.user.id, r.key)] == 0]
+    moved = [
+        f"{r.key}: answered {r.order_id}, stored {stored_id[(r.user.id, r.key)]}"
+        for r in acknowledged
+        if found[(r.user.id, r.key)] == 1 and stored_id[(r.user.id, r.key)] != r.order_id
+    ]
+    doubled = [f"{item}: {n} orders" for (_, item), n in found.items() if n > 1]
+    attempted = {(r.user.id, r.key) for r in records}
+    strangers = [item for (owner, item) in found if (owner, item) not in attempted]
+    ambiguous = [r for r in records if r.order_id is None and found[(r.user.id, r.key)] == 1]
+    unexpected = {o: n for o, n in ledger.outcomes.items() if o not in ALLOWED}
+    counts = (
+        f"ledger: attempted={len(records)} acknowledged={len(acknowledged)}"
+        f" retried={sum(r.attempts > 1 for r in records)} found={found.total()}"
+        f" ambiguous={len(ambiguous)} requests={ledger.outcomes.total()}"
+        f" unacknowledged={len(records) - len(acknowledged)}"
+        f" seconds={time.monotonic() - started:.1f}"
+    )
+    statuses = "ledger outcomes: " + " ".join(
+        f"{o}={n}" for o, n in sorted(ledger.outcomes.items())
+    )
+    phases = [
+        f"ledger phase {name!r}: " + " ".join(f"{o}={n}" for o, n in sorted(seen.items()))
+        for name, seen in ledger.by_phase.items()
+    ]
+    phases.append(f"ledger data-store connections killed: {faults.result()}")
+    phases.append(f"ledger gateway failovers to another orders replica: {failovers:g}")
+    phases.append(f"ledger 503 without Retry-After: {ledger.no_retry_after}")
+    with capsys.disabled():
+        print("\n" + "\n".join([counts, statuses, *phases]))
+    record_property("ledger", counts)
+    record_property("ledger_outcomes", statuses)
+
+    assert not lost, f"acknowledged orders lost: {lost[:5]}; {counts}"
+    assert not moved, f"acknowledged order ids that are not the stored ones: {moved[:5]}; {counts}"
+    assert not doubled, f"keys that made more than one order: {doubled[:5]}; {counts}"
+    assert not strangers, f"orders nobody asked for: {strangers[:5]}; {counts}"
+    assert not broken, f"the store's index and records disagree: {broken[:5]}; {counts}"
+    assert not ledger.wrong_answers, f"201 bodies of another order: {ledger.wrong_answers[:5]}"
+    assert not unexpected, f"answers no client should get: {unexpected}; {statuses}"
+    # The API shows what the store holds: each user's newest 100, newest first.
+    for user in users:
+        newest = [order["id"] for order in reversed(owned[user.id])][:100]
+        assert listed[user.id] == newest, f"GET /orders disagrees with the store for {user.name}"
+    # Every fault met writes, and JWT writes went on while the session store stalled.
+    for name, seen in ledger.by_phase.items():
+        assert seen.total() > 0, f"no write was attempted during {name!r}"
+    assert ledger.by_phase["session store stalled"]["201"] > 0, phases
+    assert faults.result()["stalled"] > 0, "the stalled data store had no client to cut"
