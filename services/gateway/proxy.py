@@ -156,7 +156,10 @@ Headers = list[tuple[str, str]]  # name, value pairs in order, as they go on the
 def forward_headers(request: web.Request) -> Headers:
     host = None
     if request.raw_path[:1] != "/":  # absolute-form: its authority is the Host (RFC 9112 3.2.2)
-        host = URL(request.raw_path).raw_authority or None
+        authority = URL(request.raw_path).raw_authority
+        if not valid_host(authority):  # userinfo ("user@host") or worse
+            raise ProblemError(400, "The request target's authority is not a host and port.")
+        host = authority
     return forward_fields(request.headers.items(), request.remote, request[request_id_key], host)
 
 
@@ -184,7 +187,7 @@ def forward_fields(
         headers = [(n, v) for n, v in headers if n.lower() not in named]
     if remote:
         headers.append(("X-Forwarded-For", remote))
-    if host and valid_host(host):
+    if host:  # checked by the input rules (valid_host) before any handler runs
         headers.append(("X-Forwarded-Host", host))
     headers.append(("X-Forwarded-Proto", "http"))  # the gateway listens for plain HTTP only
     headers.append((REQUEST_ID_HEADER, request_id))
