@@ -56,9 +56,7 @@ async def test_anything_but_a_live_session_is_a_401(auth_client: AuthClient) -> 
         assert response.status == 401, headers
         assert response.content_type == "application/problem+json"
         assert "username" not in await response.text()
-    logout = await client.post(
-        "/logout", headers={"Cookie": f"sid={sid}", "X-CSRF-Token": csrf}
-    )
+    logout = await client.post("/logout", headers={"Cookie": f"sid={sid}", "X-CSRF-Token": csrf})
     assert logout.status == 204
     response = await client.get("/session", headers={"Cookie": f"sid={sid}"})
     assert response.status == 401
