@@ -496,6 +496,7 @@ for _path, _id, _media, _summary in (
     ("/", "page", "text/html", "The page for people: three logins, state, per-hop checks"),
     ("/page.js", "pageScript", "text/javascript", "The page's one script"),
     ("/page.css", "pageStyle", "text/css", "The page's style sheet"),
+    ("/favicon.svg", "pageIcon", "image/svg+xml", "The page's icon"),
 ):
     PATHS[_path] = {
         "get": {
@@ -517,7 +518,9 @@ PATHS["/design"] = {
     }
 }
 # Routes of the gateway itself, not of the contract's services.
-GATEWAY_OWN_PATHS = frozenset({"/openapi.json", "/", "/page.js", "/page.css", "/design"})
+GATEWAY_OWN_PATHS = frozenset(
+    {"/openapi.json", "/", "/page.js", "/page.css", "/favicon.svg", "/design"}
+)
 
 
 def document() -> dict[str, Any]:

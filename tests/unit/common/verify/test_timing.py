@@ -1,4 +1,4 @@
-"""The Server-Timing entry format: what a service writes is what a client (tests, the page) reads."""
+"""The Server-Timing entry format: what a service writes is what a client (tests, page) reads."""
 
 from __future__ import annotations
 
