@@ -113,6 +113,7 @@ def banner(stack: Stack, revocation: str) -> str:
         "",
         "authscale is up.",
         f"  gateway        {stack.gateway_url}   (clients talk to this one)",
+        f"  the page       {stack.gateway_url}/   (open it in a browser)",
         f"  auth           {stack.auth_url}",
         *(f"  orders         {url}" for url in stack.orders_urls),
         f"  session store  {session_store}",
@@ -176,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                 ports=ports,
                 workdir=args.workdir,
                 keys_dir=args.keys_dir,
-                env={"JWT_REVOCATION": args.revocation},
+                # Per-hop Server-Timing for the page, unless turned off (SERVER_TIMING=0).
+                env={
+                    "JWT_REVOCATION": args.revocation,
+                    "SERVER_TIMING": os.environ.get("SERVER_TIMING") or "1",
+                },
                 cancel=signals.requested,
                 session_cluster=args.session_cluster,
             )

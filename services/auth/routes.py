@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiohttp import web
 
 from services.auth.keyring import KeyRing
@@ -17,11 +19,19 @@ from services.common.problems import ProblemError, read_json_object
 from services.common.verify import (
     AccountGone,
     AuthError,
+    InvalidSession,
+    MissingCredential,
     Principal,
     RefreshRefused,
     Verifier,
     require_csrf,
     verifier_key,
+)
+from services.common.verify.cookies import (
+    CookieRule,
+    access_cookie,
+    refresh_cookie,
+    session_cookie,
 )
 from services.common.verify.sessions import SESSION_ID_RE
 
@@ -32,45 +42,30 @@ keyring_key = web.AppKey("keyring", KeyRing)
 routes = web.RouteTableDef()
 
 
-def _set_session_cookie(
-    response: web.Response, verifier: Verifier, value: str, *, clear: bool = False
-) -> None:
+def _set_cookie(response: web.Response, rule: CookieRule, value: str, max_age: int | None) -> None:
     response.set_cookie(
-        verifier.settings.cookie_name,
+        rule.name,
         value,
-        path="/",
+        path=rule.path,
         httponly=True,
-        samesite="Lax",
-        secure=verifier.settings.cookie_secure,
-        max_age=0 if clear else None,
+        samesite=rule.samesite,
+        secure=rule.secure,
+        max_age=max_age,
     )
 
 
-# The refresh token goes back only to the refresh route, as the gateway's clients see it.
-REFRESH_COOKIE_PATH = "/auth/refresh"
+def _set_session_cookie(
+    response: web.Response, verifier: Verifier, value: str, *, clear: bool = False
+) -> None:
+    _set_cookie(response, session_cookie(verifier.settings), value, 0 if clear else None)
 
 
 def _set_token_cookies(response: web.Response, verifier: Verifier, pair: TokenPair | None) -> None:
     """The cookie carrier: `at` for every request, `rt` for /auth/refresh only; None clears."""
     settings = verifier.settings
-    response.set_cookie(
-        settings.access_cookie_name,
-        pair.access_token if pair else "",
-        path="/",
-        httponly=True,
-        samesite="Lax",
-        secure=settings.cookie_secure,
-        max_age=pair.expires_in if pair else 0,
-    )
-    response.set_cookie(
-        settings.refresh_cookie_name,
-        pair.refresh_token if pair else "",
-        path=REFRESH_COOKIE_PATH,
-        httponly=True,
-        samesite="Strict",
-        secure=settings.cookie_secure,
-        max_age=None if pair else 0,
-    )
+    access, refresh = access_cookie(settings), refresh_cookie(settings)
+    _set_cookie(response, access, pair.access_token if pair else "", pair.expires_in if pair else 0)
+    _set_cookie(response, refresh, pair.refresh_token if pair else "", None if pair else 0)
 
 
 def _token_response(request: web.Request, pair: TokenPair) -> web.Response:
@@ -130,6 +125,32 @@ async def session(request: web.Request) -> web.Response:
     response = web.json_response({"csrf_token": csrf}, headers={"Cache-Control": "no-store"})
     _set_session_cookie(response, verifier, sid)
     return response
+
+
+def _rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+@routes.get("/session")
+async def session_record(request: web.Request) -> web.Response:
+    """The caller's own session as stored (the page's "what the server holds"); a JWT or no
+    credential is a 401. Never the CSRF token: the login gave it to its owner already."""
+    verifier = request.app[verifier_key]
+    principal = await verifier.authenticate(request)
+    if principal.mode != "session":
+        raise MissingCredential()
+    assert principal.session_id is not None and verifier.sessions is not None
+    view = await verifier.sessions.describe(principal.session_id)
+    if view is None:  # ended since its check (a logout in between)
+        raise InvalidSession("session ended while it was read")
+    body = {
+        "sub": view.sub,
+        "username": view.username,
+        "created_at": _rfc3339(view.created_at),
+        "idle_expires_at": _rfc3339(view.idle_expires_at),
+        "absolute_expires_at": _rfc3339(view.absolute_expires_at),
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 @routes.post("/logout")

@@ -29,7 +29,8 @@ from services.common.problems import problem_middleware, problem_response, serve
 from services.common.requests import input_rules_middleware
 from services.common.settings import ServerSettings, VerifierSettings
 from services.common.store import make_session_store
-from services.common.verify import Verifier, verifier_key
+from services.common.verify import Verifier, timing, verifier_key
+from services.common.verify.timing import timings_key
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
@@ -47,12 +48,15 @@ def new_app(
     )
     app[server_settings_key] = server
     install_observability(app, service)
-    app.on_response_prepare.append(_hide_server_version)
+    app.on_response_prepare.append(_own_headers)
     return app
 
 
-async def _hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER_NAME
+async def _own_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME  # not aiohttp's, with its version
+    timings = request.get(timings_key)
+    if timings:  # this service's check, then what the services it called sent (SERVER_TIMING)
+        timing.write(response.headers, timings)
 
 
 def add_verifier(

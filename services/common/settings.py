@@ -189,6 +189,9 @@ class VerifierSettings:
     session_cache_size: int = setting("SESSION_CACHE_SIZE", 10_000, minimum=1)
     store_timeout_seconds: float = setting("STORE_TIMEOUT_SECONDS", 0.5, minimum=0.01)
     cookie_secure: bool = setting("COOKIE_SECURE", False)
+    # Every answer tells each hop's credential check (services/common/verify/timing.py); off by
+    # default because the entries show cache state.
+    server_timing: bool = setting("SERVER_TIMING", False)
 
     @property
     def cookie_name(self) -> str:

@@ -16,6 +16,7 @@ from services.common.verify import Principal, check_csrf, verifier_key
 from services.gateway import openapi
 from services.gateway.edge import Edge, Route
 from services.gateway.exchange import TokenExchange
+from services.gateway.page import add_page
 from services.gateway.proxy import (
     Proxy,
     ReplicaHealth,
@@ -130,6 +131,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             app[metrics_key],
             timeout=settings.upstream_timeout_seconds,
             slot_timeout=settings.connect_timeout_seconds,
+            server_timing=settings.verifier.server_timing,
         )
         app[exchange_key] = TokenExchange(
             app[proxy_key], app[auth_pool_key], app[metrics_key], clock
@@ -169,6 +171,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         return web.Response(body=spec, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi_json)
+    add_page(app, settings)
     # The fast path labels its requests' metrics with these routes' names (the resources').
     labels = []
     for pattern, handler in (

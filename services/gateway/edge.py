@@ -54,7 +54,7 @@ from services.common.runtime import (
     HandlerFactory,
     reset_slow_reader,
 )
-from services.common.verify import Principal, Verifier
+from services.common.verify import Principal, Verifier, timing
 from services.gateway.proxy import (
     DECIDING,
     Headers,
@@ -405,12 +405,17 @@ class Connection(asyncio.Protocol):
         start = time.perf_counter()
         mode = "none"
         status = 500
+        timings: list[str] | None = None  # this hop's Server-Timing entry (SERVER_TIMING)
         try:
             try:
                 credential = None
                 if edge.verifier is not None and pool is edge.edge_pool:
+                    if edge.verifier.settings.server_timing:
+                        timings = []
                     mode, check = edge.verifier.judge(
-                        first.get("authorization"), lambda: _cookies(first.get("cookie", ""))
+                        first.get("authorization"),
+                        lambda: _cookies(first.get("cookie", "")),
+                        timings,
                     )
                     principal = await check
                     if principal.mode == "session":  # the hybrid's exchange (CSRF first)
@@ -442,6 +447,8 @@ class Connection(asyncio.Protocol):
                 answer = [("Content-Type", PROBLEM_TYPE)]
             if edge.closing:
                 keep_alive = False
+            if timings:  # first, before the entries passed on from downstream
+                answer = [(timing.HEADER, ", ".join(timings)), *answer]
             self._write(status, answer, payload, rid, keep_alive)
         finally:
             elapsed = time.perf_counter() - start

@@ -103,6 +103,25 @@ def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {JSON: {"schema": schema}}}
 
 
+_SERVER_TIMING = {
+    "Server-Timing": {
+        "description": (
+            "With SERVER_TIMING=1: one entry per hop that checked the credential, e.g. "
+            '`orders;desc="credential=jwt carrier=header cache=hit store=0 result=ok";dur=0.012`'
+            ' (docs/API.md, "The page and per-hop timings").'
+        ),
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _timed(response: dict[str, Any]) -> dict[str, Any]:
+    """A response of a credential-checked operation: it may carry Server-Timing."""
+    if "$ref" in response:
+        return response
+    return {**response, "headers": {**response.get("headers", {}), **_SERVER_TIMING}}
+
+
 def _operation(
     operation_id: str,
     summary: str,
@@ -112,10 +131,13 @@ def _operation(
     security: list[dict[str, list[str]]] | None = None,
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    answers = {**_COMMON_FAILURES, **responses, "default": _ANY_OTHER}
+    if security:
+        answers = {status: _timed(response) for status, response in answers.items()}
     operation: dict[str, Any] = {
         "operationId": operation_id,
         "summary": summary,
-        "responses": {**_COMMON_FAILURES, **responses, "default": _ANY_OTHER},
+        "responses": answers,
         "security": security if security is not None else [],
     }
     if body is not None:
@@ -180,6 +202,41 @@ SCHEMAS: dict[str, Any] = {
         "required": ["csrf_token"],
         "properties": {"csrf_token": {"type": "string"}},
         "additionalProperties": False,
+    },
+    "SessionRecord": {
+        "type": "object",
+        "description": "The caller's own session as stored (never its CSRF token).",
+        "required": ["sub", "username", "created_at", "idle_expires_at", "absolute_expires_at"],
+        "properties": {
+            "sub": {"type": "string"},
+            "username": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "idle_expires_at": {"type": "string", "format": "date-time"},
+            "absolute_expires_at": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": False,
+    },
+    "Design": {
+        "type": "object",
+        "description": "The design this gateway runs, and how credential cookies are set.",
+        "required": [
+            "SESSION_CACHE",
+            "GATEWAY_TOKEN_EXCHANGE",
+            "JWT_REVOCATION",
+            "GATEWAY_EDGE_AUTH",
+            "SERVER_TIMING",
+            "COOKIE_SECURE",
+            "cookies",
+        ],
+        "properties": {
+            "SESSION_CACHE": {"enum": ["off", "push"]},
+            "GATEWAY_TOKEN_EXCHANGE": {"enum": ["off", "on"]},
+            "JWT_REVOCATION": {"enum": ["push", "off"]},
+            "GATEWAY_EDGE_AUTH": {"enum": ["off", "on"]},
+            "SERVER_TIMING": {"enum": ["off", "on"]},
+            "COOKIE_SECURE": {"enum": ["off", "on"]},
+            "cookies": {"type": "object", "additionalProperties": {"type": "object"}},
+        },
     },
     "Me": {
         "type": "object",
@@ -307,7 +364,13 @@ PATHS: dict[str, Any] = {
                 "429": _problem("Too many failed logins for this account.", _RETRY_AFTER),
             },
             body=_body(_ref("Credentials")),
-        )
+        ),
+        "get": _operation(
+            "sessionRecord",
+            "The caller's own session record, with its idle and absolute expiry",
+            {"200": _json(_ref("SessionRecord")), "401": _UNAUTHORIZED},
+            security=[{"sessionCookie": []}],
+        ),
     },
     "/auth/logout": {
         "post": _operation(
@@ -426,6 +489,38 @@ PATHS["/openapi.json"] = {
         "responses": {"200": _json({"type": "object"})},
     }
 }
+
+# The page (services/gateway/page.py): the gateway's own, like /openapi.json.
+_PAGE = "Content-Security-Policy: default-src 'none'; script-src 'self'; ... (docs/API.md)"
+for _path, _id, _media, _summary in (
+    ("/", "page", "text/html", "The page for people: three logins, state, per-hop checks"),
+    ("/page.js", "pageScript", "text/javascript", "The page's one script"),
+    ("/page.css", "pageStyle", "text/css", "The page's style sheet"),
+    ("/favicon.svg", "pageIcon", "image/svg+xml", "The page's icon"),
+):
+    PATHS[_path] = {
+        "get": {
+            "operationId": _id,
+            "summary": _summary,
+            "description": _PAGE,
+            "security": [],
+            "responses": {
+                "200": {"description": "OK", "content": {_media: {"schema": {"type": "string"}}}}
+            },
+        }
+    }
+PATHS["/design"] = {
+    "get": {
+        "operationId": "design",
+        "summary": "The design this gateway runs (for the page)",
+        "security": [],
+        "responses": {"200": _json(_ref("Design"))},
+    }
+}
+# Routes of the gateway itself, not of the contract's services.
+GATEWAY_OWN_PATHS = frozenset(
+    {"/openapi.json", "/", "/page.js", "/page.css", "/favicon.svg", "/design"}
+)
 
 
 def document() -> dict[str, Any]:

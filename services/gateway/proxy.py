@@ -205,8 +205,13 @@ def replace_header(headers: Headers, name: str, value: str | None) -> Headers:
 _OWN_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "server", "date", REQUEST_ID_HEADER.lower()}
 
 
-def response_headers(upstream: Iterable[tuple[str, str]]) -> Headers:
-    own = _OWN_RESPONSE_HEADERS
+# With SERVER_TIMING off at the gateway, no upstream's Server-Timing reaches a client either.
+_OWN_WITHOUT_TIMINGS = _OWN_RESPONSE_HEADERS | {"server-timing"}
+
+
+def response_headers(
+    upstream: Iterable[tuple[str, str]], own: frozenset[str] = _OWN_RESPONSE_HEADERS
+) -> Headers:
     return [(name, value) for name, value in upstream if name.lower() not in own]
 
 
@@ -314,6 +319,7 @@ class Proxy:
         *,
         timeout: float,
         slot_timeout: float,
+        server_timing: bool = False,
     ) -> None:
         self.client = client
         self.metrics = metrics
@@ -321,6 +327,7 @@ class Proxy:
         # How long an attempt waits for a free connection to one replica before it tries the
         # next (nothing was sent: safe for any method).
         self.slot_timeout = slot_timeout
+        self.own_headers = _OWN_RESPONSE_HEADERS if server_timing else _OWN_WITHOUT_TIMINGS
 
     async def forward(
         self,
@@ -412,7 +419,8 @@ class Proxy:
                     )
                     record_status(answer.status)
                 self.metrics.observe_upstream(pool.name, "ok")
-                return answer.status, answer.body, response_headers(answer.headers)
+                kept = response_headers(answer.headers, self.own_headers)
+                return answer.status, answer.body, kept
             except Unsendable as exc:
                 # check_forwardable() lets no such header through; if one came, it is the client's.
                 log.warning("refused to forward a request to %s: %s", pool.name, exc)

@@ -13,8 +13,10 @@ from services.common.verify import (
     Principal,
     carried_by_cookie,
     require_csrf,
+    timing,
     verifier_key,
 )
+from services.common.verify.timing import timings_key
 from services.orders.settings import Settings
 from services.orders.store import OrderStore, validate_idempotency_key, validate_order
 
@@ -53,6 +55,9 @@ async def confirm_account(request: web.Request, principal: Principal) -> None:
             f"{settings.auth_url}/me", headers=headers, allow_redirects=False
         ) as response:
             status = response.status
+            if settings.verifier.server_timing:  # auth's check, on the timeline after ours
+                passed_on = response.headers.getall(timing.HEADER, [])
+                request.setdefault(timings_key, []).extend(passed_on)
     except (ClientError, TimeoutError) as exc:
         metrics.observe_upstream("auth", "unavailable")
         log.warning("account check skipped, auth unreachable: %s", type(exc).__name__)

@@ -6,6 +6,7 @@ keystore   key files, JWKS refresh, unknown-kid refetch
 revocation the pushed denylist, publish side and follow side
 sessions   the session record and its life (create, read, slide, delete)
 csrf       the double-submit check for cookie credentials
+timing     each check's Server-Timing entry (SERVER_TIMING=1)
 errors     the AuthError tree: every 401 any service answers
 """
 

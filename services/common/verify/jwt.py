@@ -99,6 +99,7 @@ def decode_access_token(
         exp=exp,
         family=family if isinstance(family, str) else None,
         csrf=csrf if isinstance(csrf, str) else None,
+        internal=aud != settings.audience,
     )
 
 

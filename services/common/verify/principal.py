@@ -18,3 +18,4 @@ class Principal:
     session_id: str | None = None
     # The session's CSRF token, or for a JWT the digest of its own (its `csrf` claim).
     csrf: str | None = None
+    internal: bool = False  # a JWT of the internal audience (the hybrid's, minted for a session)

@@ -66,6 +66,18 @@ class SessionRecord:
             raise InvalidSession("corrupt session record") from None
 
 
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """What the owner of a session may see of it: the record without its CSRF token, and when
+    it ends (idle: the store's TTL, slid by use; absolute: created_at plus the limit)."""
+
+    sub: str
+    username: str
+    created_at: float
+    idle_expires_at: float
+    absolute_expires_at: float
+
+
 _DECODE = json.JSONDecoder().decode
 # Decoded records kept per process (a few hundred bytes each): the sessions checked lately.
 DECODED_SIZE = 10_000
@@ -207,6 +219,38 @@ class Sessions:
         if cache is not None:
             cache.put(session_id, entry)
         return principal
+
+    def cost(self, session_id: str) -> tuple[str, int]:
+        """What read() of this session is about to cost: the cache's answer (hit, miss or off)
+        and the store round trips; exact when called just before it (no await between)."""
+        if not SESSION_ID_RE.fullmatch(session_id):
+            return "off" if self.cache is None else "miss", 0
+        cache = self.cache
+        if cache is None or not cache.enabled:
+            return "off", 1
+        if cache.get(session_id, self.clock()) is not None:
+            return "hit", 0
+        return "miss", 1
+
+    async def describe(self, session_id: str) -> SessionView | None:
+        """The record as stored, for its owner (GET /auth/session): never its CSRF token; None
+        if the session is gone. The idle end is the key's own TTL, read with the record."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(session_key(session_id))
+        pipe.pttl(session_key(session_id))
+        raw, pttl = await timed(self.metrics, SESSION_STORE, "describe_session", pipe.execute())
+        if raw is None or pttl is None or pttl < 0:
+            return None
+        record = SessionRecord.from_json(raw)
+        now = self.clock()
+        absolute_end = record.created_at + self.settings.session_absolute_seconds
+        return SessionView(
+            sub=record.sub,
+            username=record.username,
+            created_at=record.created_at,
+            idle_expires_at=min(now + pttl / 1000, absolute_end),
+            absolute_expires_at=absolute_end,
+        )
 
     def _decode(self, session_id: str, raw: bytes | str) -> tuple[Principal, float]:
         """The principal a record holds and its absolute end, kept for the same bytes."""

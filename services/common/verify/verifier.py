@@ -34,6 +34,7 @@ from services.common.verify.principal import Principal
 from services.common.verify.revocation import RevocationList
 from services.common.verify.sessions import Sessions
 from services.common.verify.stream import PushStream
+from services.common.verify.timing import entry, timings_key
 
 log = logging.getLogger("authscale.verify")
 
@@ -84,20 +85,26 @@ class Verifier:
     # -- request entry point ------------------------------------------------------------------
 
     async def authenticate(self, request: web.Request) -> Principal:
-        """Judge the request's credential; its mode is recorded on the request either way."""
+        """Judge the request's credential; its mode is recorded on the request either way, and
+        with SERVER_TIMING its Server-Timing entry (written by the app's response hook)."""
         authorization = request.headers.get("Authorization")
-        mode, check = self.judge(authorization, lambda: request.cookies)
+        timings = request.setdefault(timings_key, []) if self.settings.server_timing else None
+        mode, check = self.judge(authorization, lambda: request.cookies, timings)
         request[auth_mode_key] = mode
         return await check
 
     def judge(
-        self, authorization: str | None, cookies: Callable[[], Mapping[str, str]]
+        self,
+        authorization: str | None,
+        cookies: Callable[[], Mapping[str, str]],
+        timings: list[str] | None = None,
     ) -> tuple[str, Awaitable[Principal]]:
         """Which credential judges (`mode`: jwt, session or none) and the check of it.
 
         The Authorization header alone if present; else the `at` cookie (a JWT carried by a
         cookie); else the session cookie. `cookies` is read only without the header. The
         gateway's fast path (services/gateway/edge.py) calls this with the fields it parsed.
+        timings: where the check's Server-Timing entry goes (None: not recorded).
         """
         at = sid = None
         if authorization is None:
@@ -106,13 +113,19 @@ class Verifier:
             if not at:
                 sid = jar.get(self.settings.cookie_name)
         mode = "jwt" if authorization is not None or at else ("session" if sid else "none")
-        return mode, self._check(mode, authorization, at, sid)
+        return mode, self._check(mode, authorization, at, sid, timings)
 
     async def _check(
-        self, mode: str, header: str | None, at: str | None, sid: str | None
+        self,
+        mode: str,
+        header: str | None,
+        at: str | None,
+        sid: str | None,
+        timings: list[str] | None = None,
     ) -> Principal:
         start = time.perf_counter()
         carrier = "header" if header is not None else "cookie"
+        cost = ("off", 0)  # the cache's answer and the store round trips, for `timings`
         # One frame for the whole check: the span is a shared null context when tracing is off.
         try:
             with tracing.span(tracing.VERIFY_SPAN, credential=mode, carrier=carrier):
@@ -123,24 +136,57 @@ class Verifier:
                         if scheme.lower() != "bearer" or not token.strip():
                             raise InvalidToken("Authorization header is not a bearer token")
                         token = token.strip()
+                    if timings is not None:
+                        cost = (self._token_cost(token), 0)
                     # authenticate_token() inline: no coroutine unless the key is unknown.
                     try:
                         principal = self.verify_token(token)
                     except UnknownKey:
                         principal = await self._after_refetch(token)
                 elif sid:
+                    if timings is not None and self.sessions is not None:
+                        cost = self.sessions.cost(sid)
                     principal = await self.authenticate_session(sid)
                 else:
                     raise MissingCredential()
         except AuthError as exc:
-            self.metrics.observe_auth(mode, "refused", time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.observe_auth(mode, "refused", elapsed)
             log.info("credential refused: %s", exc.reason)
+            if timings is not None:
+                timings.append(self._timing(mode, carrier, cost, "refused", elapsed))
             raise
         except ProblemError:
-            self.metrics.observe_auth(mode, "unavailable", time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.observe_auth(mode, "unavailable", elapsed)
+            if timings is not None:
+                timings.append(self._timing(mode, carrier, cost, "unavailable", elapsed))
             raise
-        self.metrics.observe_auth(mode, "ok", time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.metrics.observe_auth(mode, "ok", elapsed)
+        if timings is not None:
+            credential = "internal" if principal.internal else mode
+            timings.append(self._timing(credential, carrier, cost, "ok", elapsed))
         return principal
+
+    def _token_cost(self, token: str) -> str:
+        """Whether verify_token() is about to find the token in its cache (no await between)."""
+        if not self._cache.size:
+            return "off"
+        return "hit" if self._cache.get(token, self.clock()) is not None else "miss"
+
+    def _timing(
+        self, credential: str, carrier: str, cost: tuple[str, int], result: str, seconds: float
+    ) -> str:
+        return entry(
+            self.metrics.service,
+            credential=credential,
+            carrier=carrier if credential != "none" else "none",
+            cache=cost[0],
+            store=cost[1],
+            result=result,
+            seconds=seconds,
+        )
 
     # -- JWT ----------------------------------------------------------------------------------
 
