@@ -79,10 +79,16 @@ _COMMON_FAILURES = {
     "400": _problem("The request could not be parsed."),
     "415": _problem("Not application/json, or a Content-Encoding other than identity."),
     "422": _problem("The body or a parameter breaks the input rules."),
-    "503": _problem("A store is unavailable; try again.", _RETRY_AFTER),
+    "502": _problem("The upstream's answer was broken or could not be re-framed."),
+    "503": _problem(
+        "A store, or every replica the gateway could send the request to, is unavailable; "
+        "try again after Retry-After.",
+        _RETRY_AFTER,
+    ),
+    "504": _problem("The request was sent, and no answer came within the gateway's deadline."),
 }
 _UNAUTHORIZED = _problem("No valid credential.", _CHALLENGE)
-# 404, 405, 408, 413, 431, 502, ...: every other answer is problem details too.
+# 404, 405, 408, 413, 431, ...: every other answer is problem details too.
 _ANY_OTHER = _problem("Any other failure.")
 _CSRF = _problem("Cookie credential without a valid X-CSRF-Token.")
 
@@ -461,7 +467,7 @@ PATHS: dict[str, Any] = {
 # Every service's own routes, here as the gateway's.
 for _path, _id, _summary in (
     ("/healthz", "healthz", "Liveness: no dependency checks"),
-    ("/readyz", "readyz", "Readiness: 503 until the dependencies answer"),
+    ("/readyz", "readyz", "Readiness: 503 until the gateway can serve (its keys are loaded)"),
 ):
     PATHS[_path] = {
         "get": {

@@ -89,6 +89,25 @@ def test_readme_try_it_works_on_compose(stack: ComposeStack, tmp_path: Path) -> 
     assert {o["item"] for o in listed[-1]["orders"]} >= {"tea", "cake"}
 
 
+async def test_the_page_and_server_timing_are_on_with_compose(
+    api: Api, stack: ComposeStack
+) -> None:
+    """`docker compose up`, then http://localhost:8080: the page with its policy, and every
+    verifying hop's Server-Timing entry (SERVER_TIMING is on in compose)."""
+    response, _ = await api.call("GET", "/")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    response, design = await api.call("GET", "/design")
+    assert response.status == 200 and design["SERVER_TIMING"] == "on", design
+    username, _ = await api.signup()
+    jwt = await api.jwt_login(username)
+    response, _ = await api.call("GET", "/orders", headers=jwt)
+    assert response.status == 200
+    entries = [e.split(";")[0].strip() for e in response.headers["Server-Timing"].split(",")]
+    assert entries == ["gateway", "orders"], entries
+
+
 async def test_jwt_in_a_cookie_works_on_compose(api: Api, stack: ComposeStack) -> None:
     """The cookie carrier through compose's gateway: CSRF-bound, orders and auth verify the `at`
     cookie, and logout clears it and refuses it within 1 s."""
