@@ -1,12 +1,14 @@
 """The page at `/` in a real Chromium: the three logins, what the browser and the server hold,
 one timeline entry per verifying hop (the same as the Server-Timing header), each hop refusing
 after logout (or accepting, with JWT_REVOCATION=off), the hybrid, and the CSP holding throughout.
-The session test saves the README's screenshot (docs/page.png).
+The session test takes a screenshot; with UPDATE_SCREENSHOT=1 it becomes the README's
+(docs/page.png), so an ordinary run leaves the work tree as it was.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +28,7 @@ from tests.stackutil import running
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SCREENSHOT = REPO_ROOT / "docs" / "page.png"
+README_SCREENSHOT = REPO_ROOT / "docs" / "page.png"
 EXPECTED_REFUSAL = re.compile(r"^Failed to load resource: .* status of (401|403) ")
 
 
@@ -151,7 +153,7 @@ def drawn(rows: list[dict[str, str]]) -> list[tuple[str, str, str]]:
 
 
 async def test_a_session_shows_both_sides_and_every_hop(
-    stack: Stack, page: Watched, context: BrowserContext
+    stack: Stack, page: Watched, context: BrowserContext, tmp_path: Path
 ) -> None:
     await page.open(stack.gateway_url)
     await page.page.click("#use-demo")
@@ -174,7 +176,11 @@ async def test_a_session_shows_both_sides_and_every_hop(
         ("auth", "session", "ok"),
     ]
     assert drawn(await page.rows("timeline")) == verifying(created)
-    await page.page.screenshot(path=str(SCREENSHOT), full_page=True)
+    shot = (
+        README_SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / "page.png"
+    )
+    await page.page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes().startswith(b"\x89PNG")
 
     refusals = await page.log_out()
     by_hop = {r["service"]: r["result"] for r in refusals}
