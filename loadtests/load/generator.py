@@ -75,15 +75,6 @@ class Window:
     histogram: str
     traces: tuple[Trace, ...] = field(default=(), repr=False)
 
-    def late(self, intended_from: float, intended_to: float, until: float) -> list[Trace]:
-        """Traced requests meant to leave in [intended_from, intended_to) that were answered
-        before `until` (epoch seconds) would have allowed: the ones a stall did NOT delay."""
-        return [
-            t
-            for t in self.traces
-            if intended_from <= t.intended < intended_to and t.intended + t.latency < until
-        ]
-
 
 def combine(plan: Plan, results: list[Result]) -> Window:
     """The window from every process's result: counts added, histograms merged."""
