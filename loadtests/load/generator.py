@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loadtests.load import histogram
@@ -41,6 +42,8 @@ class Plan:
     processes: int = 1
     connections: int = 100  # per process
     timeout: float = 5.0
+    # Seconds at the schedule's start whose requests are sent but not counted (warm-up).
+    measure_from: float = 0.0
     isolation: Isolation | None = None  # the generator's CPUs come from here
     trace: bool = False
 
@@ -65,6 +68,7 @@ class Window:
     send_lag_p99_ms: float | None
     generator_cpu_seconds: float
     generator_cpu_share: float  # the busiest process: CPU seconds over its wall seconds
+    process_cpu_shares: tuple[float, ...]  # each process's
     generator_limited: bool
     limited_because: tuple[str, ...]
     processes: int
@@ -87,7 +91,8 @@ def combine(plan: Plan, results: list[Result]) -> Window:
             errors[key] = errors.get(key, 0) + n
     merged = histogram.merge(r.latency for r in results)
     lag = Latency.of(histogram.merge(r.send_lag for r in results))
-    share = max((r.cpu_seconds / r.wall_seconds for r in results if r.wall_seconds > 0), default=0)
+    shares = tuple(round(r.cpu_seconds / max(r.wall_seconds, 1e-9), 3) for r in results)
+    share = max(shares, default=0.0)
     unsent = sum(r.unsent for r in results)
     because: list[str] = []
     if lag.p99_ms is not None and lag.p99_ms > LAG_LIMIT_MS:
@@ -97,7 +102,7 @@ def combine(plan: Plan, results: list[Result]) -> Window:
     if unsent:
         because.append(f"{unsent} requests not sent: more than the timeout behind schedule")
     isolation = plan.isolation
-    seconds = plan.schedule.seconds
+    seconds = plan.schedule.seconds - plan.measure_from
     return Window(
         offered_rps=plan.schedule.rate,
         seconds=seconds,
@@ -110,7 +115,8 @@ def combine(plan: Plan, results: list[Result]) -> Window:
         latency=Latency.of(merged),
         send_lag_p99_ms=lag.p99_ms,
         generator_cpu_seconds=round(sum(r.cpu_seconds for r in results), 4),
-        generator_cpu_share=round(share, 3),
+        generator_cpu_share=share,
+        process_cpu_shares=shares,
         generator_limited=bool(because),
         limited_because=tuple(because),
         processes=len(results),
@@ -131,11 +137,15 @@ async def _line(process: asyncio.subprocess.Process, within: float) -> str:
     return line.decode()
 
 
-async def run_window(plan: Plan) -> Window:
+async def run_window(plan: Plan, on_start: Callable[[float], None] | None = None) -> Window:
     """Run one window: start the processes, wait until each is ready, start them together,
-    collect and merge. The load processes are always gone when this returns."""
+    collect and merge. `on_start` hears the start (epoch seconds) before the first send, so a
+    caller can read the servers' counters over the same time. The load processes are always
+    gone when this returns."""
     if plan.processes < 1 or not plan.targets:
         raise ValueError("a window needs at least one process and one target")
+    if not 0 <= plan.measure_from < plan.schedule.seconds:
+        raise ValueError("the warm-up must end inside the schedule")
     cpus = plan.isolation.generator_cpus if plan.isolation else ()
     processes: list[asyncio.subprocess.Process] = []
     try:
@@ -147,6 +157,7 @@ async def run_window(plan: Plan) -> Window:
                 count=plan.processes,
                 connections=plan.connections,
                 timeout=plan.timeout,
+                measure_from=plan.measure_from,
                 cpus=cpus,
                 trace=plan.trace,
             )
@@ -167,11 +178,14 @@ async def run_window(plan: Plan) -> Window:
             ready = await _line(process, STARTUP_TIMEOUT)
             if ready.strip() != "ready":
                 raise RuntimeError(f"load process {process.pid} said {ready!r}")
-        start = f"{time.time() + START_LEAD!r}\n".encode()
+        start_epoch = time.time() + START_LEAD
+        start = f"{start_epoch!r}\n".encode()
         for process in processes:
             assert process.stdin is not None
             process.stdin.write(start)
             await process.stdin.drain()
+        if on_start is not None:
+            on_start(start_epoch)
         # Everything sent by the schedule's end, everything answered or timed out after that.
         budget = START_LEAD + plan.schedule.seconds + plan.timeout + STARTUP_TIMEOUT
         results = [Result.from_json(await _line(p, budget)) for p in processes]
@@ -186,6 +200,6 @@ async def run_window(plan: Plan) -> Window:
     return combine(plan, results)
 
 
-def run_window_sync(plan: Plan) -> Window:
+def run_window_sync(plan: Plan, on_start: Callable[[float], None] | None = None) -> Window:
     """`run_window` for callers without an event loop (the crossover's driver)."""
-    return asyncio.run(run_window(plan))
+    return asyncio.run(run_window(plan, on_start))

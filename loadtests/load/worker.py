@@ -50,6 +50,9 @@ class Spec:
     count: int = 1
     connections: int = 100  # this process's pool; a request waits for a free one, on the clock
     timeout: float = 5.0  # seconds from the actual send to the end of the answer
+    # Requests meant to leave before this offset are sent (they warm the system and the pool)
+    # but not counted: the window's figures are the steady part's.
+    measure_from: float = 0.0
     cpus: tuple[int, ...] = ()  # pin this process here first (empty: leave it)
     trace: bool = False  # keep every request's (intended, latency, outcome): tests, debugging
 
@@ -66,6 +69,7 @@ class Spec:
             count=raw["count"],
             connections=raw["connections"],
             timeout=raw["timeout"],
+            measure_from=raw["measure_from"],
             cpus=tuple(raw["cpus"]),
             trace=raw["trace"],
         )
@@ -131,26 +135,28 @@ async def send(spec: Spec, start_epoch: float, session: aiohttp.ClientSession) -
     tally = _Tally()
     in_flight: set[asyncio.Task[None]] = set()
     targets = spec.targets
-    sent = unsent = 0
+    sent = unsent = scheduled = 0
 
-    async def one(target: Target, intended: float) -> None:
+    async def one(target: Target, intended: float, counted: bool) -> None:
         try:
             async with session.request(
                 target.method, target.url, headers=target.headers, data=target.body
             ) as response:
                 await response.read()
             outcome = f"{response.status // 100}xx"
-            tally.answered[outcome] = tally.answered.get(outcome, 0) + 1
         except TimeoutError:
             outcome = "timeout"
-            tally.errors[outcome] = tally.errors.get(outcome, 0) + 1
         except (aiohttp.ClientError, OSError) as error:
             # Refused or reset: no latency to speak of, so counted by kind and kept out of the
             # histogram.
             outcome = type(error).__name__
-            tally.errors[outcome] = tally.errors.get(outcome, 0) + 1
+        if not counted:
+            return
+        answered = outcome.endswith("xx")
+        kind = tally.answered if answered else tally.errors
+        kind[outcome] = kind.get(outcome, 0) + 1
         took = time.monotonic() - intended
-        if outcome == "timeout" or outcome.endswith("xx"):
+        if answered or outcome == "timeout":
             # A timed-out request is as slow as we waited for it, at least: leaving it out would
             # make a system that stops answering look fast.
             histogram.record_seconds(latency, took)
@@ -166,22 +172,25 @@ async def send(spec: Spec, start_epoch: float, session: aiohttp.ClientSession) -
             await asyncio.sleep(delay)
         elif i % YIELD_EVERY == 0:
             await asyncio.sleep(0)
+        counted = offset >= spec.measure_from
+        scheduled += counted
         behind = time.monotonic() - intended
         if behind > spec.timeout:
-            unsent += 1
+            unsent += counted
             continue
-        histogram.record_seconds(lag, behind)
-        task = asyncio.create_task(one(targets[i % len(targets)], intended))
+        if counted:
+            histogram.record_seconds(lag, behind)
+            sent += 1
+        task = asyncio.create_task(one(targets[i % len(targets)], intended, counted))
         in_flight.add(task)
         task.add_done_callback(in_flight.discard)
-        sent += 1
     if in_flight:
         # Every request has its own timeout, so this ends.
         await asyncio.gather(*in_flight)
     return Result(
         pid=os.getpid(),
         cpus=affinity.cpus_of(0),
-        scheduled=len(offsets),
+        scheduled=scheduled,
         sent=sent,
         unsent=unsent,
         answered=tally.answered,

@@ -178,3 +178,27 @@ async def test_affinity_of_generator_and_system_is_applied_and_recorded(serve: S
     assert window.system_cpus == isolation.system_cpus
     assert window.system_pids == (system.pid,)
     assert window.isolated
+
+
+async def test_warm_up_requests_are_sent_but_not_counted(serve: Serve) -> None:
+    seen: list[float] = []
+
+    async def counting(request: web.Request) -> web.Response:
+        seen.append(time.time())
+        return web.Response(text="ok")
+
+    url = await serve(counting)
+    starts: list[float] = []
+    window = await run_window(
+        Plan(
+            targets=(Target(url=url),),
+            schedule=Schedule(rate=100, seconds=1),
+            measure_from=0.5,
+        ),
+        on_start=starts.append,
+    )
+    assert len(seen) == 100  # the server had the whole schedule
+    assert window.scheduled == window.sent == window.latency.count == 50  # the window, half
+    assert window.served_rps == pytest.approx(100.0)
+    (start,) = starts
+    assert min(seen) >= start - 0.005  # on_start told the start before the first send
