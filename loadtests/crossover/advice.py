@@ -49,7 +49,8 @@ def _capacity(results: CrossoverResults) -> list[str]:
     )
     limited = [n for n, d in knees.items() if d["limit"] == "load generator"]
     if limited:
-        text += f" Locust was the limit for {', '.join(limited)}: their knee is a lower bound."
+        names = ", ".join(limited)
+        text += f" The load generator was the limit for {names}: their knee is a lower bound."
     return [text]
 
 

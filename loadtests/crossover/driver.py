@@ -207,8 +207,11 @@ class LocustDriver:
             and p50 / 1000 < interval / 2
             and counts["fail"] == 0
         )
+        # mypy cannot tell that `paid` (Costs) holds none of Segment's optional open-model keys;
+        # a Locust window has none of them.
         segment: Segment = {
-            **paid,
+            **paid,  # type: ignore[typeddict-item]
+            "generator": "locust",
             "design": designs[0] if len(designs) == 1 else ",".join(designs),
             "task": task,
             "offered_rps": rate,

@@ -40,9 +40,16 @@ def _design(options: Options, steps: list[KneeStep]) -> KneeDesign:
             passed = [s for s in windows if s["held"]]
             if not passed:
                 if round_ == rounds[0]:
-                    limit = "errors" if all(s["failures"] for s in windows) else "slo"
+                    if all(s["generator_limited"] for s in windows):
+                        limit = "load generator"
+                    elif all(s["failures"] for s in windows):
+                        limit = "errors"
+                    else:
+                        limit = "slo"
                 break
             held = passed[0]
+            # Recorded runs from before the open-model knee counted a Locust-limited window as
+            # held and ended the ladder there.
             if held["generator_limited"]:
                 if round_ == rounds[0]:
                     limit = "load generator"

@@ -21,12 +21,12 @@ def hop_line(name: str, hops: int, point: HopPoint) -> str:
 
 
 def knee_line(round_: int, step: KneeStep) -> str:
-    flag = "  ** Locust was the limit **" if step["generator_limited"] else ""
+    flag = "  ** the load generator was the limit **" if step["generator_limited"] else ""
     again = f" (measured {step['attempt']} times)" if step["attempt"] > 1 else ""
     return (
         f"knee (round {round_}): {step['design']} at {step['offered_rps']:g} req/s "
         f"offered: {step['achieved_rps']:g} served, p99 {step['p99_ms']} ms, "
-        f"{step['failures']} failures, Locust CPU max {max(step['locust_cpu'], default=0):.0%}"
+        f"{step['failures']} failures, generator CPU max {max(step['locust_cpu'], default=0):.0%}"
         f": {'held' if step['held'] else 'past the knee'}{again}{flag}"
     )
 

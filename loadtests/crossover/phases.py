@@ -1,6 +1,7 @@
-"""One run's measuring: per configuration of the services, the Locust windows (hops, the knee's
-ladder, distance) and the experiments beside them (key rotation, revocation, the nginx
-reference), each result kept on the Run as it comes; run.py turns them into results.json."""
+"""One run's measuring: per configuration of the services, the load windows (the knee's ladder
+as open-model load, hops and distance with Locust) and the experiments beside them (key
+rotation, revocation, the nginx reference), each result kept on the Run as it comes; run.py
+turns them into results.json."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from loadtests.crossover import lines
 from loadtests.crossover.driver import LocustDriver
 from loadtests.crossover.experiments import key_rotation, revocation_lags
 from loadtests.crossover.netns import RemoteStore
+from loadtests.crossover.openload import Measures, OpenDriver, system_pids
 from loadtests.crossover.plan import Config, Options, Progress
 from loadtests.crossover.processes import SideGateway
 from loadtests.crossover.references import nginx_reference
@@ -129,7 +131,7 @@ class Run:
             if config.hops:
                 self.measure_hops(tag, config, driver, servers)
             if config.knee:
-                self.measure_knee(tag, config, driver, servers)
+                self.open_knee(tag, config, driver, servers)
             if config.distance:
                 self.measure_distance(tag, config, driver, servers)
             if config.rotation:
@@ -174,14 +176,35 @@ class Run:
                 self.hops.setdefault(name, []).append(point)
                 self.progress.finish(f"{tag}:hop:{hops}:{name}", lines.hop_line(name, hops, point))
 
-    def measure_knee(
-        self, tag: str, config: Config, driver: LocustDriver, servers: Servers
-    ) -> None:
+    def open_knee(self, tag: str, config: Config, locust: LocustDriver, servers: Servers) -> None:
+        """The knee's ladder with the open-model generator on one CPU and every process this
+        run started (Locust aside: it idles meanwhile) pinned to the others; the stack gets
+        every CPU back afterwards."""
+        o = self.options
+        opened = OpenDriver(
+            self.stack.gateway_url,
+            self.by_name,
+            [f"{USER_PREFIX}-{i}" for i in range(o.users)],
+        )
+        exclude = [locust.process.pid] if locust.process is not None else []
+        isolation = opened.isolate(system_pids(exclude))
+        self.say(
+            f"knee: load on CPU {list(isolation.generator_cpus)}, the stack on "
+            f"{list(isolation.system_cpus)}"
+            + ("" if isolation.isolated else " (shared: not isolated)")
+        )
+        try:
+            self.measure_knee(tag, config, opened, servers)
+        finally:
+            opened.release()
+
+    def measure_knee(self, tag: str, config: Config, driver: Measures, servers: Servers) -> None:
         """The ladder, designs interleaved step by step (the order reversed every other step).
-        A window past the SLO is measured once more before the design's ladder ends (twice more
-        at the ladder's first step, where a design ending would leave it with no knee at all): a
-        short window's p99 is its few slowest requests, which a neighbour's burst on a shared
-        machine can spoil alone."""
+        A window past the SLO, or one the load generator limited (its figures are the
+        generator's, not the system's: discarded), is measured once more before the design's
+        ladder ends (twice more at the ladder's first step, where a design ending would leave it
+        with no knee at all): a short window's p99 is its few slowest requests, which a
+        neighbour's burst on a shared machine can spoil alone."""
         o = self.options
         active = list(config.designs)
         for step, rate in enumerate(o.ladder()):
@@ -195,7 +218,7 @@ class Run:
                 self.progress.finish(
                     f"{tag}:knee:{name}:{step}", lines.knee_line(config.round, knee_step)
                 )
-                if not knee_step["held"] or knee_step["generator_limited"]:
+                if not knee_step["held"]:
                     active.remove(name)
                     self.progress.skip_prefix(f"{tag}:knee:{name}:")
             if not active:
@@ -204,7 +227,7 @@ class Run:
     def knee_window(
         self,
         config: Config,
-        driver: LocustDriver,
+        driver: Measures,
         servers: Servers,
         name: str,
         rate: float,
@@ -212,10 +235,15 @@ class Run:
     ) -> KneeStep:
         o = self.options
         segment = driver.measure(
-            servers, self.idle, [name], "mix", rate, o.step_s, o.settle_s
+            servers, self.idle, [name], "get", rate, o.step_s, o.settle_s
         ).segment
         p99 = segment["p99_ms"]
-        held = segment["failures"] == 0 and p99 is not None and p99 <= o.slo_ms
+        held = (
+            segment["failures"] == 0
+            and p99 is not None
+            and p99 <= o.slo_ms
+            and not segment["generator_limited"]
+        )
         knee_step: KneeStep = {**segment, "round": config.round, "attempt": attempt, "held": held}
         self.steps.setdefault(name, []).append(knee_step)
         return knee_step

@@ -80,7 +80,7 @@ def _knee(plt: Any, results: CrossoverResults, colors: Colors) -> Any:
     ax.set_yscale("log")
     ax.set_xlabel("offered load (req/s)")
     ax.set_ylabel("latency (ms, log)")
-    ax.set_title("Latency against offered load (x: Locust was the limit)")
+    ax.set_title("Latency against offered load (x: the load generator was the limit)")
     ax.legend(fontsize=7, ncol=2)
     return fig
 

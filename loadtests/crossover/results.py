@@ -46,14 +46,26 @@ class Segment(Costs):
     p90_ms: float | None
     p99_ms: float | None
     max_ms: float | None
-    locust_cpu: list[float]  # CPU seconds per second of each Locust process running users
-    generator_limited: bool  # a Locust process above 90 % of a core, or it fell short
+    locust_cpu: list[float]  # CPU seconds per second of each load process (Locust's or the
+    # open-model generator's)
+    generator_limited: bool  # the load generator could not keep its pace (Locust: a process
+    # above 90 % of a core, or it fell short; open: loadtests/load's send lag or CPU limit)
+    # Open-model windows (the knee's, loadtests/crossover/openload.py) add these; their
+    # latencies count from each request's intended start.
+    generator: NotRequired[Literal["locust", "open"]]
+    p999_ms: NotRequired[float | None]
+    served_rps: NotRequired[float]  # 2xx answers per second, client-side
+    send_lag_p99_ms: NotRequired[float | None]  # the generator's own lateness
+    limited_because: NotRequired[list[str]]
+    generator_cpus: NotRequired[list[int]]  # where the load ran ...
+    system_cpus: NotRequired[list[int]]  # ... and where the stack was pinned
+    isolated: NotRequired[bool]  # False: they shared CPUs (one CPU, or no affinity)
 
 
 class KneeStep(Segment):
     round: int
     attempt: int  # 2, 3: the same step measured again after windows past the SLO
-    held: bool  # p99 within the SLO and no failures
+    held: bool  # p99 within the SLO, no failures, and the generator was not the limit
 
 
 class KneeDesign(TypedDict):

@@ -19,15 +19,20 @@ def knee_blocks(results: CrossoverResults) -> list[Block]:
         f"Offered load stepped up ({', '.join(f'{r:g}' for r in knee['ladder'])} req/s; "
         f"{results['options'].get('step_s')} s measured per step after "
         f"{results['options'].get('settle_s')} s to settle), the designs of each settings "
-        "group interleaved step by step, each with its own Locust user class and task mix, "
+        "group interleaved step by step. Open-model load (loadtests/load): GET /orders through "
+        "the gateway at scheduled times whether or not earlier requests were answered, latency "
+        "from each request's intended start (HDR histograms), the load process on a CPU of its "
+        "own and the stack pinned to the others where there are two or more; "
         f"until p99 passed {knee['slo_ms']:g} ms or a request failed. A window past that is "
         "measured again before a design's ladder ends (up to three windows at the first step, "
         "two at the others): a step holds if one of its windows did, since a short window's "
         "p99 is its few slowest requests, which a burst elsewhere on the machine can spoil. "
         "CPU per request from "
         "every service's /metrics and both stores' INFO, the idle baseline taken out. "
-        "A step where a Locust process used over 90 % of a core, or could not keep the "
-        "offered pace while answers came quickly, is marked L.",
+        "A window where the generator could not keep its schedule (send lag p99 over 10 ms, "
+        "or a load process over 90 % of a core) is marked L and not counted: it is measured "
+        "again, and ends the ladder if it stays so (runs recorded before the open-model "
+        "knee: a Locust process over 90 % of a core, or short of the pace).",
     )
     if not designs:
         return [*blocks, NOT_MEASURED]
@@ -71,7 +76,9 @@ def knee_blocks(results: CrossoverResults) -> list[Block]:
         )
     )
     blocks.append(
-        Para("p99 (ms) at each offered step (x: past the knee; L: Locust was the limit):")
+        Para(
+            "p99 (ms) at each offered step (x: past the knee; L: the load generator was the limit):"
+        )
     )
     ladder = knee["ladder"]
     blocks += [
@@ -86,7 +93,7 @@ def knee_blocks(results: CrossoverResults) -> list[Block]:
 
 
 def _step_cells(design: KneeDesign, ladder: list[float]) -> list[str]:
-    """p99 at each offered rate of the ladder, marked past the knee (x) or Locust-bound (L)."""
+    """p99 at each offered rate of the ladder, marked past the knee (x) or generator-bound (L)."""
     cells = []
     for rate in ladder:
         found = [s for s in decisive(design["steps"]) if s["offered_rps"] == rate]

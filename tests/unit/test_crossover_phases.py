@@ -22,6 +22,7 @@ class ScriptedDriver:
     """Each design's p99 per window, in order; every window asked for is recorded."""
 
     p99s: dict[str, list[float]]
+    limited: dict[str, list[bool]] = field(default_factory=dict)  # generator-limited windows
     asked: list[tuple[str, float]] = field(default_factory=list)
 
     def measure(
@@ -56,13 +57,15 @@ class ScriptedDriver:
             "p99_ms": self.p99s[name].pop(0),
             "max_ms": 90.0,
             "locust_cpu": [0.1],
-            "generator_limited": False,
+            "generator_limited": bool(self.limited.get(name)) and self.limited[name].pop(0),
         }
         return SimpleNamespace(segment=segment)
 
 
 def ladder(
-    designs: Sequence[str], p99s: dict[str, list[float]]
+    designs: Sequence[str],
+    p99s: dict[str, list[float]],
+    limited: dict[str, list[bool]] | None = None,
 ) -> tuple[Run, ScriptedDriver, list[str]]:
     """Run the knee's ladder on scripted windows: the run, the driver, the progress lines."""
     options = Options(ladder_start=100.0, ladder_factor=2.0, ladder_steps=3, users=60)
@@ -77,7 +80,7 @@ def ladder(
         side=cast(Any, None),
         progress=Progress([], lines.append),
     )
-    driver = ScriptedDriver(p99s)
+    driver = ScriptedDriver(p99s, limited or {})
     config = Config(tuple(designs), "main", remote_store=False, knee=True)
     run.measure_knee("t", config, cast(Any, driver), cast(Any, None))
     return run, driver, lines
@@ -133,3 +136,28 @@ def test_the_progress_line_says_how_often_a_step_was_measured(attempt: int, text
     line = knee_line(1, cast(Any, step))
     assert text in line
     assert ("measured" in line) == (attempt > 1)
+
+
+def test_a_window_the_generator_limited_is_not_counted_but_measured_again() -> None:
+    from loadtests.crossover.knee import summarize
+
+    # 100 held; at 200 the first window was generator-limited (fast, but not the system's
+    # figure), the second held; at 400 both windows were generator-limited.
+    run, driver, lines = ladder(
+        ["session"],
+        {"session": [10.0, 10.0, 20.0, 10.0, 10.0]},
+        {"session": [False, True, False, True, True]},
+    )
+    assert driver.asked == [("session", r) for r in (100.0, 200.0, 200.0, 400.0, 400.0)]
+    assert [(s["offered_rps"], s["held"]) for s in run.steps["session"]] == [
+        (100.0, True),
+        (200.0, False),
+        (200.0, True),
+        (400.0, False),
+        (400.0, False),
+    ]
+    knee = summarize(run.options, [m for m in MODES if m.name == "session"], run.steps)
+    design = knee["designs"]["session"]
+    assert design["knee_rps"] == 200.0  # not 400: that step's windows were the generator's
+    assert design["limit"] == "load generator"
+    assert any("the load generator was the limit" in line for line in lines)

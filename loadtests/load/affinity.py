@@ -1,0 +1,87 @@
+"""Keeping the load and the system under test on different CPUs.
+
+A generator that shares CPUs with the system takes its cycles at the worst moments and reports
+the system's slowness as its own (or the reverse). `isolate` splits the CPUs this process may use
+(on a 2-CPU machine: one each), pins the system's processes to their part, and returns the split;
+the generator's processes pin themselves to the other part (`pin` in the worker) before they
+start any thread, so every thread they make inherits it. The split goes into every window's
+result, with whether it was applied at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def available_cpus() -> tuple[int, ...]:
+    """The CPUs this process may run on (all of them where the platform cannot say)."""
+    if hasattr(os, "sched_getaffinity"):
+        return tuple(sorted(os.sched_getaffinity(0)))
+    return tuple(range(os.cpu_count() or 1))
+
+
+def cpus_of(pid: int) -> tuple[int, ...]:
+    """The CPUs process `pid` may run on now (empty where the platform cannot say)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return ()
+    return tuple(sorted(os.sched_getaffinity(pid)))
+
+
+def _threads(pid: int) -> list[int]:
+    """Every thread of `pid`: sched_setaffinity(pid) moves only its main thread, and a service's
+    other threads (Redis's I/O threads, a resolver pool) would stay where they were."""
+    tasks = Path(f"/proc/{pid}/task")
+    with contextlib.suppress(OSError):
+        return [int(t.name) for t in tasks.iterdir()]
+    return [pid]
+
+
+def pin(pids: Iterable[int], cpus: Sequence[int]) -> bool:
+    """Pin every thread of each of `pids` to `cpus`; False where the platform has no affinity.
+    A process or thread that exited meanwhile is skipped: it has nothing left to run."""
+    if not hasattr(os, "sched_setaffinity") or not cpus:
+        return False
+    for pid in pids:
+        for tid in _threads(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, cpus)
+    return True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Isolation:
+    """Which CPUs the generator and the system were given, and the system's pinned PIDs.
+    `isolated` is False when the two share CPUs (one CPU only, or no affinity support)."""
+
+    generator_cpus: tuple[int, ...]
+    system_cpus: tuple[int, ...]
+    system_pids: tuple[int, ...] = ()
+    isolated: bool = False
+
+
+def split(cpus: Sequence[int], generator_count: int = 1) -> Isolation:
+    """The last `generator_count` CPUs for the load, the rest for the system; everything for
+    both when there is a single CPU (the window then says it was not isolated)."""
+    cpus = tuple(sorted(cpus))
+    if len(cpus) < 2:
+        return Isolation(generator_cpus=cpus, system_cpus=cpus)
+    n = min(max(generator_count, 1), len(cpus) - 1)
+    return Isolation(generator_cpus=cpus[-n:], system_cpus=cpus[:-n], isolated=True)
+
+
+def isolate(system_pids: Iterable[int], generator_count: int = 1) -> Isolation:
+    """Split this process's CPUs and pin `system_pids` (every thread) to the system's part."""
+    plan = split(available_cpus(), generator_count)
+    pids = tuple(system_pids)
+    # Isolated only if there was a system to move: the generator alone on its CPU is not.
+    applied = plan.isolated and bool(pids) and pin(pids, plan.system_cpus)
+    return Isolation(
+        generator_cpus=plan.generator_cpus,
+        system_cpus=plan.system_cpus,
+        system_pids=pids,
+        isolated=applied,
+    )
