@@ -25,18 +25,17 @@ def decisive(steps: Sequence[KneeStep]) -> list[KneeStep]:
 
 
 def _design(options: Options, steps: list[KneeStep]) -> KneeDesign:
-    """One design's knee: the median of its rounds' knees (a step run), and why round 1's
-    ladder ended."""
+    """One design's knee: the median of its rounds' knees, and why round 1's ladder ended."""
     rounds = sorted({s["round"] for s in steps})
     by_round: list[float | None] = []
     limit = "ladder end"
     best: KneeStep | None = None
     for round_ in rounds:
         held = None
-        for rate in options.ladder():
+        # Every rate the round measured, the ladder's and the bisection's, in order: the knee
+        # is the last one held below the first one that was not.
+        for rate in sorted({s["offered_rps"] for s in steps if s["round"] == round_}):
             windows = [s for s in steps if s["round"] == round_ and s["offered_rps"] == rate]
-            if not windows:
-                break
             passed = [s for s in windows if s["held"]]
             if not passed:
                 if round_ == rounds[0]:
@@ -58,7 +57,7 @@ def _design(options: Options, steps: list[KneeStep]) -> KneeDesign:
         if held is not None and (best is None or held["offered_rps"] > best["offered_rps"]):
             best = held
     known = [k for k in by_round if k is not None]
-    knee_rps = statistics.median_low(known) if known else None  # a step run
+    knee_rps = statistics.median_low(known) if known else None  # a measured rate
     at = best
     if knee_rps is not None:
         at = min(

@@ -6,6 +6,7 @@ turns them into results.json."""
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -199,30 +200,73 @@ class Run:
             opened.release()
 
     def measure_knee(self, tag: str, config: Config, driver: Measures, servers: Servers) -> None:
-        """The ladder, designs interleaved step by step (the order reversed every other step).
+        """Capacity per design: offered load raised step by step (the designs interleaved, the
+        order reversed every other step) until a step does not hold, past the planned ladder
+        if a design still holds at its end; then, interleaved again, bisected between the last
+        rate held and the first that was not until they are within refine_to of each other.
+
         A window past the SLO, or one the load generator limited (its figures are the
-        generator's, not the system's: discarded), is measured once more before the design's
-        ladder ends (twice more at the ladder's first step, where a design ending would leave it
+        generator's, not the system's: discarded), is measured once more before it counts as
+        not held (twice more at the ladder's first step, where a design ending would leave it
         with no knee at all): a short window's p99 is its few slowest requests, which a
         neighbour's burst on a shared machine can spoil alone."""
         o = self.options
         active = list(config.designs)
-        for step, rate in enumerate(o.ladder()):
+        held: dict[str, float] = {}  # the highest rate each design held
+        failed: dict[str, float] = {}  # the rate that ended its ladder
+        step = 0
+        while active and step < o.search_steps:
+            rate = o.ladder_rate(step)
             order = active if step % 2 == 0 else list(reversed(active))
-            windows = 3 if step == 0 else 2
             for name in list(order):
-                for attempt in range(1, windows + 1):
-                    knee_step = self.knee_window(config, driver, servers, name, rate, attempt)
-                    if knee_step["held"]:
-                        break
+                windows = 3 if step == 0 else 2
+                knee_step = self.decided_window(config, driver, servers, name, rate, windows)
                 self.progress.finish(
                     f"{tag}:knee:{name}:{step}", lines.knee_line(config.round, knee_step)
                 )
-                if not knee_step["held"]:
+                if knee_step["held"]:
+                    held[name] = rate
+                else:
+                    failed[name] = rate
                     active.remove(name)
                     self.progress.skip_prefix(f"{tag}:knee:{name}:")
-            if not active:
+            step += 1
+        for refinement in range(o.refine_steps()):
+            names = [
+                n
+                for n in config.designs
+                if n in held and n in failed and failed[n] > held[n] * (1 + o.refine_to)
+            ]
+            for name in names if refinement % 2 == 0 else list(reversed(names)):
+                rate = float(round(math.sqrt(held[name] * failed[name])))
+                if not held[name] < rate < failed[name]:
+                    continue
+                knee_step = self.decided_window(config, driver, servers, name, rate, 2)
+                self.progress.finish(
+                    f"{tag}:refine:{name}:{refinement}", lines.knee_line(config.round, knee_step)
+                )
+                if knee_step["held"]:
+                    held[name] = rate
+                else:
+                    failed[name] = rate
+        for name in config.designs:
+            self.progress.skip_prefix(f"{tag}:refine:{name}:")
+
+    def decided_window(
+        self,
+        config: Config,
+        driver: Measures,
+        servers: Servers,
+        name: str,
+        rate: float,
+        windows: int,
+    ) -> KneeStep:
+        """Up to `windows` windows at `rate`, until one holds; the last one measured."""
+        for attempt in range(1, windows + 1):
+            knee_step = self.knee_window(config, driver, servers, name, rate, attempt)
+            if knee_step["held"]:
                 break
+        return knee_step
 
     def knee_window(
         self,

@@ -6,6 +6,7 @@ Pure apart from the clock: tests/unit/test_crossover_report.py checks the plan a
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,10 +25,16 @@ class Options:
     long: bool = False
     designs: tuple[str, ...] = ()  # mode names; empty: every mode of loadtests.modes.MODES
     slo_ms: float = 50.0
-    # Offered load ladder of the knee: start, x factor per step, at most max_steps steps.
+    # Offered load ladder of the knee: start, x factor per step, ladder_steps planned steps; the
+    # search goes on past them while a design still holds (up to search_steps in all: the
+    # open-model generator's own limit ends it before that on any machine seen here), then
+    # bisects between the last rate held and the first that was not until they are within
+    # refine_to of each other.
     ladder_start: float = 100.0
     ladder_factor: float = 1.5
     ladder_steps: int = 9
+    search_steps: int = 16
+    refine_to: float = 0.05
     step_s: float = 1.5  # measured seconds per window
     settle_s: float = 0.5  # seconds after a change before measuring
     rounds: int = 1  # knee rounds (the later ones in reverse group order)
@@ -77,17 +84,18 @@ class Options:
         return replace(base, **given)  # type: ignore[arg-type]
 
     def ladder(self) -> list[float]:
-        """Offered rates of the knee's steps, capped where each user would need more than
-        25 requests/s (the users could not keep the pace: more users are needed)."""
-        cap = self.users * 25.0
-        steps = []
-        rate = self.ladder_start
-        for _ in range(self.ladder_steps):
-            if rate > cap:
-                break
-            steps.append(float(round(rate)))
-            rate *= self.ladder_factor
-        return steps
+        """Offered rates of the knee's planned steps."""
+        return [self.ladder_rate(step) for step in range(self.ladder_steps)]
+
+    def ladder_rate(self, step: int) -> float:
+        """The offered rate of the knee's step `step` (0 first), planned or past the plan."""
+        return float(round(self.ladder_start * self.ladder_factor**step))
+
+    def refine_steps(self) -> int:
+        """Bisections that bring one ladder step's interval within refine_to."""
+        return max(
+            0, math.ceil(math.log2(math.log(self.ladder_factor) / math.log1p(self.refine_to)))
+        )
 
 
 Purpose = Literal["main", "distance", "knee"]
@@ -188,6 +196,8 @@ def tasks(plan: Sequence[Config], options: Options) -> list[Task]:
         if config.knee:
             for step in range(len(options.ladder())):
                 out += [Task(f"{tag}:knee:{d}:{step}", window) for d in config.designs]
+            for step in range(options.refine_steps()):
+                out += [Task(f"{tag}:refine:{d}:{step}", window) for d in config.designs]
         if config.distance:
             distance_window = options.settle_s + options.distance_s + 0.5
             out += [

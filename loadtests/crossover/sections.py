@@ -16,22 +16,26 @@ def knee_blocks(results: CrossoverResults) -> list[Block]:
     designs = knee["designs"]
     blocks = section(
         "1. Capacity at the knee",
-        f"Offered load stepped up ({', '.join(f'{r:g}' for r in knee['ladder'])} req/s; "
+        "Open-model load (loadtests/load): GET /orders through the gateway at scheduled "
+        "times whether or not earlier requests were answered, latency from each request's "
+        "intended start (HDR histograms), the load process on a CPU of its own and the stack "
+        "pinned to the others where there are two or more. The offered rate is stepped up "
+        f"({', '.join(f'{r:g}' for r in knee['ladder'])} req/s planned, and on past them "
+        "while a design still holds; "
         f"{results['options'].get('step_s')} s measured per step after "
-        f"{results['options'].get('settle_s')} s to settle), the designs of each settings "
-        "group interleaved step by step. Open-model load (loadtests/load): GET /orders through "
-        "the gateway at scheduled times whether or not earlier requests were answered, latency "
-        "from each request's intended start (HDR histograms), the load process on a CPU of its "
-        "own and the stack pinned to the others where there are two or more; "
-        f"until p99 passed {knee['slo_ms']:g} ms or a request failed. A window past that is "
-        "measured again before a design's ladder ends (up to three windows at the first step, "
-        "two at the others): a step holds if one of its windows did, since a short window's "
-        "p99 is its few slowest requests, which a burst elsewhere on the machine can spoil. "
-        "CPU per request from "
+        f"{results['options'].get('settle_s')} s to settle; the designs of each settings group "
+        f"interleaved step by step) until p99 passes {knee['slo_ms']:g} ms or a request "
+        "fails; then each knee is bisected between the last rate held and the first that was "
+        "not, until they are within "
+        f"{100 * float(str(results['options'].get('refine_to', 0.05))):g} % (runs recorded before "
+        "the bisection stop at the ladder's step). A window past the SLO is measured again "
+        "before it counts (up to three windows at the first step, two at the others): a "
+        "rate holds if one of its windows did, since a short window's p99 is its few slowest "
+        "requests, which a burst elsewhere on the machine can spoil. CPU per request from "
         "every service's /metrics and both stores' INFO, the idle baseline taken out. "
         "A window where the generator could not keep its schedule (send lag p99 over 10 ms, "
         "or a load process over 90 % of a core) is marked L and not counted: it is measured "
-        "again, and ends the ladder if it stays so (runs recorded before the open-model "
+        "again, and ends the search if it stays so (runs recorded before the open-model "
         "knee: a Locust process over 90 % of a core, or short of the pace).",
     )
     if not designs:
@@ -77,14 +81,14 @@ def knee_blocks(results: CrossoverResults) -> list[Block]:
     )
     blocks.append(
         Para(
-            "p99 (ms) at each offered step (x: past the knee; L: the load generator was the limit):"
+            "p99 (ms) at each offered rate measured, in order (x: not held, past the knee; "
+            "L: the load generator was the limit):"
         )
     )
-    ladder = knee["ladder"]
     blocks += [
         Table.with_header(
-            ["design", *(f"{r:g}" for r in ladder)],
-            ([name, *_step_cells(d, ladder)] for name, d in designs.items()),
+            ["design", "offered req/s: p99 ms"],
+            ([name, _step_cells(d)] for name, d in designs.items()),
         ),
         Image("knee"),
         Image("capacity"),
@@ -92,18 +96,13 @@ def knee_blocks(results: CrossoverResults) -> list[Block]:
     return blocks
 
 
-def _step_cells(design: KneeDesign, ladder: list[float]) -> list[str]:
-    """p99 at each offered rate of the ladder, marked past the knee (x) or generator-bound (L)."""
+def _step_cells(design: KneeDesign) -> str:
+    """Each offered rate's decisive p99, marked past the knee (x) or generator-bound (L)."""
     cells = []
-    for rate in ladder:
-        found = [s for s in decisive(design["steps"]) if s["offered_rps"] == rate]
-        if not found:
-            cells.append("")
-            continue
-        s = found[0]
+    for s in decisive(design["steps"]):
         mark = ("" if s["held"] else " x") + (" L" if s["generator_limited"] else "")
-        cells.append(ms(s["p99_ms"]) + mark)
-    return cells
+        cells.append(f"{s['offered_rps']:g}: {ms(s['p99_ms'])}{mark}")
+    return ", ".join(cells)
 
 
 def hop_blocks(results: CrossoverResults) -> list[Block]:

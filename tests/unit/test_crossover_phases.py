@@ -66,9 +66,13 @@ def ladder(
     designs: Sequence[str],
     p99s: dict[str, list[float]],
     limited: dict[str, list[bool]] | None = None,
+    refine_to: float = 1.0,
 ) -> tuple[Run, ScriptedDriver, list[str]]:
-    """Run the knee's ladder on scripted windows: the run, the driver, the progress lines."""
-    options = Options(ladder_start=100.0, ladder_factor=2.0, ladder_steps=3, users=60)
+    """Run the knee's ladder on scripted windows: the run, the driver, the progress lines.
+    refine_to: 1.0 (a step's x2 already within it) leaves out the bisection."""
+    options = Options(
+        ladder_start=100.0, ladder_factor=2.0, ladder_steps=3, users=60, refine_to=refine_to
+    )
     lines: list[str] = []
     run = Run(
         options=options,
@@ -123,6 +127,37 @@ def test_the_first_step_gets_a_third_window_before_a_design_is_left_without_a_kn
     said = [line for line in lines if line.startswith("knee")]
     assert any("session at 100 req/s" in line and "(measured 3 times)" in line for line in said)
     assert any("session at 200 req/s" in line and "(measured 2 times)" in line for line in said)
+
+
+def test_the_search_goes_past_the_plan_then_bisects_the_knee_to_within_five_percent() -> None:
+    from loadtests.crossover.knee import summarize
+
+    # 100, 200, 400 planned (ladder_steps=3) all held, and 800 past the plan; 1600 failed
+    # twice. Bisection: 1131 held, 1345 failed twice, 1233 held, 1288 held: 1345 / 1288 is
+    # within 5 %, so the knee is 1288.
+    held, past = 10.0, 80.0
+    run, driver, _ = ladder(
+        ["session"],
+        {"session": [held, held, held, held, past, past, held, past, past, held, held]},
+        refine_to=0.05,
+    )
+    assert [r for _, r in driver.asked] == [
+        100.0, 200.0, 400.0, 800.0, 1600.0, 1600.0, 1131.0, 1345.0, 1345.0, 1233.0, 1288.0,
+    ]  # fmt: skip
+    knee = summarize(run.options, [m for m in MODES if m.name == "session"], run.steps)
+    design = knee["designs"]["session"]
+    assert design["knee_rps"] == 1288.0
+    assert design["limit"] == "slo"
+    assert 1345.0 / 1288.0 <= 1.05
+
+
+def test_the_ladder_has_no_cap_and_its_bisections_reach_the_precision() -> None:
+    options = Options(users=10, ladder_start=100, ladder_factor=2, ladder_steps=5)
+    assert options.ladder() == [100, 200, 400, 800, 1600]  # no cap: the load is open-model
+    for factor, precision in ((1.5, 0.05), (2.0, 0.05), (1.2, 0.02)):
+        o = Options(ladder_factor=factor, refine_to=precision)
+        assert factor ** (0.5 ** o.refine_steps()) <= 1 + precision
+        assert factor ** (0.5 ** (o.refine_steps() - 1)) > 1 + precision
 
 
 @pytest.mark.parametrize(
