@@ -31,6 +31,7 @@ def test_crossover_smoke_run(tmp_path: Path, redis_available: None) -> None:
     argv = [sys.executable, "-m", "loadtests.crossover", "--out", str(out)]
     argv += ["--designs", ",".join(PAIR), "--users", "8", "--processes", "1"]
     argv += ["--ladder-start", "40", "--ladder-factor", "2", "--ladder-steps", "2"]
+    argv += ["--search-steps", "3", "--refine-to", "0.5"]
     argv += ["--step-s", "0.6", "--settle-s", "0.3", "--hop-s", "0.6"]
     argv += ["--rtts", "0,2", "--distance-s", "0.5", "--distance-rps", "60"]
     argv += ["--revocation-samples", "2", "--revocation-limit-s", "1"]
