@@ -79,26 +79,36 @@ async def auth_route(request: web.Request) -> web.Response:
 async def orders_route(request: web.Request) -> web.Response:
     path = routed_path(request, _is_orders_path)
     settings = request.app[gateway_settings_key]
+    proxy = request.app[proxy_key]
+    # One deadline for the whole request: the edge's check, the hybrid's exchange, the forward.
+    deadline = asyncio.get_running_loop().time() + proxy.timeout
     credential = None
     if settings.edge_auth or settings.token_exchange:
         # Refuse at the edge: requests without a valid credential never reach orders.
         principal = await request.app[verifier_key].authenticate(request)
-        credential = await inner_credential(request.app, request.method, request.headers, principal)
-    return await request.app[proxy_key].forward(
-        request, request.app[orders_pool_key], path, credential=credential
+        credential = await inner_credential(
+            request.app, request.method, request.headers, principal, deadline
+        )
+    return await proxy.forward(
+        request, request.app[orders_pool_key], path, credential=credential, deadline=deadline
     )
 
 
 async def inner_credential(
-    app: web.Application, method: str, headers: Mapping[str, str], principal: Principal
+    app: web.Application,
+    method: str,
+    headers: Mapping[str, str],
+    principal: Principal,
+    deadline: float,
 ) -> str | None:
     """What orders gets instead of the client's credential: in the hybrid, a session becomes an
-    internal bearer token (CSRF checked here first); otherwise None, the client's own."""
+    internal bearer token (CSRF checked here first; fetched within the request's `deadline`);
+    otherwise None, the client's own."""
     if not (app[gateway_settings_key].token_exchange and principal.mode == "session"):
         return None
     check_csrf(method, headers, principal)
     assert principal.session_id is not None
-    return f"Bearer {await app[exchange_key].token_for(principal.session_id)}"
+    return f"Bearer {await app[exchange_key].token_for(principal.session_id, deadline)}"
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -204,8 +214,10 @@ def fast_path(
             return orders_pool, path, orders_label if path == "/orders" else order_label
         return None
 
-    async def inner(method: str, headers: Mapping[str, str], principal: Principal) -> str | None:
-        return await inner_credential(app, method, headers, principal)
+    async def inner(
+        method: str, headers: Mapping[str, str], principal: Principal, deadline: float
+    ) -> str | None:
+        return await inner_credential(app, method, headers, principal, deadline)
 
     edge_auth = settings.edge_auth or settings.token_exchange
     return Edge(

@@ -159,7 +159,7 @@ class Request:
 
 
 Route = tuple[UpstreamPool, str, str]  # the pool, the path it is sent, the metric's route label
-InnerCredential = Callable[[str, Mapping[str, str], Principal], Awaitable[str | None]]
+InnerCredential = Callable[[str, Mapping[str, str], Principal, float], Awaitable[str | None]]
 
 
 class Edge:
@@ -403,6 +403,8 @@ class Connection(asyncio.Protocol):
         rid = incoming if valid_request_id(incoming) else new_request_id()
         token = request_id_var.set(rid)
         start = time.perf_counter()
+        # One deadline for the whole request: the check, the hybrid's exchange, the forward.
+        deadline = self.loop.time() + edge.proxy.timeout
         mode = "none"
         status = 500
         timings: list[str] | None = None  # this hop's Server-Timing entry (SERVER_TIMING)
@@ -420,7 +422,9 @@ class Connection(asyncio.Protocol):
                     principal = await check
                     if principal.mode == "session":  # the hybrid's exchange (CSRF first)
                         headers = CIMultiDictProxy(CIMultiDict(fields))
-                        credential = await edge.inner_credential(method, headers, principal)
+                        credential = await edge.inner_credential(
+                            method, headers, principal, deadline
+                        )
                 status, payload, answer = await edge.proxy.relay(
                     method,
                     pool,
@@ -429,6 +433,7 @@ class Connection(asyncio.Protocol):
                     forward_fields(fields, self.remote, rid),
                     body,
                     credential=credential,
+                    deadline=deadline,
                 )  # the upstream's headers fit to forward (Proxy.send filters them)
             except ProblemError as error:
                 status, payload = (

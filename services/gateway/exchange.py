@@ -52,7 +52,9 @@ class TokenExchange:
         self._hits = self._counter.labels(metrics.service, "hit")
         self._misses = self._counter.labels(metrics.service, "miss")
 
-    async def token_for(self, session_id: str) -> str:
+    async def token_for(self, session_id: str, deadline: float | None = None) -> str:
+        """The session's internal token, from the cache or fetched from auth within `deadline`
+        (loop time; the client request's, so the exchange and the forward share one)."""
         cached = self._cache.get(session_id)
         if cached is not None and self.clock() < cached[1]:
             self._hits.inc()
@@ -63,7 +65,7 @@ class TokenExchange:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending[session_id] = future
         try:
-            token = await self._fetch(session_id)
+            token = await self._fetch(session_id, deadline)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -77,12 +79,18 @@ class TokenExchange:
         finally:
             del self._pending[session_id]
 
-    async def _fetch(self, session_id: str) -> str:
+    async def _fetch(self, session_id: str, deadline: float | None) -> str:
         self._misses.inc()
         headers = [("Content-Type", "application/json")]
         body = json.dumps(exchange.request_body(session_id)).encode()
         status, payload, _ = await self.proxy.send(
-            "POST", self.auth, exchange.TOKEN_EXCHANGE_PATH, headers, body, resend=True
+            "POST",
+            self.auth,
+            exchange.TOKEN_EXCHANGE_PATH,
+            headers,
+            body,
+            resend=True,
+            deadline=deadline,
         )
         if status == 400:
             # The session ended between the gateway's check and the exchange.

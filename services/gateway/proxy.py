@@ -67,9 +67,14 @@ NOT_FORWARDED = frozenset(
         "x-forwarded-for",
         "x-forwarded-host",
         "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-server",
         "forwarded",
         "x-real-ip",
         "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
         "x-original-url",
         "x-rewrite-url",
     }
@@ -181,7 +186,13 @@ def forward_fields(
             named.update(t.strip().lower() for t in value.split(","))
         elif lower == "host":
             host = host or value
-        elif lower not in _DROPPED_WITH_ID and not lower.startswith(IDENTITY_PREFIXES):
+        elif (
+            lower not in _DROPPED_WITH_ID
+            and not lower.startswith(IDENTITY_PREFIXES)
+            # A CGI-style upstream reads X_Forwarded_For as X-Forwarded-For: names with an
+            # underscore are dropped, as nginx does by default (underscores_in_headers off).
+            and "_" not in lower
+        ):
             headers.append((name, value))
     if named:
         headers = [(n, v) for n, v in headers if n.lower() not in named]
@@ -336,11 +347,13 @@ class Proxy:
         path: str,
         *,
         credential: str | None = None,
+        deadline: float | None = None,
     ) -> web.Response:
         """Send the request to a replica and answer with its response.
 
         credential: an Authorization value to send instead of the client's cookies (the hybrid
-        forwards an internal token in place of the session cookie).
+        forwards an internal token in place of the session cookie); deadline: the request's
+        (see send()).
         """
         body = await read_body(request) if request.can_read_body else None
         status, payload, upstream_headers = await self.relay(
@@ -351,6 +364,7 @@ class Proxy:
             forward_headers(request),
             body,
             credential=credential,
+            deadline=deadline,
         )
         return web.Response(status=status, body=payload, headers=upstream_headers)
 
@@ -364,6 +378,7 @@ class Proxy:
         body: bytes | None,
         *,
         credential: str | None,
+        deadline: float | None = None,
     ) -> Awaitable[tuple[int, bytes, Headers]]:
         """forward() on the parts of a request (the gateway's fast path calls it too): the
         path checked, the raw target as the client sent it, the headers fit to forward. Not a
@@ -374,9 +389,8 @@ class Proxy:
             )
         query = raw_path.partition("?")[2].partition("#")[0]  # a fragment is the client's
         target = path + ("?" + query if query else "")
-        return self.send(
-            method, pool, target, headers, body, resend=resendable(method, pool, path, headers)
-        )
+        resend = resendable(method, pool, path, headers)
+        return self.send(method, pool, target, headers, body, resend=resend, deadline=deadline)
 
     async def send(
         self,
@@ -387,8 +401,11 @@ class Proxy:
         body: bytes | None,
         *,
         resend: bool,
+        deadline: float | None = None,
     ) -> tuple[int, bytes, Headers]:
-        """One request to the pool within one deadline: replicas in order, the next one tried
+        """One request to the pool within one deadline (`deadline`, loop time: the client
+        request's, when it made other calls first, as the hybrid's token exchange; else the
+        upstream timeout from now): replicas in order, the next one tried
         when nothing was sent to the last (no free connection in time, no connection) or, if
         `resend`, when its answer failed.
 
@@ -398,7 +415,8 @@ class Proxy:
         an answer was broken.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        if deadline is None:
+            deadline = loop.time() + self.timeout
         failure = "unavailable"  # what the last attempt came to: unavailable, error, timeout
         last_error = "no replica configured"
         for replica in pool.order():
@@ -435,7 +453,7 @@ class Proxy:
             except (AnswerFailed, TimeoutError) as exc:
                 timed_out = isinstance(exc, TimeoutError)
                 failure = "timeout" if timed_out else "error"
-                last_error = f"{type(exc).__name__}: {exc or 'no answer in time'}"
+                last_error = f"{type(exc).__name__}: {str(exc) or 'no answer in time'}"
                 if not resend:
                     log.warning(
                         "upstream %s failed after a request that must not be sent twice: %s",
@@ -445,10 +463,11 @@ class Proxy:
                     break
             self.metrics.observe_upstream(pool.name, "retry")
             log.warning(
-                "upstream %s replica %s failed (%s); trying the next",
+                "upstream %s replica %s failed (%s)%s",
                 pool.name,
                 replica.url,
                 last_error,
+                "; trying the next" if loop.time() < deadline else "",
             )
         if failure == "unavailable":
             self.metrics.observe_upstream(pool.name, "unavailable")

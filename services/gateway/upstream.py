@@ -271,13 +271,16 @@ class _Connection(asyncio.Protocol):
         lower = name.lower()
         if lower in _SPECIAL and self._hop(lower, value):
             return
-        # As aiohttp decodes them: the bytes survive a round trip.
-        self._headers.append(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-        )
+        if not value.isascii():
+            # obs-text: the fast path would relay the bytes and aiohttp's writer drop them, so
+            # the two paths would answer differently; the services never send any.
+            self._refuse("an answer header value that is not ASCII")
+        self._headers.append((name.decode("ascii"), value.decode("ascii")))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status > 599:  # RFC 9110 15: three digits, 1xx to 5xx
+            self._refuse(f"an answer status out of range ({status})")
         if status < 200:
             # An interim answer: its fields' bytes stay counted (_size is not reset), so a
             # stream of them meets the head limit, and their number is bounded too.

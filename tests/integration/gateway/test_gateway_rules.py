@@ -260,6 +260,13 @@ async def test_the_gateway_owns_the_forwarding_fields_and_drops_the_overrides(
         "X-HTTP-Method-Override": "DELETE",
         "X-Original-URL": "/admin",
         "X-Rewrite-URL": "/admin",
+        "X-Forwarded-Port": "443",
+        "X-HTTP-Method": "DELETE",
+        "X-Method-Override": "DELETE",
+        # What a CGI-style upstream would read as X-Forwarded-For, X-Original-URL, X-User.
+        "X_Forwarded_For": "203.0.113.9",
+        "X_Original_URL": "/admin",
+        "X_User": "admin",
     }
     async with gateway_for(upstream, front) as gateway:
         status, _, _ = await call(gateway, "GET", "/orders", headers=sent)
@@ -274,6 +281,9 @@ async def test_the_gateway_owns_the_forwarding_fields_and_drops_the_overrides(
     assert got[b"x-forwarded-proto"] == [b"http"]
     for name in (b"x-http-method-override", b"x-original-url", b"x-rewrite-url"):
         assert name not in got
+    for name in (b"x-forwarded-port", b"x-http-method", b"x-method-override"):
+        assert name not in got
+    assert [n for n in got if b"_" in n] == []
 
 
 async def raw_exchange(port: int, request: bytes) -> bytes:
@@ -421,3 +431,28 @@ async def test_a_handed_over_connection_keeps_its_idle_deadline(upstream: Upstre
             writer.close()
     # Closed when its 2 s idle ran out (plus a beat), not at 1.5 + 2 = 3.5 s.
     assert closed_at - idle_from < 2.9, closed_at - idle_from
+
+
+async def test_a_deadline_given_by_the_request_bounds_a_later_call(upstream: Upstream) -> None:
+    """The hybrid's exchange and forward share the client request's deadline: a call made
+    late in the request gets what is left of it, not a fresh upstream timeout."""
+    from services.common.observability import Metrics
+    from services.common.problems import ProblemError
+    from services.gateway.proxy import Proxy
+
+    async with scripted("stall") as (stalled,):
+        client = UpstreamClient(connect_timeout=1)
+        proxy = Proxy(client, Metrics("gateway"), timeout=5.0, slot_timeout=1.0)
+        pool = UpstreamPool("auth", (stalled.url,))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            with pytest.raises(ProblemError) as refused:
+                await proxy.send(
+                    "POST", pool, "/internal/x", [], b"{}", resend=True, deadline=started + 0.5
+                )
+        finally:
+            await client.close()
+    took = loop.time() - started
+    assert refused.value.status == 504
+    assert 0.4 <= took < 2.0, took  # what was left of the request's time, not the 5 s timeout

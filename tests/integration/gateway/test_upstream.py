@@ -984,6 +984,9 @@ HOSTILE = {
         b"Content-Type: application/json\r\n",
     ),
     b"/orders/sized": answer(b"s" * 100_000),
+    # A status past 5xx, and a header value of bytes the aiohttp path would drop.
+    b"/orders/weird": b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok",
+    b"/orders/obstext": answer(b"ok", extra=b"X-A: \xff\xfe\r\n"),
 }
 
 StartGateway = Callable[..., contextlib.AbstractAsyncContextManager[TestClient[Any, Any] | Served]]
@@ -1026,7 +1029,15 @@ async def hostile_gateway(
 
 
 @pytest.mark.parametrize(
-    "path", ["/orders/gzip", "/orders/big", "/orders/upgrade", "/orders/hints"]
+    "path",
+    [
+        "/orders/gzip",
+        "/orders/big",
+        "/orders/upgrade",
+        "/orders/hints",
+        "/orders/weird",
+        "/orders/obstext",
+    ],
 )
 async def test_an_answer_the_gateway_could_not_reframe_is_a_502_problem(
     hostile_gateway: StartGateway,
