@@ -213,21 +213,20 @@ class Run:
         o = self.options
         active = list(config.designs)
         held: dict[str, float] = {}  # the highest rate each design held
-        failed: dict[str, float] = {}  # the rate that ended its ladder
+        failed: dict[str, float] = {}  # the lowest rate it did not
+
+        def judge(key: str, name: str, rate: float, windows: int) -> bool:
+            knee_step = self.decided_window(config, driver, servers, name, rate, windows)
+            self.progress.finish(key, lines.knee_line(config.round, knee_step))
+            (held if knee_step["held"] else failed)[name] = rate
+            return knee_step["held"]
+
         step = 0
         while active and step < o.search_steps:
             rate = o.ladder_rate(step)
             order = active if step % 2 == 0 else list(reversed(active))
             for name in list(order):
-                windows = 3 if step == 0 else 2
-                knee_step = self.decided_window(config, driver, servers, name, rate, windows)
-                self.progress.finish(
-                    f"{tag}:knee:{name}:{step}", lines.knee_line(config.round, knee_step)
-                )
-                if knee_step["held"]:
-                    held[name] = rate
-                else:
-                    failed[name] = rate
+                if not judge(f"{tag}:knee:{name}:{step}", name, rate, 3 if step == 0 else 2):
                     active.remove(name)
                     self.progress.skip_prefix(f"{tag}:knee:{name}:")
             step += 1
@@ -239,16 +238,8 @@ class Run:
             ]
             for name in names if refinement % 2 == 0 else list(reversed(names)):
                 rate = float(round(math.sqrt(held[name] * failed[name])))
-                if not held[name] < rate < failed[name]:
-                    continue
-                knee_step = self.decided_window(config, driver, servers, name, rate, 2)
-                self.progress.finish(
-                    f"{tag}:refine:{name}:{refinement}", lines.knee_line(config.round, knee_step)
-                )
-                if knee_step["held"]:
-                    held[name] = rate
-                else:
-                    failed[name] = rate
+                if held[name] < rate < failed[name]:
+                    judge(f"{tag}:refine:{name}:{refinement}", name, rate, 2)
         for name in config.designs:
             self.progress.skip_prefix(f"{tag}:refine:{name}:")
 
