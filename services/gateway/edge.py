@@ -61,6 +61,7 @@ from services.gateway.proxy import (
     Proxy,
     UpstreamPool,
     check_path,
+    connection_tokens,
     forward_fields,
 )
 
@@ -142,9 +143,7 @@ class Request:
             raise Handoff()
         elif lower in FIRST:
             self.first.setdefault(lower, text)
-        elif lower == "connection" and not DECIDING.isdisjoint(
-            t.strip().lower() for t in text.split(",")
-        ):
+        elif lower == "connection" and not DECIDING.isdisjoint(connection_tokens(text)):
             raise Handoff()  # names a field the gateway decides on: aiohttp's side answers 400
         self.fields.append((name.decode("ascii"), text))
 

@@ -21,6 +21,7 @@ from services.common.observability import REQUEST_ID_HEADER, Metrics, request_id
 from services.common.problems import ProblemError, read_body
 from services.common.requests import valid_host
 from services.gateway.upstream import (
+    HOP_BY_HOP,
     Address,
     AnswerFailed,
     ConnectFailed,
@@ -32,20 +33,6 @@ from services.gateway.upstream import (
 
 log = logging.getLogger("authscale.gateway")
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 # Headers a client could use to claim an identity the services might trust: never forwarded.
 IDENTITY_PREFIXES = (
     "x-user",
@@ -129,10 +116,15 @@ def check_path(raw_path: str) -> str:
 _UNFORWARDABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 
 
+def connection_tokens(value: str) -> set[str]:
+    """The field names (lower case) one Connection field value lists."""
+    return {token.strip().lower() for token in value.split(",")}
+
+
 def check_connection(values: Iterable[str]) -> None:
     """A 400 problem if a Connection field names a field the gateway decides on (DECIDING)."""
     for value in values:
-        named = {token.strip().lower() for token in value.split(",")} & DECIDING
+        named = connection_tokens(value) & DECIDING
         if named:
             raise ProblemError(
                 400, f"Connection names {sorted(named)[0]}, which the gateway must forward."
@@ -183,7 +175,7 @@ def forward_fields(
     for name, value in fields:
         lower = name.lower()
         if lower == "connection":
-            named.update(t.strip().lower() for t in value.split(","))
+            named |= connection_tokens(value)
         elif lower == "host":
             host = host or value
         elif (
@@ -213,7 +205,8 @@ def replace_header(headers: Headers, name: str, value: str | None) -> Headers:
 
 
 # Set by the gateway's own server for its answer, not copied from the upstream's.
-_OWN_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "server", "date", REQUEST_ID_HEADER.lower()}
+# (The client's answers hold end-to-end fields only: it drops the hop-by-hop ones itself.)
+_OWN_RESPONSE_HEADERS = frozenset({"content-length", "server", "date", REQUEST_ID_HEADER.lower()})
 
 
 # With SERVER_TIMING off at the gateway, no upstream's Server-Timing reaches a client either.

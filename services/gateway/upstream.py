@@ -173,18 +173,23 @@ def request_head(
 # the head limit).
 MAX_INTERIM_ANSWERS = 4
 
-# Fields of an answer that concern one connection only (RFC 9110 7.6.1): never passed on.
-_HOP_BY_HOP = frozenset(
+# Fields that concern one connection only (RFC 9110 7.6.1, and the Proxy- ones of HTTP/1.0
+# proxies): never passed on, in either direction (the gateway's proxy drops them from requests).
+HOP_BY_HOP = frozenset(
     {
-        b"connection",
-        b"keep-alive",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"proxy-connection",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
     }
 )
+_HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)  # as llhttp hands them over
 # Those and Content-Length, which frames the body: one set lookup per header field finds them.
 _SPECIAL = _HOP_BY_HOP | {b"content-length"}
 

@@ -868,6 +868,7 @@ async def test_answer_headers_are_end_to_end_only(
             b"X-Other: 1\r\n"
             b"X-Third: 3\r\n"
             b"Proxy-Connection: keep-alive\r\n"
+            b"Proxy-Authenticate: Basic\r\n"
             b"TE: trailers\r\n"
             b"Trailer: X-Sum\r\n"
             b"Upgrade: h2c\r\n"
