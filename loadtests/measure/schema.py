@@ -1,0 +1,190 @@
+"""The shape of `make bench`'s results.json (schema_version 1): what the runner writes and the
+statistics, the model, the report, the README and the tests read. docs/results.md explains it.
+
+TypedDicts, because the JSON file is the contract: a recorded run (reports/reference/) must
+still load. Design names come from loadtests/modes.py plus CONTROL, the chain with no
+credential check. Times: latency in ms, from each request's *intended* send time (open-model
+load); CPU in microseconds per request the system answered, every process and both stores
+summed, the idle baseline of the same run taken out.
+"""
+
+# No `from __future__ import annotations`: TypedDict must see NotRequired to leave keys optional.
+import json
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict, cast
+
+SCHEMA_VERSION = 1
+CONTROL = "control"  # the chain on its public route: forwarding, no credential checked anywhere
+HOPS = (1, 2, 3, 4, 5)  # verifying services in the chain behind the gateway
+
+
+class Environment(TypedDict):
+    cpus: int
+    load_cpus: list[int]  # where the load generator ran
+    system_cpus: list[int]  # where every service and store ran
+    python: str
+    packages: dict[str, str]  # locked distributions that shape a figure, name -> version
+    load_average: list[float]  # 1, 5, 15 min, at the start
+    started: str  # ISO 8601, UTC
+    finished: str
+    cpu_model: NotRequired[str]
+    kernel: NotRequired[str]
+    isolated: NotRequired[bool]  # False: one CPU, load and system shared it
+    quick: NotRequired[bool]
+    wall_s: NotRequired[float]
+
+
+class Interval(TypedDict):
+    """A repeated figure: the median of the runs and the 95 % interval of their mean
+    (Student's t), as loadtests/measure/stats.py computes it."""
+
+    median: float
+    ci95: list[float]  # [lo, hi]
+    runs: list[float]
+
+
+class RateFigure(Interval):
+    offered_rps: float  # the rate it was measured at
+
+
+class Latency(TypedDict):
+    p50: float
+    p99: float
+    offered_rps: float
+
+
+class Marginal(TypedDict):
+    """CPU seconds per second against the served rate over a few rates: its slope is the CPU
+    one more request costs (us), its intercept what the system burns at no load."""
+
+    slope_us: float
+    ci95: list[float]
+    intercept_ms_per_s: float
+    points: list[list[float]]  # [served_rps, cpu_ms_per_s]
+
+
+class HopPoint(TypedDict):
+    cpu_us_per_request: float
+    p50_ms: float
+    p99_ms: NotRequired[float]
+    store_ops_per_request: float  # session store commands per request
+    offered_rps: NotRequired[float]
+    cpu_by_process: NotRequired[dict[str, float]]
+
+
+class PerHop(TypedDict):
+    median: float  # the slope difference design - control, us per hop
+    ci95: list[float]
+
+
+class Revocation(TypedDict):
+    p50: float
+    p99: float
+    max: float
+    samples: NotRequired[int]
+    by_hop: NotRequired[dict[str, dict[str, float]]]  # hop -> {p50, p99, max}
+
+
+class ModelError(TypedDict):
+    cpu: float  # the largest |error| in %, over every chain and distance point
+    p50: float
+
+
+class Window(TypedDict):
+    """One measured window, as the runner recorded it (every figure derives from these)."""
+
+    phase: str  # capacity, cpu, chain, distance, idle
+    design: str
+    repeat: int  # 1, 2, 3 ...
+    offered_rps: float
+    served_rps: float  # 2xx answers per second, client-side
+    p50_ms: float | None
+    p99_ms: float | None
+    failures: int
+    cpu_us_per_request: float  # every process and store, idle taken out
+    cpu_ms_per_s: float  # the same CPU per second of window (for the marginal slope)
+    cpu_by_process: dict[str, float]  # us per request: gateway, auth, orders, relay, stores
+    store_ops_per_request: float  # session store commands per request
+    generator_limited: bool  # the load generator was the limit: the window is not used
+    held: NotRequired[bool]  # capacity: served within 2 % of offered, p99 within the SLO
+    hops: NotRequired[int]  # chain: verifying services behind the gateway
+    added_rtt_ms: NotRequired[float]  # distance
+    measured_rtt_ms: NotRequired[float]
+
+
+class Comparison(TypedDict):
+    figure: str  # capacity_rps, cpu_us_per_request, auth_cpu_us_per_hop
+    a: str
+    b: str
+    ratio: float  # a / b
+    ci95: list[float]
+    distinguishable: bool  # False: the intervals overlap
+    sentence: str
+
+
+class Check(TypedDict):
+    name: str
+    ok: bool
+    detail: str
+
+
+class ModelPoint(TypedDict):
+    design: str
+    kind: str  # chain, distance
+    x: float  # hops, or the added store RTT in ms
+    cpu_measured: float
+    cpu_model: float
+    cpu_error_pct: float
+    p50_measured: float
+    p50_model: float
+    p50_error_pct: float
+
+
+class Design(TypedDict):
+    capacity_rps: Interval | None
+    cpu_us_per_request: RateFigure | None
+    latency_ms: Latency | None
+    hops: dict[str, HopPoint]  # "1".."5"
+    auth_cpu_us_per_hop: PerHop | None
+    store_ops_per_request: float
+    revocation_lag_ms: Revocation | None
+    model_error_pct: ModelError
+    # Beside the required figures:
+    kind: NotRequired[str]  # session, jwt, none (control)
+    carrier: NotRequired[str]
+    settings: NotRequired[dict[str, str]]
+    cpu_by_process_us: NotRequired[dict[str, float]]  # at the common rate, medians
+    marginal: NotRequired[Marginal | None]
+    distance: NotRequired[list[dict[str, float]]]  # {added_rtt_ms, measured_rtt_ms, p50_ms, ...}
+    outage: NotRequired[dict[str, Any]]
+    check_us: NotRequired[float | None]  # the per-check micro-benchmark, in-process
+
+
+class Results(TypedDict):
+    schema_version: int
+    environment: Environment
+    designs: dict[str, Design]
+    method: dict[str, Any]  # the settings of the run (rates, windows, repeats, SLO)
+    windows: list[Window]  # every measured window, raw
+    # Filled by loadtests/measure/analysis.py from the above:
+    comparisons: NotRequired[list[Comparison]]
+    checks: NotRequired[list[Check]]  # the self-checks, shown at the top of the report
+    advice: NotRequired[list[str]]  # "Which design when", plain sentences
+    model: NotRequired[dict[str, Any]]  # {"parts": {...}, "points": [ModelPoint, ...]}
+    notes: NotRequired[list[str]]
+
+
+def dump(results: Results, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+
+
+def load(path: Path) -> Results:
+    """A results.json of this schema; a clear error for anything else."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{path}: not a results file ({error})") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise SystemExit(f"{path}: schema_version {SCHEMA_VERSION} expected")
+    return cast(Results, data)
