@@ -1,0 +1,5 @@
+import sys
+
+from loadtests.measure.cli import main
+
+sys.exit(main())

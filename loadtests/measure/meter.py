@@ -1,0 +1,131 @@
+"""One measured window: open-model load of one design on one route at one rate, from the load
+generator on its own CPU, and what every process and store of the system paid for it.
+
+The load (loadtests/load) sends each request at its scheduled time whether or not earlier ones
+were answered, and counts latency from that time. The servers' own counters (/metrics CPU,
+INFO cpu and commandstats) are read at the start and the end of the measured part; the idle
+baseline of the same start of the services is taken out (loadtests/crossover/servers.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from loadtests.bench.client import Gateway
+from loadtests.crossover.servers import Idle, Servers, costs
+from loadtests.load import Isolation, Plan, Schedule, Target, run_window_sync
+from loadtests.load.generator import STARTUP_TIMEOUT
+from loadtests.measure.schema import CONTROL, Window
+from loadtests.modes import Mode
+
+ORDERS = "/orders?limit=10"  # the request of capacity, CPU per request, latency and distance
+CREDENTIALS = 8  # users whose credentials the requests take in turn
+CREDENTIAL_AGE_S = 30.0  # log in again after this: well inside every access token's life
+CONNECTIONS = 64  # the load process's pool; a request waiting for one still counts
+TIMEOUT_S = 5.0
+SESSION_STORE = "session_store"
+
+
+def chain_path(design: str, hops: int) -> str:
+    """The chain's route: the control takes the public one (no check anywhere)."""
+    route = "public" if design == CONTROL else "private"
+    return f"/relay/{route}?hops={hops}"
+
+
+@dataclass
+class Meter:
+    """Windows against one running stack; `isolation` says where load and system run."""
+
+    gateway_url: str
+    modes: Mapping[str, Mode]
+    usernames: Sequence[str]
+    servers: Servers
+    idle: Idle
+    isolation: Isolation | None = None
+    _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
+
+    def credentials(self, design: str) -> tuple[dict[str, str], ...]:
+        """The headers of a few logged-in users of `design` (none for the control), logged in
+        anew when older than CREDENTIAL_AGE_S."""
+        if design == CONTROL:
+            return ({},)
+        kept = self._credentials.get(design)
+        if kept is not None and time.monotonic() - kept[0] < CREDENTIAL_AGE_S:
+            return kept[1]
+        gateway = Gateway(self.gateway_url)
+        credential = self.modes[design].credential
+        headers = tuple(gateway.login(credential, u) for u in self.usernames[:CREDENTIALS])
+        self._credentials[design] = (time.monotonic(), headers)
+        return headers
+
+    def forget(self) -> None:
+        """Drop the kept credentials (the services restarted: sessions may be gone)."""
+        self._credentials.clear()
+
+    def window(
+        self,
+        phase: str,
+        design: str,
+        path: str,
+        rate: float,
+        seconds: float,
+        settle: float,
+        repeat: int = 1,
+    ) -> Window:
+        """`settle` + `seconds` of load at `rate`; the servers are read over the last
+        `seconds`, the part whose requests the window counts."""
+        targets = tuple(
+            Target(url=self.gateway_url + path, headers=dict(h)) for h in self.credentials(design)
+        )
+        plan = Plan(
+            targets=targets,
+            schedule=Schedule(rate=rate, seconds=settle + seconds),
+            measure_from=settle,
+            connections=CONNECTIONS,
+            timeout=TIMEOUT_S,
+            isolation=self.isolation,
+        )
+        started = threading.Event()
+        start: list[float] = []
+
+        def on_start(epoch: float) -> None:
+            start.append(epoch)
+            started.set()
+
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(run_window_sync, plan, on_start)
+            deadline = time.monotonic() + STARTUP_TIMEOUT + 5
+            while not started.wait(0.05):
+                if running.done() or time.monotonic() > deadline:
+                    running.result(timeout=1)  # its error, if it failed to start
+                    raise RuntimeError("the load generator did not start")
+            # The measured part of the window: these sleeps are its length, not a wait.
+            time.sleep(max(0.0, start[0] + settle - time.time()))
+            before = self.servers.snapshot()
+            time.sleep(max(0.0, start[0] + settle + seconds - time.time()))
+            after = self.servers.snapshot()
+            measured = running.result()
+        paid = costs(before, after, self.idle)
+        cpu_total = float(paid["cpu_us_total"])
+        answered = sum(measured.answered.values())
+        failures = answered - measured.answered.get("2xx", 0)
+        failures += sum(measured.errors.values()) + measured.unsent
+        return {
+            "phase": phase,
+            "design": design,
+            "repeat": repeat,
+            "offered_rps": rate,
+            "served_rps": measured.served_rps,
+            "p50_ms": measured.latency.p50_ms,
+            "p99_ms": measured.latency.p99_ms,
+            "failures": failures,
+            "cpu_us_per_request": round(cpu_total, 1),
+            "cpu_ms_per_s": round(cpu_total * paid["gateway_requests"] / paid["window_s"] / 1e3, 2),
+            "cpu_by_process": dict(paid["cpu_us_per_request"]),
+            "store_ops_per_request": float(paid["store_ops_per_request"].get(SESSION_STORE, 0.0)),
+            "generator_limited": measured.generator_limited,
+        }

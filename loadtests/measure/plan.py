@@ -1,0 +1,94 @@
+"""What a `make bench` run does and at what settings: the options (default, --quick, --long)
+and the configurations of the services (one start each)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from loadtests.modes import Mode
+from services.common.settings import REPO_ROOT
+
+REPORTS = REPO_ROOT / "reports"
+
+
+@dataclass(frozen=True)
+class Options:
+    out: Path | None = None  # default: reports/<timestamp>/
+    quick: bool = False
+    long: bool = False
+    designs: tuple[str, ...] = ()  # mode names; empty: every mode of loadtests.modes.MODES
+    # Capacity: p99 SLO, the shortfall of served against offered that ends a rate, the search.
+    slo_ms: float = 50.0
+    shortfall: float = 0.02
+    repeats: int = 3
+    start_rps: float = 200.0
+    factor: float = 1.5  # first repeat; later ones start at the previous knee, step `near`
+    near: float = 1.12
+    refine_to: float = 0.05
+    settle_s: float = 0.5  # load before the measured part of every window
+    window_s: float = 1.5
+    # CPU per request: one rate common to every design, well inside every capacity.
+    common_rps: float = 400.0
+    cpu_repeats: int = 3
+    cpu_window_s: float = 2.0
+    # The chain of k verifying services (and the control), k = 1..5.
+    chain_rps: float = 150.0
+    chain_repeats: int = 2
+    chain_window_s: float = 1.5
+    # The session store at a distance.
+    rtts_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)
+    distance_rps: float = 100.0
+    distance_window_s: float = 1.5
+    revocation_samples: int = 10
+    revocation_limit_s: float = 1.5
+    outage: bool = True
+    microbench_n: int = 1000
+    users: int = 8
+
+    @classmethod
+    def quick_run(cls, **given: object) -> Options:
+        """--quick: every design and figure once, short windows (CI's smoke test, <= 3 min)."""
+        base = cls(
+            quick=True,
+            repeats=1,
+            start_rps=300.0,
+            factor=2.0,
+            refine_to=0.25,
+            settle_s=0.3,
+            window_s=0.7,
+            common_rps=200.0,
+            cpu_repeats=1,
+            cpu_window_s=0.8,
+            chain_rps=100.0,
+            chain_repeats=1,
+            chain_window_s=0.6,
+            rtts_ms=(0.0, 2.0),
+            distance_window_s=0.6,
+            revocation_samples=2,
+            revocation_limit_s=1.0,
+            outage=False,
+            microbench_n=200,
+        )
+        return replace(base, **given)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Config:
+    """One start of the services: a settings group, and whether the session store is the
+    distant one (then only the distance windows run)."""
+
+    designs: tuple[str, ...]
+    distant: bool
+    control: bool = False  # the control chain runs here too
+
+
+def configs(groups: Sequence[Sequence[Mode]], rtts: Sequence[float]) -> list[Config]:
+    out: list[Config] = []
+    for index, group in enumerate(groups):
+        names = tuple(m.name for m in group)
+        out.append(Config(names, distant=False, control=index == 0))
+        if rtts:
+            out.append(Config(names, distant=True))
+    return out

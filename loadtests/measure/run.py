@@ -1,0 +1,591 @@
+"""One `make bench` run from start to report: the micro-benchmark, the stack (with the relay
+chain), each configuration's windows and experiments, results.json, the analysis, the report.
+Everything it starts is stopped on the way out, whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from devstack.stack import Ports, Stack
+from loadtests import microbench
+from loadtests.bench.client import Gateway
+from loadtests.bench.experiments import store_outage
+from loadtests.crossover.experiments import revocation_lags
+from loadtests.crossover.netns import RemoteStore, remote_store
+from loadtests.crossover.openload import system_pids
+from loadtests.crossover.servers import Idle, Servers, StoreAddress
+from loadtests.load import isolate
+from loadtests.load.affinity import Isolation, available_cpus, pin
+from loadtests.measure import capacity
+from loadtests.measure.meter import ORDERS, Meter, chain_path
+from loadtests.measure.plan import REPORTS, Config, Options, configs
+from loadtests.measure.schema import (
+    CONTROL,
+    HOPS,
+    SCHEMA_VERSION,
+    Design,
+    Results,
+    Revocation,
+    Window,
+    dump,
+)
+from loadtests.modes import MODES, Mode, settings_groups
+
+RELAYS = max(HOPS)
+USER_PREFIX = "bench"
+PROBE_USER = "bench-probe"
+# Logins are not what the bench measures: its own accounts hash with argon2id at a tenth of the
+# OWASP cost (recorded in the results).
+CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "2048"}
+JWKS_COOLDOWN_S = 2.0
+# What the verifiers of each design do per check, as the micro-benchmark names it: the relays
+# of the hybrid check the internal JWT, those of the session designs the session.
+CHECK_ROW = {
+    "session": "Verifier session lookup",
+    "session-cached": "Verifier session lookup, cache hit",
+    "hybrid": "Verifier JWT, cache hit",
+    "jwt-push": "Verifier JWT, cache hit",
+    "jwt-off": "Verifier JWT, cache hit",
+    "jwt-cookie": "Verifier JWT, cache hit",
+}
+PACKAGES = (
+    "aiohttp",
+    "redis",
+    "hiredis",
+    "PyJWT",
+    "cryptography",
+    "uvloop",
+    "httptools",
+    "hdrhistogram",
+    "argon2-cffi",
+    "prometheus-client",
+)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def select_modes(names: Sequence[str]) -> list[Mode]:
+    """The designs of loadtests/modes.py; `names` picks some (in table order)."""
+    if not names:
+        return list(MODES)
+    unknown = sorted(set(names) - {m.name for m in MODES})
+    if unknown:
+        known = ", ".join(m.name for m in MODES)
+        raise SystemExit(f"unknown design(s) {', '.join(unknown)}; the table has {known}")
+    return [m for m in MODES if m.name in names]
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _packages() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    return found
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+class Bench:
+    """The state of one run while it measures."""
+
+    def __init__(
+        self,
+        options: Options,
+        modes: list[Mode],
+        workdir: Path,
+        say: Callable[[str], None],
+        stack: Stack,
+        store: RemoteStore,
+    ) -> None:
+        self.options = options
+        self.modes = modes
+        self.by_name = {m.name: m for m in modes}
+        self.workdir = workdir
+        self.say = say
+        self.stack = stack
+        self.store = store
+        self.windows: list[Window] = []
+        self.revocation: dict[str, Any] = {}
+        self.outage: dict[str, Any] = {}
+        self.distance_rtt: dict[float, float] = {}
+        self.notes: list[str] = []
+        self.knees: dict[str, list[float | None]] = {}
+        self.isolation: Isolation | None = None
+        self.usernames = [f"{USER_PREFIX}-{i}" for i in range(options.users)]
+
+    # -- configurations ---------------------------------------------------------------------
+
+    def settings_of(self, config: Config) -> dict[str, str]:
+        mode = self.by_name[config.designs[0]]
+        store = (
+            self.store.url
+            if config.distant
+            else f"redis://127.0.0.1:{self.stack.ports.session_store}/0"
+        )
+        return {**mode.settings, "SESSION_STORE_URL": store}
+
+    def servers(self, config: Config) -> Servers:
+        services = {name: self.stack.url(name) for name in self.stack.service_names}
+        session = (
+            self.store.direct
+            if config.distant
+            else StoreAddress("127.0.0.1", self.stack.ports.session_store)
+        )
+        return Servers(
+            services,
+            {
+                "session_store": session,
+                "data_store": StoreAddress("127.0.0.1", self.stack.ports.data_store),
+            },
+        )
+
+    def pin_system(self) -> Isolation:
+        """Every process this run started on the system's CPUs, this one (it reads the
+        counters and logs in) beside the load generator."""
+        isolation = isolate(system_pids(), generator_count=1)
+        if isolation.isolated:
+            pin([os.getpid()], isolation.generator_cpus)
+        self.isolation = isolation
+        return isolation
+
+    def release(self) -> None:
+        pin([os.getpid()], available_cpus())
+
+    def guarded(self, what: str, call: Callable[[], None]) -> None:
+        """An experiment beside the windows: its failure is noted, not fatal."""
+        try:
+            call()
+        except Exception as error:
+            note = f"{what} failed: {type(error).__name__}: {error}"
+            self.notes.append(note[:400])
+            self.say(note)
+
+    def configuration(self, index: int, config: Config) -> None:
+        servers = self.servers(config)
+        isolation = self.pin_system()
+        idle = Idle.measure(servers, 1.5)
+        meter = Meter(
+            self.stack.gateway_url, self.by_name, self.usernames, servers, idle, isolation
+        )
+        where = "distant store" if config.distant else "local store"
+        self.say(
+            f"configuration {index + 1}: {', '.join(config.designs)} ({where}); load on CPU "
+            f"{list(isolation.generator_cpus)}, system on {list(isolation.system_cpus)}"
+            + ("" if isolation.isolated else " (shared: not isolated)")
+        )
+        if config.distant:
+            self.distance(meter, config)
+            return
+        self.capacities(meter, config)
+        self.cpu(meter, config)
+        self.chain(meter, config)
+        group = [self.by_name[n] for n in config.designs]
+        for mode in group:
+            self.guarded(f"revocation of {mode.name}", lambda m=mode: self.revoke(m))  # type: ignore[misc]
+        if self.options.outage:
+            self.guarded("store outage", lambda: self.store_outage(group))
+
+    # -- the windows ------------------------------------------------------------------------
+
+    def record(self, window: Window) -> Window:
+        self.windows.append(window)
+        return window
+
+    def capacities(self, meter: Meter, config: Config) -> None:
+        o = self.options
+        guess: dict[str, float] = {}
+        for repeat in range(1, o.repeats + 1):
+            order = config.designs if repeat % 2 else tuple(reversed(config.designs))
+            for name in order:
+
+                def judge(rate: float, name: str = name, repeat: int = repeat) -> bool:
+                    # A window past the SLO or limited by the generator is measured once more
+                    # before the rate counts as not held: a short window's p99 is its few
+                    # slowest requests, which one burst elsewhere on the machine can spoil.
+                    for _ in range(2):
+                        window = meter.window(
+                            "capacity", name, ORDERS, rate, o.window_s, o.settle_s, repeat
+                        )
+                        held = capacity.holds(window, o.slo_ms, o.shortfall)
+                        self.record({**window, "held": bool(held)})
+                        if held:
+                            return True
+                    return False
+
+                first = name not in guess
+                knee = capacity.search(
+                    judge,
+                    o.start_rps if first else guess[name],
+                    o.factor if first else o.near,
+                    o.refine_to,
+                )
+                if knee.held_rps is not None:
+                    guess[name] = knee.held_rps
+                self.say(
+                    f"capacity {name} run {repeat}: {knee.held_rps} req/s held, "
+                    f"{knee.failed_rps} not ({knee.judged} rates)"
+                )
+                self.knees.setdefault(name, []).append(knee.held_rps)
+
+    def cpu(self, meter: Meter, config: Config) -> None:
+        o = self.options
+        for repeat in range(1, o.cpu_repeats + 1):
+            order = config.designs if repeat % 2 else tuple(reversed(config.designs))
+            for name in order:
+                window = self.record(
+                    meter.window(
+                        "cpu", name, ORDERS, o.common_rps, o.cpu_window_s, o.settle_s, repeat
+                    )
+                )
+                self.say(
+                    f"cpu {name} run {repeat}: {window['cpu_us_per_request']:.0f} us/request at "
+                    f"{o.common_rps:g} req/s, p50 {window['p50_ms']} ms"
+                )
+
+    def chain(self, meter: Meter, config: Config) -> None:
+        o = self.options
+        names = ((CONTROL,) if config.control else ()) + config.designs
+        for repeat in range(1, o.chain_repeats + 1):
+            for hops in HOPS:
+                order = names if (repeat + hops) % 2 else tuple(reversed(names))
+                for name in order:
+                    window = meter.window(
+                        "chain",
+                        name,
+                        chain_path(name, hops),
+                        o.chain_rps,
+                        o.chain_window_s,
+                        o.settle_s,
+                        repeat,
+                    )
+                    self.record({**window, "hops": hops})
+            self.say(f"chain run {repeat}: {', '.join(names)} at k = 1..{max(HOPS)}")
+
+    def distance(self, meter: Meter, config: Config) -> None:
+        o = self.options
+        try:
+            for rtt in o.rtts_ms:
+                self.store.set_rtt(rtt)
+                measured = round(self.store.measured_rtt_ms(), 3)
+                self.distance_rtt[rtt] = measured
+                for name in config.designs:
+                    window = meter.window(
+                        "distance", name, ORDERS, o.distance_rps, o.distance_window_s, o.settle_s
+                    )
+                    self.record({**window, "added_rtt_ms": rtt, "measured_rtt_ms": measured})
+                self.say(f"distance {rtt:g} ms (measured RTT {measured} ms): {config.designs}")
+        finally:
+            self.store.set_rtt(0.0)
+
+    def revoke(self, mode: Mode) -> None:
+        inside = {
+            name: self.stack.url(name)
+            for name in self.stack.service_names
+            if not name.startswith("relay")
+        }
+        self.revocation[mode.name] = revocation_lags(
+            self.stack.gateway_url,
+            inside,
+            mode,
+            PROBE_USER,
+            self.options.revocation_samples,
+            self.options.revocation_limit_s,
+        )
+
+    def store_outage(self, group: list[Mode]) -> None:
+        outage = store_outage(self.stack, Gateway(self.stack.gateway_url), group, PROBE_USER)
+        for mode in group:
+            self.outage[mode.name] = {
+                "stalled": outage["stalled"].get(mode.name),
+                "down": outage["down"].get(mode.name),
+            }
+
+    # -- results ----------------------------------------------------------------------------
+
+    def design(self, mode: Mode, check_us: float | None) -> Design:
+        name = mode.name
+        mine = [w for w in self.windows if w["design"] == name]
+        cpu = [w for w in mine if w["phase"] == "cpu" and not w["generator_limited"]]
+        knees = [k for k in self.knees.get(name, []) if k is not None]
+        o = self.options
+        marginal = [
+            [w["served_rps"], w["cpu_ms_per_s"]]
+            for w in mine
+            if (w["phase"] == "cpu" or w.get("held")) and not w["generator_limited"]
+        ]
+        by_process: dict[str, float] = {}
+        for process in sorted({p for w in cpu for p in w["cpu_by_process"]}):
+            by_process[process] = round(
+                statistics.median(w["cpu_by_process"].get(process, 0.0) for w in cpu), 1
+            )
+        lag = self.revocation.get(name)
+        design: Design = {
+            "kind": mode.credential.kind,
+            "carrier": mode.credential.carrier,
+            "settings": dict(mode.settings),
+            "capacity_rps": {"median": 0.0, "ci95": [], "runs": knees} if knees else None,
+            "cpu_us_per_request": (
+                {
+                    "median": 0.0,
+                    "ci95": [],
+                    "runs": [w["cpu_us_per_request"] for w in cpu],
+                    "offered_rps": o.common_rps,
+                }
+                if cpu
+                else None
+            ),
+            "latency_ms": (
+                {
+                    "p50": _median([w["p50_ms"] for w in cpu]) or 0.0,
+                    "p99": _median([w["p99_ms"] for w in cpu]) or 0.0,
+                    "offered_rps": o.common_rps,
+                }
+                if cpu
+                else None
+            ),
+            "hops": self.hop_points(name),
+            "auth_cpu_us_per_hop": None,
+            "store_ops_per_request": _median([w["store_ops_per_request"] for w in cpu]) or 0.0,
+            "revocation_lag_ms": revocation_figure(lag),
+            "model_error_pct": {"cpu": 0.0, "p50": 0.0},
+            "cpu_by_process_us": by_process,
+            "marginal": {
+                "slope_us": 0.0,
+                "ci95": [],
+                "intercept_ms_per_s": 0.0,
+                "points": marginal,
+            },
+            "distance": self.distance_points(name),
+            "check_us": check_us,
+        }
+        if name in self.outage:
+            design["outage"] = self.outage[name]
+        return design
+
+    def hop_points(self, name: str) -> dict[str, Any]:
+        points: dict[str, Any] = {}
+        for hops in HOPS:
+            chain = [
+                w
+                for w in self.windows
+                if w["phase"] == "chain"
+                and w["design"] == name
+                and w.get("hops") == hops
+                and not w["generator_limited"]
+            ]
+            if not chain:
+                continue
+            points[str(hops)] = {
+                "cpu_us_per_request": _median([w["cpu_us_per_request"] for w in chain]),
+                "p50_ms": _median([w["p50_ms"] for w in chain]),
+                "p99_ms": _median([w["p99_ms"] for w in chain]),
+                "store_ops_per_request": _median([w["store_ops_per_request"] for w in chain]),
+                "offered_rps": self.options.chain_rps,
+            }
+        return points
+
+    def distance_points(self, name: str) -> list[dict[str, float]]:
+        return [
+            {
+                "added_rtt_ms": float(w.get("added_rtt_ms", 0.0)),
+                "measured_rtt_ms": float(w.get("measured_rtt_ms", 0.0)),
+                "p50_ms": float(w["p50_ms"] or 0.0),
+                "p99_ms": float(w["p99_ms"] or 0.0),
+                "cpu_us_per_request": w["cpu_us_per_request"],
+                "store_ops_per_request": w["store_ops_per_request"],
+            }
+            for w in self.windows
+            if w["phase"] == "distance" and w["design"] == name
+        ]
+
+
+def revocation_figure(lag: Any) -> Revocation | None:
+    """The lag until every hop refused a logged-out credential: the slowest hop's figures
+    (None where some hop kept accepting it: it works until it expires)."""
+    if lag is None or lag["until_exp"] or not lag["hops"]:
+        return None
+    hops = {
+        hop: {"p50": h["p50_ms"], "p99": h["p99_ms"], "max": h["max_ms"]}
+        for hop, h in lag["hops"].items()
+        if h["p99_ms"] is not None
+    }
+    if not hops:
+        return None
+    worst = max(hops.values(), key=lambda h: h["p99"])
+    return {
+        "p50": worst["p50"],
+        "p99": worst["p99"],
+        "max": worst["max"],
+        "samples": lag["samples"],
+        "by_hop": hops,
+    }
+
+
+def check_costs(n: int) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
+    """The per-check micro-benchmark (in-process CPU us per call) for each design."""
+    rows = asyncio.run(microbench.run(n=n, rounds=5, instruction_calls=0))
+    by_row = {r.name: r.cpu_us for r in rows}
+    return (
+        {design: by_row.get(row) for design, row in CHECK_ROW.items()},
+        [dict(r.as_dict()) for r in rows],
+    )
+
+
+def measure(
+    options: Options, workdir: Path, say: Callable[[str], None], cleanup: contextlib.ExitStack
+) -> Results:
+    started = dt.datetime.now(dt.UTC)
+    began = time.monotonic()
+    load_average = [round(v, 2) for v in os.getloadavg()]
+    modes = select_modes(options.designs)
+    plan = configs(settings_groups(modes), options.rtts_ms)
+    say(
+        f"{len(modes)} designs and the control in {len(plan)} configurations of the services"
+        + (" (--quick)" if options.quick else "")
+    )
+    check_us, microbench_rows = check_costs(options.microbench_n)
+    say(
+        "per-check CPU in-process: "
+        + ", ".join(f"{d} {v:.1f} us" for d, v in check_us.items() if v is not None)
+    )
+    store = cleanup.enter_context(remote_store(workdir / "remote"))
+    say(f"the distant session store: {store.method}: {store.note}")
+    ports = Ports.free(relays=RELAYS)
+    stack_log = (workdir / "stack.log").open("w")
+    cleanup.callback(stack_log.close)
+    stack = Stack(
+        ports=ports,
+        workdir=workdir / "stack",
+        keys_dir=workdir / "keys",
+        log=stack_log,
+        env={
+            "LOG_LEVEL": "WARNING",
+            **CHEAP_ARGON2,
+            "JWT_JWKS_URL": f"http://127.0.0.1:{ports.auth}/.well-known/jwks.json",
+            "JWKS_COOLDOWN_SECONDS": f"{JWKS_COOLDOWN_S:g}",
+        },
+        relays=RELAYS,
+    )
+    cleanup.callback(stack.stop)
+    bench = Bench(options, modes, workdir, say, stack, store)
+    cleanup.callback(bench.release)
+    stack.env.update(bench.settings_of(plan[0]))
+    stack.start()
+    gateway = Gateway(stack.gateway_url)
+    for user in [*bench.usernames, PROBE_USER]:
+        gateway.ensure_user(user)
+    for index, config in enumerate(plan):
+        if index:
+            bench.release()
+            stack.reconfigure(60.0, **bench.settings_of(config))
+        bench.configuration(index, config)
+    isolation = bench.isolation
+    finished = dt.datetime.now(dt.UTC)
+    designs: dict[str, Design] = {m.name: bench.design(m, check_us.get(m.name)) for m in modes}
+    designs[CONTROL] = {
+        "kind": "none",
+        "capacity_rps": None,
+        "cpu_us_per_request": None,
+        "latency_ms": None,
+        "hops": bench.hop_points(CONTROL),
+        "auth_cpu_us_per_hop": None,
+        "store_ops_per_request": 0.0,
+        "revocation_lag_ms": None,
+        "model_error_pct": {"cpu": 0.0, "p50": 0.0},
+    }
+    method = {
+        k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+        for k, v in asdict(options).items()
+    }
+    method.update(
+        {
+            "request": f"GET {ORDERS} through the gateway (capacity, CPU, latency, distance)",
+            "chain": f"GET /relay/private?hops=k through the gateway to k relays; the control "
+            f"GET /relay/public?hops=k (no check anywhere); k = 1..{RELAYS}",
+            "argon2": CHEAP_ARGON2,
+            "keys": f"verifiers take keys from auth's JWKS, refetch cooldown {JWKS_COOLDOWN_S:g} s",
+            "distance_method": store.method,
+            "distance_note": store.note,
+            "microbench": microbench_rows,
+        }
+    )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "environment": {
+            "cpus": os.cpu_count() or 1,
+            "load_cpus": list(isolation.generator_cpus) if isolation else [],
+            "system_cpus": list(isolation.system_cpus) if isolation else [],
+            "isolated": bool(isolation and isolation.isolated),
+            "python": sys.version.split()[0],
+            "packages": _packages(),
+            "load_average": load_average,
+            "started": started.isoformat(timespec="seconds"),
+            "finished": finished.isoformat(timespec="seconds"),
+            "cpu_model": _cpu_model(),
+            "kernel": platform.release(),
+            "quick": options.quick,
+            "wall_s": round(time.monotonic() - began, 1),
+        },
+        "designs": designs,
+        "method": method,
+        "windows": bench.windows,
+        "notes": bench.notes,
+    }
+
+
+def run(options: Options, say: Callable[[str], None] = log) -> Path:
+    """Measure, analyse, then write results.json and the report; returns the directory."""
+    from loadtests.measure import analysis, report
+
+    out = options.out or REPORTS / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    workdir = Path(tempfile.mkdtemp(prefix="authscale-bench-"))
+    logs = out / "logs"
+    try:
+        with contextlib.ExitStack() as cleanup:
+            results = measure(options, workdir, say, cleanup)
+    except BaseException:
+        say(f"the run failed; its logs are in {logs}")
+        raise
+    finally:
+        logs.mkdir(parents=True, exist_ok=True)
+        for path in workdir.glob("*.log"):
+            shutil.copyfile(path, logs / path.name)
+        shutil.rmtree(workdir, ignore_errors=True)
+    dump(results, out / "raw.json")
+    results = analysis.analyse(results)
+    dump(results, out / "results.json")
+    report.write(results, out)
+    latest = REPORTS / "last"
+    if out.parent == REPORTS and (latest.is_symlink() or not latest.exists()):
+        with contextlib.suppress(OSError):
+            latest.unlink(missing_ok=True)
+            latest.symlink_to(out.name)
+    say(f"done in {results['environment'].get('wall_s', 0):.0f} s: {out}")
+    return out

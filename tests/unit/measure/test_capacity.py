@@ -1,0 +1,65 @@
+"""The capacity search on judges of known capacity: it must end within refine_to of the true
+knee, whether it starts below it, above it, or far below (past any planned ladder)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtests.measure.capacity import holds, search
+from loadtests.measure.schema import Window
+
+
+def judge_of(true_capacity: float, judged: list[float]) -> object:
+    def judge(rate: float) -> bool:
+        judged.append(rate)
+        return rate <= true_capacity
+
+    return judge
+
+
+@pytest.mark.parametrize(
+    ("start", "factor", "capacity"),
+    [(200, 1.5, 669), (200, 1.5, 1583), (1500, 1.12, 669), (100, 1.5, 40_000), (600, 1.12, 640)],
+)
+def test_the_search_ends_within_refine_to_of_the_knee(
+    start: float, factor: float, capacity: float
+) -> None:
+    judged: list[float] = []
+    knee = search(judge_of(capacity, judged), start, factor, 0.05)  # type: ignore[arg-type]
+    assert knee.held_rps is not None and knee.failed_rps is not None
+    assert knee.held_rps <= capacity < knee.failed_rps
+    assert knee.failed_rps <= knee.held_rps * 1.05 + 1
+    assert knee.judged == len(judged)
+
+
+def test_a_design_that_holds_nothing_has_no_knee() -> None:
+    knee = search(lambda rate: False, 200, 1.5, 0.05)
+    assert knee.held_rps is None
+
+
+def window(**given: object) -> Window:
+    base: Window = {
+        "phase": "capacity",
+        "design": "session",
+        "repeat": 1,
+        "offered_rps": 500.0,
+        "served_rps": 499.0,
+        "p50_ms": 2.0,
+        "p99_ms": 20.0,
+        "failures": 0,
+        "cpu_us_per_request": 900.0,
+        "cpu_ms_per_s": 450.0,
+        "cpu_by_process": {},
+        "store_ops_per_request": 1.0,
+        "generator_limited": False,
+    }
+    return {**base, **given}  # type: ignore[typeddict-item]
+
+
+def test_a_rate_holds_only_within_the_slo_the_shortfall_and_without_failures() -> None:
+    assert holds(window(), 50.0, 0.02) is True
+    assert holds(window(p99_ms=51.0), 50.0, 0.02) is False
+    assert holds(window(served_rps=489.0), 50.0, 0.02) is False  # 2.2 % short
+    assert holds(window(failures=1), 50.0, 0.02) is False
+    assert holds(window(p99_ms=None), 50.0, 0.02) is False
+    assert holds(window(generator_limited=True), 50.0, 0.02) is None
