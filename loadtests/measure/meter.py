@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from loadtests.bench.client import Gateway
+from loadtests.measure import cpu
 from loadtests.crossover.servers import Idle, Servers, costs
 from loadtests.load import Isolation, Plan, Schedule, Target, run_window_sync
 from loadtests.load.generator import STARTUP_TIMEOUT
@@ -28,6 +29,7 @@ CREDENTIAL_AGE_S = 30.0  # log in again after this: well inside every access tok
 CONNECTIONS = 64  # the load process's pool; a request waiting for one still counts
 TIMEOUT_S = 5.0
 SESSION_STORE = "session_store"
+STORES = ("session_store", "data_store")
 
 
 def chain_path(design: str, hops: int) -> str:
@@ -43,8 +45,10 @@ class Meter:
     gateway_url: str
     modes: Mapping[str, Mode]
     usernames: Sequence[str]
-    servers: Servers
-    idle: Idle
+    servers: Servers  # requests answered, store commands and the stores' CPU
+    pids: Mapping[str, Sequence[int]]  # the services' processes by group: their CPU
+    idle: Idle  # the stores' CPU per second at rest
+    idle_services: Mapping[str, float]  # the services' CPU per second at rest
     isolation: Isolation | None = None
     _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
 
@@ -106,11 +110,22 @@ class Meter:
             # The measured part of the window: these sleeps are its length, not a wait.
             time.sleep(max(0.0, start[0] + settle - time.time()))
             before = self.servers.snapshot()
+            cpu_before = cpu.read(self.pids)
             time.sleep(max(0.0, start[0] + settle + seconds - time.time()))
+            cpu_after = cpu.read(self.pids)
             after = self.servers.snapshot()
             measured = running.result()
         paid = costs(before, after, self.idle)
-        cpu_total = float(paid["cpu_us_total"])
+        requests = max(paid["gateway_requests"], 1.0)
+        wall = cpu_after.at - cpu_before.at
+        by_process = {
+            name: round(
+                max(rate - self.idle_services.get(name, 0.0), 0.0) * wall / requests * 1e6, 1
+            )
+            for name, rate in cpu.rates(cpu_before, cpu_after).items()
+        }
+        by_process.update({s: paid["cpu_us_per_request"].get(s, 0.0) for s in STORES})
+        cpu_total = sum(by_process.values())
         answered = sum(measured.answered.values())
         failures = answered - measured.answered.get("2xx", 0)
         failures += sum(measured.errors.values()) + measured.unsent
@@ -124,8 +139,23 @@ class Meter:
             "p99_ms": measured.latency.p99_ms,
             "failures": failures,
             "cpu_us_per_request": round(cpu_total, 1),
-            "cpu_ms_per_s": round(cpu_total * paid["gateway_requests"] / paid["window_s"] / 1e3, 2),
-            "cpu_by_process": dict(paid["cpu_us_per_request"]),
+            "cpu_ms_per_s": round(cpu_total * requests / paid["window_s"] / 1e3, 2),
+            "cpu_by_process": by_process,
             "store_ops_per_request": float(paid["store_ops_per_request"].get(SESSION_STORE, 0.0)),
             "generator_limited": measured.generator_limited,
         }
+
+
+def at_rest(
+    servers: Servers, pids: Mapping[str, Sequence[int]], seconds: float
+) -> tuple[Idle, dict[str, float]]:
+    """What the stores and the services burn per second with no traffic."""
+    before, cpu_before = servers.snapshot(), cpu.read(pids)
+    time.sleep(seconds)  # the length of the measurement, not a wait for something
+    cpu_after, after = cpu.read(pids), servers.snapshot()
+    wall = max(after.at - before.at, 1e-9)
+    store_rates = {
+        name: max(after.cpu.get(name, 0.0) - before.cpu.get(name, 0.0), 0.0) / wall
+        for name in STORES
+    }
+    return Idle(store_rates), cpu.rates(cpu_before, cpu_after)

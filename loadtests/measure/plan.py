@@ -23,7 +23,7 @@ class Options:
     slo_ms: float = 50.0
     shortfall: float = 0.02
     repeats: int = 3
-    start_rps: float = 200.0
+    start_rps: float = 400.0
     factor: float = 1.5  # first repeat; later ones start at the previous knee, step `near`
     near: float = 1.12
     refine_to: float = 0.05
@@ -34,7 +34,7 @@ class Options:
     cpu_repeats: int = 3
     cpu_window_s: float = 2.0
     # The chain of k verifying services (and the control), k = 1..5.
-    chain_rps: float = 150.0
+    chain_rps: float = 200.0
     chain_repeats: int = 2
     chain_window_s: float = 1.5
     # The session store at a distance.

@@ -27,11 +27,12 @@ from loadtests.bench.experiments import store_outage
 from loadtests.crossover.experiments import revocation_lags
 from loadtests.crossover.netns import RemoteStore, remote_store
 from loadtests.crossover.openload import system_pids
-from loadtests.crossover.servers import Idle, Servers, StoreAddress
+from loadtests.crossover.servers import Servers, StoreAddress
 from loadtests.load import isolate
 from loadtests.load.affinity import Isolation, available_cpus, pin
 from loadtests.measure import capacity
-from loadtests.measure.meter import ORDERS, Meter, chain_path
+from loadtests.measure.cpu import group_of
+from loadtests.measure.meter import ORDERS, Meter, at_rest, chain_path
 from loadtests.measure.plan import REPORTS, Config, Options, configs
 from loadtests.measure.schema import (
     CONTROL,
@@ -175,6 +176,15 @@ class Bench:
         self.isolation = isolation
         return isolation
 
+    def service_pids(self) -> dict[str, list[int]]:
+        """The services' processes by group (orders-1 and orders-2 are `orders`)."""
+        pids: dict[str, list[int]] = {}
+        for name in self.stack.service_names:
+            process = self.stack.components[name].process
+            if process is not None:
+                pids.setdefault(group_of(name), []).append(process.pid)
+        return pids
+
     def release(self) -> None:
         pin([os.getpid()], available_cpus())
 
@@ -190,9 +200,17 @@ class Bench:
     def configuration(self, index: int, config: Config) -> None:
         servers = self.servers(config)
         isolation = self.pin_system()
-        idle = Idle.measure(servers, 1.5)
+        pids = self.service_pids()
+        idle, idle_services = at_rest(servers, pids, 1.5)
         meter = Meter(
-            self.stack.gateway_url, self.by_name, self.usernames, servers, idle, isolation
+            self.stack.gateway_url,
+            self.by_name,
+            self.usernames,
+            servers,
+            pids,
+            idle,
+            idle_services,
+            isolation,
         )
         where = "distant store" if config.distant else "local store"
         self.say(
