@@ -21,9 +21,11 @@ def process_cpu_seconds(pid: int) -> float:
     total = 0
     with contextlib.suppress(OSError):
         for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
-                    total += int(stat.read().split()[0])
+            with (
+                contextlib.suppress(OSError, ValueError, IndexError),
+                open(f"/proc/{pid}/task/{tid}/schedstat") as stat,
+            ):
+                total += int(stat.read().split()[0])
     return total / 1e9
 
 

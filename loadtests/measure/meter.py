@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from loadtests.bench.client import Gateway
-from loadtests.measure import cpu
 from loadtests.crossover.servers import Idle, Servers, costs
 from loadtests.load import Isolation, Plan, Schedule, Target, run_window_sync
 from loadtests.load.generator import STARTUP_TIMEOUT
+from loadtests.measure import cpu
 from loadtests.measure.schema import CONTROL, Window
 from loadtests.modes import Mode
 
