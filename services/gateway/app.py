@@ -216,7 +216,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             app[metrics_key].registry.unregister(health)
 
     app.cleanup_ctx.append(resources)
-    spec = json.dumps(openapi.document()).encode()
+    spec = json.dumps(openapi.document(bench=bool(settings.relay_upstreams))).encode()
 
     async def openapi_json(request: web.Request) -> web.Response:
         return web.Response(body=spec, content_type="application/json")
