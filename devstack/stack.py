@@ -1,10 +1,12 @@
 """The whole local topology as plain processes: two Redis stores, auth, orders replicas and the
-gateway, on loopback ports. The launcher (`make up`), the end-to-end tests and the bench drive
-this one Stack class; tests and the bench on free ports.
+gateway (and, for the bench's hops, a chain of relays), on loopback ports. The launcher
+(`make up`), the end-to-end tests and the bench drive this one Stack class; tests and the bench
+on free ports.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -35,15 +37,18 @@ class Ports:
     orders: tuple[int, ...] = (8082, 8083)
     session_store: int = 6379
     data_store: int = 6380
+    # The bench's relay chain, relay-1 first (none unless asked for).
+    relays: tuple[int, ...] = ()
 
     @classmethod
-    def free(cls, orders: int = 2) -> Ports:
+    def free(cls, orders: int = 2, relays: int = 0) -> Ports:
         return cls(
             gateway=free_port(),
             auth=free_port(),
             orders=tuple(free_port() for _ in range(orders)),
             session_store=free_port(),
             data_store=free_port(),
+            relays=tuple(free_port() for _ in range(relays)),
         )
 
     @classmethod
@@ -76,9 +81,18 @@ class Stack(ProcessGroup):
     cancel: Callable[[], bool] | None = None
     # The session store as a Redis Cluster (3 primaries + 3 replicas) instead of one server.
     session_cluster: bool = False
+    # The bench's relay chain: relay-1 .. relay-N (services/relay), relay-i calling relay-i+1,
+    # the gateway routing /relay/* to relay-1. On ports.relays (0: as many as it names), free
+    # ports for those it does not name.
+    relays: int = 0
 
     def __post_init__(self) -> None:
         require_redis_server()
+        self.relays = self.relays or len(self.ports.relays)
+        missing = self.relays - len(self.ports.relays)
+        if missing > 0:
+            extra = tuple(free_port() for _ in range(missing))
+            self.ports = dataclasses.replace(self.ports, relays=self.ports.relays + extra)
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="authscale-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +115,11 @@ class Stack(ProcessGroup):
     def orders_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{p}" for p in self.ports.orders]
 
+    @property
+    def relay_urls(self) -> list[str]:
+        """relay-1's first."""
+        return [f"http://127.0.0.1:{p}" for p in self.ports.relays[: self.relays]]
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.components[name].port}"
 
@@ -120,8 +139,19 @@ class Stack(ProcessGroup):
             "ORDERS_UPSTREAMS": ",".join(self.orders_urls),
             "HOST": "127.0.0.1",
         }
+        if self.relays:
+            env["RELAY_UPSTREAMS"] = self.relay_urls[0]
         env.update(self.env)
         return env
+
+    def own_env(self, name: str) -> dict[str, str]:
+        """What one service process gets on top of service_env(): a relay, the next relay's
+        address (none for the last: it ends the chain)."""
+        if not name.startswith("relay-"):
+            return {}
+        index = int(name.removeprefix("relay-"))
+        nexts = self.relay_urls[index:]
+        return {"RELAY_NEXT_URL": nexts[0] if nexts else ""}
 
     def _define(self) -> None:
         assert self.workdir is not None
@@ -163,13 +193,17 @@ class Stack(ProcessGroup):
                 (f"orders-{index}", "services.orders", port)
                 for index, port in enumerate(self.ports.orders, start=1)
             ),
+            *(
+                (f"relay-{index}", "services.relay", port)
+                for index, port in enumerate(self.ports.relays[: self.relays], start=1)
+            ),
             ("gateway", "services.gateway", self.ports.gateway),
         ]
         for name, module, port in services:
             self.components[name] = Component(
                 name,
                 [sys.executable, "-m", module],
-                {**svc, "PORT": str(port)},
+                {**svc, "PORT": str(port), **self.own_env(name)},
                 f"http://127.0.0.1:{port}/readyz",
                 port,
             )
@@ -187,7 +221,7 @@ class Stack(ProcessGroup):
         self.terminate(self.service_names, timeout=10.0)
         for name in self.service_names:
             component = self.components[name]
-            component.env = {**settings, "PORT": str(component.port)}
+            component.env = {**settings, "PORT": str(component.port), **self.own_env(name)}
             self.start_component(name)
         for name in self.service_names:
             self.wait_ready(name, timeout)

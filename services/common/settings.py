@@ -114,6 +114,8 @@ def _read(env: Mapping[str, str], meta: Mapping[str, Any], default: object) -> o
     if isinstance(default, float):
         return env_float(env, name, default, minimum=float(minimum or 0.0))
     if isinstance(default, tuple):
+        if not default and not env.get(name):  # an optional list: unset is empty
+            return ()
         return env_list(env, name, ",".join(default))
     if isinstance(default, Path):
         return Path(env_str(env, name, str(default)))

@@ -8,7 +8,8 @@ on the same request (the crossover's reference column). Here a request costs its
 checks, the upstream exchange and one write.
 
 What takes the fast path: a whole HTTP/1.1 request already in the buffer (head and
-Content-Length body) for a forwarded route (/auth/<contract path>, /orders, /orders/<id>) with
+Content-Length body) for a forwarded route (/auth/<contract path>, /orders, /orders/<id>, and
+/relay/private and /relay/public when the gateway routes the bench's relay chain) with
 GET, POST, PUT, PATCH or DELETE, a plain path, visible-ASCII header fields, no
 Transfer-Encoding, Expect, Upgrade or Content-Encoding, a body within MAX_BODY_BYTES, and
 tracing off. Anything else (the gateway's own routes, an unknown path, a malformed, unusual or
@@ -157,7 +158,8 @@ class Request:
         self.method = parser.get_method().decode("ascii")
 
 
-Route = tuple[UpstreamPool, str, str]  # the pool, the path it is sent, the metric's route label
+# The pool, the path it is sent, the metric's route label, and whether the edge checks it.
+Route = tuple[UpstreamPool, str, str, bool]
 InnerCredential = Callable[[str, Mapping[str, str], Principal, float], Awaitable[str | None]]
 
 
@@ -174,20 +176,19 @@ class Edge:
         metrics: Metrics,
         verifier: Verifier | None,
         inner_credential: InnerCredential,
-        edge_pool: UpstreamPool,
         keepalive_timeout: float,
         write_timeout: float,
         max_body_bytes: int,
     ) -> None:
-        """route: a checked path's pool, upstream path and label, None if not forwarded;
-        verifier: checks the credential of requests to `edge_pool` (None: edge auth off)."""
+        """route: a checked path's pool, upstream path, label and whether it is guarded, None
+        if not forwarded; verifier: checks the credential of guarded routes (None: edge auth
+        off)."""
         self.aiohttp_server = aiohttp_server
         self.route = route
         self.proxy = proxy
         self.metrics = metrics
         self.verifier = verifier
         self.inner_credential = inner_credential
-        self.edge_pool = edge_pool
         self.keepalive_timeout = keepalive_timeout
         self.write_timeout = write_timeout
         self.max_body_bytes = max_body_bytes
@@ -392,11 +393,11 @@ class Connection(asyncio.Protocol):
         request: Request,
         url: str,
         body: bytes | None,
-        routed: tuple[UpstreamPool, str, str],
+        routed: Route,
         keep_alive: bool,
     ) -> None:
         edge = self.edge
-        pool, path, label = routed
+        pool, path, label, guarded = routed
         method, fields, first = request.method, request.fields, request.first
         incoming = first.get("x-request-id", "")
         rid = incoming if valid_request_id(incoming) else new_request_id()
@@ -410,7 +411,7 @@ class Connection(asyncio.Protocol):
         try:
             try:
                 credential = None
-                if edge.verifier is not None and pool is edge.edge_pool:
+                if edge.verifier is not None and guarded:
                     if edge.verifier.settings.server_timing:
                         timings = []
                     mode, check = edge.verifier.judge(

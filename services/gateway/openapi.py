@@ -523,13 +523,76 @@ PATHS["/design"] = {
         "responses": {"200": _json(_ref("Design"))},
     }
 }
+# The bench's relay chain (docs/API.md, "Bench topology"): in the document only when the gateway
+# routes it (RELAY_UPSTREAMS set).
+_HOPS = {
+    "name": "hops",
+    "in": "query",
+    "required": True,
+    "description": "How many relays answer, relay-1 first.",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 8},
+}
+_BAD_HOPS = _problem(
+    "`hops` is missing, repeated, not an integer from 1 to 8, or more than the chain's relays; "
+    "or the request could not be parsed."
+)
+_NEXT_FAILED = {
+    "502": _problem("A relay's next relay failed to answer."),
+    "503": _problem(
+        "A relay's next relay could not be reached (or its store is down).", _RETRY_AFTER
+    ),
+    "504": _problem("A relay's next relay, or the relay, did not answer in time."),
+}
+BENCH_PATHS: dict[str, Any] = {
+    "/relay/private": {
+        "get": _operation(
+            "relayPrivate",
+            "The bench's hop chain: every relay checks the caller's credential",
+            {
+                "200": _json(_ref("RelayPrivate")),
+                "400": _BAD_HOPS,
+                "401": _UNAUTHORIZED,
+                **_NEXT_FAILED,
+            },
+            security=_ANY_CREDENTIAL,
+            parameters=[_HOPS],
+        )
+    },
+    "/relay/public": {
+        "get": _operation(
+            "relayPublic",
+            "The bench's control chain: the same hops, no credential checked anywhere",
+            {"200": _json(_ref("RelayPublic")), "400": _BAD_HOPS, **_NEXT_FAILED},
+            parameters=[_HOPS],
+        )
+    },
+}
+BENCH_SCHEMAS: dict[str, Any] = {
+    "RelayPrivate": {
+        "type": "object",
+        "required": ["hops", "sub"],
+        "additionalProperties": False,
+        "properties": {
+            "hops": {"type": "integer", "minimum": 1, "maximum": 8},
+            "sub": {"type": "string"},
+        },
+    },
+    "RelayPublic": {
+        "type": "object",
+        "required": ["hops"],
+        "additionalProperties": False,
+        "properties": {"hops": {"type": "integer", "minimum": 1, "maximum": 8}},
+    },
+}
+
 # Routes of the gateway itself, not of the contract's services.
 GATEWAY_OWN_PATHS = frozenset(
     {"/openapi.json", "/", "/page.js", "/page.css", "/favicon.svg", "/design"}
 )
 
 
-def document() -> dict[str, Any]:
+def document(*, bench: bool = False) -> dict[str, Any]:
+    """The contract's document; bench: with the relay chain's routes (RELAY_UPSTREAMS set)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -537,9 +600,9 @@ def document() -> dict[str, Any]:
             "version": "1",
             "description": "The public contract of authscale's gateway (docs/API.md).",
         },
-        "paths": PATHS,
+        "paths": {**PATHS, **BENCH_PATHS} if bench else PATHS,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **BENCH_SCHEMAS} if bench else SCHEMAS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "accessCookie": {

@@ -23,6 +23,8 @@ class Settings:
     orders_upstreams: tuple[str, ...] = setting(
         "ORDERS_UPSTREAMS", ("http://127.0.0.1:8082", "http://127.0.0.1:8083")
     )
+    # The bench's relay chain (services/relay): its first relay(s); empty, /relay/* is not routed.
+    relay_upstreams: tuple[str, ...] = setting("RELAY_UPSTREAMS", ())
     edge_auth: bool = setting("GATEWAY_EDGE_AUTH", True)
     # The hybrid: session cookies are checked here and exchanged for internal tokens.
     token_exchange: bool = setting("GATEWAY_TOKEN_EXCHANGE", False)
@@ -43,6 +45,7 @@ class Settings:
         for name, urls in (
             ("AUTH_UPSTREAMS", settings.auth_upstreams),
             ("ORDERS_UPSTREAMS", settings.orders_upstreams),
+            ("RELAY_UPSTREAMS", settings.relay_upstreams),
         ):
             for url in urls:
                 try:

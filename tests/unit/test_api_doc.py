@@ -10,20 +10,34 @@ from aiohttp import web
 
 from services.auth.app import create_app as create_auth
 from services.auth.settings import Settings as AuthSettings
-from services.gateway.app import AUTH_PATHS
+from services.gateway.app import AUTH_PATHS, forwarded_routes
+from services.gateway.settings import Settings as GatewaySettings
 from services.orders.app import create_app as create_orders
 from services.orders.settings import Settings as OrdersSettings
+from services.relay.app import create_app as create_relay
+from services.relay.settings import Settings as RelaySettings
 from tests.conftest import KeyMaterial
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "API.md"
 OWN_ROUTES = {"/healthz", "/readyz", "/metrics"}  # every service's own address, not routed
+BENCH = "\n## Bench topology"
+
+
+def _rows(text: str) -> set[tuple[str, str]]:
+    rows = re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`?]*)", text, re.M)
+    return {(method, re.sub(r"\{[^}]+\}", "{}", path)) for method, path in rows}
 
 
 def documented() -> set[tuple[str, str]]:
-    """(method, path) of every row of the endpoint tables, `{param}` names normalised."""
+    """(method, path) of every row of the contract's endpoint tables, `{param}` names
+    normalised (the bench's relay routes are bench_documented())."""
     endpoints = DOC.read_text().partition("\n## Endpoints")[2]
-    rows = re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`?]*)", endpoints, re.M)
-    return {(method, re.sub(r"\{[^}]+\}", "{}", path)) for method, path in rows}
+    return _rows(endpoints.partition(BENCH)[0])
+
+
+def bench_documented() -> set[tuple[str, str]]:
+    """(method, path) of the rows of "Bench topology": the relay chain's routes."""
+    return _rows(DOC.read_text().partition(BENCH)[2])
 
 
 def registered(app: web.Application, prefix: str = "") -> set[tuple[str, str]]:
@@ -54,6 +68,16 @@ def test_every_registered_route_is_documented_and_the_reverse(key_material: KeyM
         create_orders(OrdersSettings.from_env(env))
     )
     assert services == documented()
+
+
+def test_the_relay_routes_are_the_documented_bench_routes(key_material: KeyMaterial) -> None:
+    env = {"JWT_PUBLIC_KEY_FILE": str(key_material.directory / "public.pem")}
+    relay = registered(create_relay(RelaySettings.from_env(env)))
+    assert relay == bench_documented() == {("GET", "/relay/private"), ("GET", "/relay/public")}
+    routed = {route.pattern for route in forwarded_routes(GatewaySettings.from_env({}))}
+    with_relays = GatewaySettings.from_env({"RELAY_UPSTREAMS": "http://127.0.0.1:1"})
+    added = {route.pattern for route in forwarded_routes(with_relays)} - routed
+    assert {("GET", path) for path in added} == relay
 
 
 def test_the_gateway_forwards_exactly_the_documented_auth_routes() -> None:

@@ -13,13 +13,14 @@ from services.gateway.app import create_app
 from services.gateway.openapi import GATEWAY_OWN_PATHS, document
 from services.gateway.settings import Settings
 from tests.openapi_check import check_response
-from tests.unit.test_api_doc import OWN_ROUTES, documented
+from tests.unit.test_api_doc import OWN_ROUTES, bench_documented, documented
 
 PROBLEM = "application/problem+json"
 
 
 def test_the_document_validates() -> None:
     validate(document())
+    validate(document(bench=True))
 
 
 def test_it_lists_exactly_the_contract_routes() -> None:
@@ -30,6 +31,13 @@ def test_it_lists_exactly_the_contract_routes() -> None:
         if path not in OWN_ROUTES | GATEWAY_OWN_PATHS
     }
     assert listed == {(m, p) for m, p in documented() if not p.startswith("/internal/")}
+    with_bench = {
+        (method.upper(), path.replace("{id}", "{}"))
+        for path, item in document(bench=True)["paths"].items()
+        for method in item
+        if path not in OWN_ROUTES | GATEWAY_OWN_PATHS
+    }
+    assert with_bench == listed | bench_documented()
 
 
 async def test_the_gateway_serves_it(aiohttp_client: Any) -> None:
@@ -37,6 +45,13 @@ async def test_the_gateway_serves_it(aiohttp_client: Any) -> None:
     response = await client.get("/openapi.json")
     assert response.status == 200 and response.content_type == "application/json"
     assert await response.json() == json.loads(json.dumps(document()))
+    # The relay chain's routes are in it while the gateway routes them.
+    settings = Settings.from_env(
+        {"GATEWAY_EDGE_AUTH": "0", "RELAY_UPSTREAMS": "http://127.0.0.1:1"}
+    )
+    client = await aiohttp_client(create_app(settings))
+    response = await client.get("/openapi.json")
+    assert await response.json() == json.loads(json.dumps(document(bench=True)))
 
 
 def test_the_response_check_refuses_what_breaks_the_document() -> None:
