@@ -73,9 +73,12 @@ def split(cpus: Sequence[int], generator_count: int = 1) -> Isolation:
     return Isolation(generator_cpus=cpus[-n:], system_cpus=cpus[:-n], isolated=True)
 
 
-def isolate(system_pids: Iterable[int], generator_count: int = 1) -> Isolation:
-    """Split this process's CPUs and pin `system_pids` (every thread) to the system's part."""
-    plan = split(available_cpus(), generator_count)
+def isolate(
+    system_pids: Iterable[int], generator_count: int = 1, cpus: Sequence[int] | None = None
+) -> Isolation:
+    """Split `cpus` (default: this process's) and pin `system_pids` (every thread) to the
+    system's part."""
+    plan = split(available_cpus() if cpus is None else cpus, generator_count)
     pids = tuple(system_pids)
     # Isolated only if there was a system to move: the generator alone on its CPU is not.
     applied = plan.isolated and bool(pids) and pin(pids, plan.system_cpus)

@@ -41,6 +41,7 @@ class Options:
     rtts_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)
     distance_rps: float = 100.0
     distance_window_s: float = 1.5
+    distance_groups: int = 0  # settings groups measured at a distance, 0: every one
     revocation_samples: int = 10
     revocation_limit_s: float = 1.5
     outage: bool = True
@@ -66,6 +67,7 @@ class Options:
             chain_window_s=0.6,
             rtts_ms=(0.0, 2.0),
             distance_window_s=0.6,
+            distance_groups=1,
             revocation_samples=2,
             revocation_limit_s=1.0,
             outage=False,
@@ -84,11 +86,13 @@ class Config:
     control: bool = False  # the control chain runs here too
 
 
-def configs(groups: Sequence[Sequence[Mode]], rtts: Sequence[float]) -> list[Config]:
+def configs(
+    groups: Sequence[Sequence[Mode]], rtts: Sequence[float], distance_groups: int = 0
+) -> list[Config]:
     out: list[Config] = []
     for index, group in enumerate(groups):
         names = tuple(m.name for m in group)
         out.append(Config(names, distant=False, control=index == 0))
-        if rtts:
+        if rtts and (distance_groups <= 0 or index < distance_groups):
             out.append(Config(names, distant=True))
     return out

@@ -140,6 +140,8 @@ class Bench:
         self.knees: dict[str, list[float | None]] = {}
         self.isolation: Isolation | None = None
         self.usernames = [f"{USER_PREFIX}-{i}" for i in range(options.users)]
+        # Taken before this process pins itself beside the load generator.
+        self.cpus = available_cpus()
 
     # -- configurations ---------------------------------------------------------------------
 
@@ -170,7 +172,7 @@ class Bench:
     def pin_system(self) -> Isolation:
         """Every process this run started on the system's CPUs, this one (it reads the
         counters and logs in) beside the load generator."""
-        isolation = isolate(system_pids(), generator_count=1)
+        isolation = isolate(system_pids(), generator_count=1, cpus=self.cpus)
         if isolation.isolated:
             pin([os.getpid()], isolation.generator_cpus)
         self.isolation = isolation
@@ -186,7 +188,8 @@ class Bench:
         return pids
 
     def release(self) -> None:
-        pin([os.getpid()], available_cpus())
+        """Every CPU back to this process (the services it starts next inherit them)."""
+        pin([os.getpid()], self.cpus)
 
     def guarded(self, what: str, call: Callable[[], None]) -> None:
         """An experiment beside the windows: its failure is noted, not fatal."""
@@ -483,7 +486,7 @@ def measure(
     began = time.monotonic()
     load_average = [round(v, 2) for v in os.getloadavg()]
     modes = select_modes(options.designs)
-    plan = configs(settings_groups(modes), options.rtts_ms)
+    plan = configs(settings_groups(modes), options.rtts_ms, options.distance_groups)
     say(
         f"{len(modes)} designs and the control in {len(plan)} configurations of the services"
         + (" (--quick)" if options.quick else "")
