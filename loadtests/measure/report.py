@@ -13,7 +13,7 @@ import base64
 import html
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class Banner:
 
     failed: tuple[tuple[str, str], ...]  # (name, detail)
     passed: tuple[str, ...]
-    checked: bool = field(default=True)  # False: the file holds no self-checks at all
+    checked: bool = True  # False: the file holds no self-checks at all
 
 
 Block = Heading | Para | Bullets | Table | Image | Banner
