@@ -1,0 +1,458 @@
+"""The report of one `make bench` run: report.html (self-contained, charts embedded, readable
+offline) and report.md (charts as PNGs beside it), both rendered from results.json alone.
+
+Both files come from one list of blocks, so they say the same thing. Every number they print is
+a figure of the file, formatted; the one derived figure is capacity per core (charts.per_core).
+The report knows no design by name: rows follow results["designs"], the control last.
+`python -m loadtests.measure.report RESULTS.json [OUT_DIR]` re-renders a recorded run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import sys
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtests.measure.charts import CHARTS, draw, per_core
+from loadtests.measure.schema import CONTROL, Design, Results, load
+
+TITLE = "authscale: which design when, measured"
+DEFINITIONS = "docs/results.md"
+
+# -- the document ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    rows: tuple[tuple[str, ...], ...]  # the first is the header
+    id: str = ""
+
+    @classmethod
+    def of(cls, header: Sequence[str], rows: Iterable[Sequence[str]], id: str = "") -> Table:
+        return cls((tuple(header), *(tuple(r) for r in rows)), id)
+
+
+@dataclass(frozen=True)
+class Image:
+    key: str  # in charts.CHARTS
+
+
+@dataclass(frozen=True)
+class Banner:
+    """The self-checks: red with every failed one, green when all passed."""
+
+    failed: tuple[tuple[str, str], ...]  # (name, detail)
+    passed: tuple[str, ...]
+    checked: bool = True  # False: the file holds no self-checks at all
+
+
+Block = Heading | Para | Bullets | Table | Image | Banner
+
+# -- numbers, formatted once for every table ------------------------------------------------------
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def ops(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def span(bounds: Sequence[float], fmt: Any) -> str:
+    """A 95 % interval [lo, hi] as `lo to hi` (a dash would read as a minus sign)."""
+    return f"{fmt(bounds[0])} to {fmt(bounds[1])}"
+
+
+def plain(value: object) -> str:
+    """A value of the file as it is (settings, environment, method): nothing rounded."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list | tuple):
+        return ", ".join(plain(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+# -- the headline table ---------------------------------------------------------------------------
+
+HEADLINE = (
+    "design",
+    "capacity (req/s)",
+    "95 % interval",
+    "per core (req/s)",
+    "CPU per request (us)",
+    "95 % interval",
+    "at (req/s)",
+    "p50 / p99 (ms)",
+    "auth CPU per hop (us, 95 % interval)",
+    "store ops per request",
+    "revocation lag p99 (ms)",
+)
+
+
+def ordered(results: Results) -> list[tuple[str, Design]]:
+    """The designs in the file's order, the control last."""
+    designs = results["designs"]
+    return [(n, d) for n, d in designs.items() if n != CONTROL] + [
+        (n, d) for n, d in designs.items() if n == CONTROL
+    ]
+
+
+def headline_row(results: Results, name: str, design: Design) -> tuple[str, ...]:
+    capacity = design["capacity_rps"]
+    cpu = design["cpu_us_per_request"]
+    latency = design["latency_ms"]
+    per_hop = design["auth_cpu_us_per_hop"]
+    lag = design["revocation_lag_ms"]
+    return (
+        name,
+        rate(capacity["median"]) if capacity else "-",
+        span(capacity["ci95"], rate) if capacity else "-",
+        rate(per_core(results, capacity["median"])) if capacity else "-",
+        us(cpu["median"]) if cpu else "-",
+        span(cpu["ci95"], us) if cpu else "-",
+        rate(cpu["offered_rps"]) if cpu else "-",
+        f"{ms(latency['p50'])} / {ms(latency['p99'])} at {rate(latency['offered_rps'])}"
+        if latency
+        else "-",
+        f"{us(per_hop['median'])} ({span(per_hop['ci95'], us)})" if per_hop else "-",
+        ops(design["store_ops_per_request"]),
+        ms(lag["p99"]) if lag else "-",
+    )
+
+
+def headline(results: Results) -> Table:
+    return Table.of(
+        HEADLINE, (headline_row(results, n, d) for n, d in ordered(results)), id="headline"
+    )
+
+
+HEADLINE_NOTE = (
+    "Capacity: the highest offered rate served within 2 % with p99 within the SLO; per core: "
+    "divided by the system's CPUs. CPU: every process and both stores, idle taken out, at the "
+    "rate shown. Auth CPU per hop: the design's cost per verifying hop minus the control's. "
+    "Medians of the repeats with the 95 % interval of their mean; `-`: no such figure for "
+    f"that design in the file. Every figure is defined in `{DEFINITIONS}`."
+)
+
+# -- the sections ---------------------------------------------------------------------------------
+
+
+def banner(results: Results) -> Banner:
+    checks = results.get("checks")
+    if checks is None:
+        return Banner((), (), checked=False)
+    return Banner(
+        tuple((c["name"], c["detail"]) for c in checks if not c["ok"]),
+        tuple(c["name"] for c in checks if c["ok"]),
+    )
+
+
+def run_line(results: Results) -> str:
+    env = results["environment"]
+    kind = "--quick" if env.get("quick") else "default"
+    return (
+        f"Run of {env['started']} to {env['finished']} ({kind} run) on {env['cpus']} CPUs: "
+        f"the load generator on CPU {plain(env['load_cpus'])}, the system on CPU "
+        f"{plain(env['system_cpus'])}."
+    )
+
+
+def chart_blocks(drawn: Collection[str]) -> list[Block]:
+    titles = {
+        "capacity": "Capacity per core",
+        "cpu_by_process": "CPU per request, by process",
+        "latency": "Latency against offered load",
+        "hops": "Cost against hops, with the control",
+        "distance": "Latency against the session store's distance",
+        "revocation": "Revocation lag per hop",
+    }
+    out: list[Block] = [Heading(2, "Charts")]
+    for key, (_, caption) in CHARTS.items():
+        out.append(Heading(3, titles[key]))
+        out.append(Image(key) if key in drawn else Para(f"No figures for this chart: {caption}."))
+    return out
+
+
+def _flatten(prefix: str, value: object) -> list[tuple[str, str]]:
+    if isinstance(value, Mapping):
+        rows: list[tuple[str, str]] = []
+        for key, inner in value.items():
+            rows += _flatten(f"{prefix} {key}".strip(), inner)
+        return rows
+    return [(prefix, plain(value))]
+
+
+def model_blocks(results: Results) -> list[Block]:
+    model = results.get("model")
+    if not model:
+        return [Heading(2, "The model"), Para("No model in this results file.")]
+    points = model.get("points") or []
+    return [
+        Heading(2, "The model"),
+        Para(
+            "Built bottom-up from the measured parts below, then checked against every measured "
+            "chain and distance point (error: model against measured, in %)."
+        ),
+        Table.of(("part", "value"), _flatten("", model.get("parts") or {}), id="model-parts"),
+        Table.of(
+            (
+                "design",
+                "kind",
+                "x",
+                "CPU measured (us)",
+                "CPU model (us)",
+                "CPU error %",
+                "p50 measured (ms)",
+                "p50 model (ms)",
+                "p50 error %",
+            ),
+            (
+                (
+                    p["design"],
+                    p["kind"],
+                    plain(p["x"]),
+                    us(p["cpu_measured"]),
+                    us(p["cpu_model"]),
+                    f"{p['cpu_error_pct']:+.1f}",
+                    f"{p['p50_measured']:.2f}",
+                    f"{p['p50_model']:.2f}",
+                    f"{p['p50_error_pct']:+.1f}",
+                )
+                for p in points
+            ),
+            id="model-points",
+        ),
+    ]
+
+
+def method_blocks(results: Results) -> list[Block]:
+    env: Mapping[str, Any] = results["environment"]
+    shown = (
+        ("CPUs", "cpus"),
+        ("load generator's CPUs", "load_cpus"),
+        ("system's CPUs", "system_cpus"),
+        ("isolated (load and system on separate CPUs)", "isolated"),
+        ("load average at the start (1, 5, 15 min)", "load_average"),
+        ("started", "started"),
+        ("finished", "finished"),
+        ("wall time (s)", "wall_s"),
+        ("quick run", "quick"),
+        ("CPU model", "cpu_model"),
+        ("kernel", "kernel"),
+        ("Python", "python"),
+    )
+    out: list[Block] = [
+        Heading(2, "Method and environment"),
+        Para(run_line(results)),
+        Table.of(("", "value"), ((label, plain(env[key])) for label, key in shown if key in env)),
+        Heading(3, "Packages"),
+        Table.of(("package", "version"), sorted(env["packages"].items())),
+        Heading(3, "Settings of the run"),
+        Table.of(("setting", "value"), ((k, plain(v)) for k, v in results["method"].items())),
+    ]
+    notes = results.get("notes")
+    if notes:
+        out += [Heading(2, "Notes"), Bullets(tuple(notes))]
+    return out
+
+
+def blocks(results: Results, drawn: Collection[str]) -> list[Block]:
+    """The whole report, in reading order; `drawn`: the chart keys that have a PNG."""
+    comparisons = results.get("comparisons") or []
+    return [
+        Heading(1, TITLE),
+        banner(results),
+        Para(run_line(results)),
+        Heading(2, "Which design when"),
+        Bullets(tuple(results.get("advice") or ["No advice in this results file."])),
+        Heading(2, "Headline figures"),
+        headline(results),
+        Para(HEADLINE_NOTE),
+        Heading(2, "Comparisons"),
+        Bullets(tuple(c["sentence"] for c in comparisons) or ("No comparisons in this file.",)),
+        *chart_blocks(drawn),
+        *model_blocks(results),
+        *method_blocks(results),
+    ]
+
+
+# -- Markdown -------------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(table: Table) -> str:
+    header, *rows = table.rows
+    lines = ["| " + " | ".join(_md_cell(c) for c in header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def to_markdown(content: Sequence[Block], images: Mapping[str, Path]) -> str:
+    """Markdown; an image links its PNG beside the file."""
+    out: list[str] = []
+    for block in content:
+        if isinstance(block, Heading):
+            out.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Para):
+            out.append(block.text)
+        elif isinstance(block, Bullets):
+            out.append("\n".join(f"- {item}" for item in block.items))
+        elif isinstance(block, Table):
+            out.append(markdown_table(block))
+        elif isinstance(block, Image):
+            out.append(f"![{CHARTS[block.key][1]}]({images[block.key].name})")
+        elif not block.checked:
+            out.append("> No self-checks in this results file.")
+        elif block.failed:
+            lines = [f"> **{len(block.failed)} self-check(s) failed**"]
+            lines += [f"> - **{name}**: {detail}" for name, detail in block.failed]
+            out.append("\n".join(lines))
+        else:
+            out.append(f"> All {len(block.passed)} self-checks passed: {', '.join(block.passed)}.")
+    return "\n\n".join(out) + "\n"
+
+
+# -- HTML -----------------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 76rem; margin: 2rem auto; padding: 0 1rem;
+       color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.88rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+img { max-width: 100%; display: block; margin: 1rem 0; }
+code { background: #f6f6f6; }
+.banner { padding: 0.6rem 1rem; border-radius: 4px; margin: 1rem 0; }
+.banner.failed { background: #c62828; color: #fff; }
+.banner.passed { background: #e8f5e9; color: #1b5e20; }
+.banner.none { background: #fff8e1; color: #6d4c00; }
+.banner ul { margin: 0.3rem 0 0 0; }
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then render `code` spans."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _banner_html(block: Banner) -> str:
+    if not block.checked:
+        return (
+            '<div class="banner none" id="self-checks">No self-checks in this results file.</div>'
+        )
+    if not block.failed:
+        names = html.escape(", ".join(block.passed))
+        return (
+            f'<div class="banner passed" id="self-checks">All {len(block.passed)} self-checks '
+            f"passed: {names}.</div>"
+        )
+    items = "".join(
+        f'<li><strong class="check">{html.escape(name)}</strong>: {_inline(detail)}</li>'
+        for name, detail in block.failed
+    )
+    return (
+        f'<div class="banner failed" id="self-checks" role="alert"><strong>'
+        f"{len(block.failed)} self-check(s) failed</strong><ul>{items}</ul></div>"
+    )
+
+
+def to_html(content: Sequence[Block], images: Mapping[str, Path]) -> str:
+    """One HTML page, readable offline: the PNGs embedded as data URLs, nothing fetched."""
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(TITLE)}</title><style>{STYLE}</style></head><body>",
+    ]
+    for block in content:
+        if isinstance(block, Heading):
+            out.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
+        elif isinstance(block, Para):
+            out.append(f"<p>{_inline(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, Table):
+            header, *rows = block.rows
+            ident = f' id="{html.escape(block.id)}"' if block.id else ""
+            out.append(f"<table{ident}><thead><tr>")
+            out.append("".join(f"<th>{html.escape(c)}</th>" for c in header))
+            out.append("</tr></thead><tbody>")
+            for row in rows:
+                out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+            out.append("</tbody></table>")
+        elif isinstance(block, Image):
+            data = base64.b64encode(images[block.key].read_bytes()).decode()
+            alt = html.escape(CHARTS[block.key][1])
+            out.append(f'<img alt="{alt}" src="data:image/png;base64,{data}">')
+        else:
+            out.append(_banner_html(block))
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def write(results: Results, out_dir: Path) -> None:
+    """report.html, report.md and the charts' PNGs in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = draw(results, out_dir)
+    content = blocks(results, images)
+    (out_dir / "report.md").write_text(to_markdown(content, images))
+    (out_dir / "report.html").write_text(to_html(content, images))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or len(args) > 2 or args[0].startswith("-"):
+        print("usage: python -m loadtests.measure.report RESULTS.json [OUT_DIR]", file=sys.stderr)
+        return 2
+    source = Path(args[0])
+    out_dir = Path(args[1]) if len(args) > 1 else source.parent
+    write(load(source), out_dir)
+    print(f"wrote {out_dir / 'report.html'} and {out_dir / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The README's reference block: generated from reports/reference/results.json, checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loadtests.measure import readme
+from loadtests.measure.schema import CONTROL, load
+
+FIXTURE = Path(__file__).parents[2] / "data" / "measure_analysed.json"
+REFERENCE = readme.ROOT / readme.REFERENCE / "results.json"
+
+
+@pytest.mark.skipif(
+    not REFERENCE.exists(),
+    reason="reports/reference/results.json is not committed yet: the README's block shows the "
+    "fixture until the reference run is added",
+)
+def test_the_committed_readme_shows_the_reference_run() -> None:
+    assert readme.main(["--check"]) == 0
+
+
+def test_the_block_holds_the_fixtures_medians() -> None:
+    results = load(FIXTURE)
+    block = readme.block(results)
+    assert block.startswith(readme.BEGIN) and block.endswith(readme.END)
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")
+        for line in block.splitlines()
+        if line.startswith("| ") and not line.startswith("| design")
+    }
+    assert set(rows) == set(results["designs"])
+    for name, design in results["designs"].items():
+        capacity, cpu = design["capacity_rps"], design["cpu_us_per_request"]
+        if name == CONTROL:
+            assert rows[name][1] == "-"
+            continue
+        assert capacity is not None and cpu is not None
+        assert rows[name][1] == f"{capacity['median']:,.0f}"
+        assert rows[name][4] == f"{cpu['median']:,.0f}"
+    assert "](reports/reference/capacity_per_core.png)" in block
+    assert "(reports/reference/report.html)" in block
+
+
+def test_rewrite_replaces_only_the_block_and_check_sees_a_stale_one(tmp_path: Path) -> None:
+    page = tmp_path / "README.md"
+    page.write_text(f"# title\n\nbefore\n\n{readme.BEGIN}\nold figures\n{readme.END}\n\nafter\n")
+    args = ["--readme", str(page), "--results", str(FIXTURE)]
+    assert readme.main([*args, "--check"]) == 1
+    assert "old figures" in page.read_text()
+    assert readme.main(args) == 0
+    text = page.read_text()
+    assert text.startswith("# title\n\nbefore\n\n") and text.endswith("\n\nafter\n")
+    assert text.count(readme.BEGIN) == 1 and "old figures" not in text
+    assert readme.block(load(FIXTURE)) in text
+    assert readme.main([*args, "--check"]) == 0
+
+
+def test_a_readme_without_markers_is_refused_by_name(tmp_path: Path) -> None:
+    page = tmp_path / "README.md"
+    page.write_text("# no block here\n")
+    with pytest.raises(SystemExit, match="reference:begin"):
+        readme.main(["--readme", str(page), "--results", str(FIXTURE)])
+    assert page.read_text() == "# no block here\n"

@@ -1,0 +1,230 @@
+"""The report of one run, rendered from the analysed fixture and read back by its numbers."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from loadtests.measure import report
+from loadtests.measure.charts import CHARTS
+from loadtests.measure.schema import CONTROL, Results, load
+
+FIXTURE = Path(__file__).parents[2] / "data" / "measure_analysed.json"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class Tables(HTMLParser):
+    """Every table's cells by the table's id, and every src/href value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.links: list[str] = []
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        self.links += [value or "" for name, value in attrs if name in ("src", "href")]
+        if tag == "table":
+            self._table = found.get("id") or f"table-{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parsed(page: str) -> Tables:
+    tables = Tables()
+    tables.feed(page)
+    return tables
+
+
+def fixture() -> Results:
+    return load(FIXTURE)
+
+
+def render(results: Results, out: Path) -> tuple[str, str]:
+    report.write(results, out)
+    return (out / "report.html").read_text(), (out / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    out = tmp_path_factory.mktemp("report")
+    page, markdown = render(fixture(), out)
+    return out, page, markdown
+
+
+def md_table_after(markdown: str, heading: str) -> list[list[str]]:
+    """The first Markdown table after `heading`, without its separator line."""
+    lines = markdown[markdown.index(heading) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        if not line.startswith("|---"):
+            rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+def test_the_headline_shows_each_designs_capacity_and_cpu_median(
+    rendered: tuple[Path, str, str],
+) -> None:
+    _, page, _ = rendered
+    rows = {row[0]: row for row in parsed(page).tables["headline"][1:]}
+    results = fixture()
+    assert set(rows) == set(results["designs"])
+    shown = 0
+    for name, design in results["designs"].items():
+        capacity, cpu = design["capacity_rps"], design["cpu_us_per_request"]
+        if capacity is None or cpu is None:
+            assert name == CONTROL
+            assert rows[name][1] == "-"
+            continue
+        assert rows[name][1] == f"{capacity['median']:,.0f}"
+        assert rows[name][2] == f"{capacity['ci95'][0]:,.0f} to {capacity['ci95'][1]:,.0f}"
+        assert rows[name][4] == f"{cpu['median']:,.0f}"
+        assert rows[name][6] == f"{cpu['offered_rps']:,.0f}"
+        assert f"<td>{name}</td><td>{capacity['median']:,.0f}</td>" in page
+        shown += 1
+    assert shown == 6
+
+
+def test_per_core_is_capacity_over_the_systems_cpus(tmp_path: Path) -> None:
+    results = fixture()
+    results["environment"]["system_cpus"] = [1, 2, 3]
+    page, _ = render(results, tmp_path)
+    rows = {row[0]: row for row in parsed(page).tables["headline"][1:]}
+    for name, design in results["designs"].items():
+        if design["capacity_rps"]:
+            assert rows[name][3] == f"{design['capacity_rps']['median'] / 3:,.0f}"
+
+
+def test_the_banner_lists_exactly_the_failed_checks(rendered: tuple[Path, str, str]) -> None:
+    _, page, markdown = rendered
+    failed = {c["name"] for c in fixture().get("checks", []) if not c["ok"]}
+    assert failed, "the fixture keeps one failing check, to show the banner"
+    banner = re.search(r'<div class="banner failed"[^>]*>(.*?)</div>', page, re.S)
+    assert banner is not None
+    assert page.index("banner failed") < page.index("Which design when")
+    assert set(re.findall(r'class="check">([^<]*)<', banner.group(1))) == failed
+    listed = set(re.findall(r"^> - \*\*(.+?)\*\*:", markdown, re.M))
+    assert listed == failed
+
+
+def test_all_checks_passing_gives_the_green_line(tmp_path: Path) -> None:
+    results = fixture()
+    for check in results.get("checks", []):
+        check["ok"] = True
+    page, markdown = render(results, tmp_path)
+    assert "banner failed" not in page
+    assert f'class="banner passed" id="self-checks">All {len(results["checks"])} self' in page
+    assert "self-checks passed" in markdown and "failed" not in markdown.split("##")[0]
+
+
+def test_one_embedded_png_per_chart_and_nothing_fetched(rendered: tuple[Path, str, str]) -> None:
+    out, page, _ = rendered
+    links = parsed(page).links
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == len(CHARTS) == page.count("<img ")
+    assert all(base64.b64decode(data).startswith(PNG) for data in images)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f for f, _ in CHARTS.values())
+    outside = [link for link in links if not link.startswith("data:")]
+    assert all("http" not in link and link.startswith("docs/") for link in outside), outside
+    assert "<script" not in page and "<link" not in page
+
+
+def test_a_chart_without_figures_is_left_out_of_both_files(tmp_path: Path) -> None:
+    results = fixture()
+    results["windows"] = []
+    for design in results["designs"].values():
+        design.pop("distance", None)
+    page, markdown = render(results, tmp_path)
+    drawn = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(drawn) == len(CHARTS) - 2
+    assert page.count("<img ") == len(drawn)
+    assert sorted(re.findall(r"\]\(([^)]+\.png)\)", markdown)) == drawn
+    assert "No figures for this chart" in page
+
+
+def test_markdown_has_the_same_tables_as_the_html(rendered: tuple[Path, str, str]) -> None:
+    out, page, markdown = rendered
+    tables = parsed(page).tables
+    assert md_table_after(markdown, "## Headline figures") == tables["headline"]
+    assert md_table_after(markdown, "## The model") == tables["model-parts"]
+    for png in re.findall(r"\]\(([^)]+\.png)\)", markdown):
+        assert (out / png).read_bytes().startswith(PNG)
+
+
+def test_every_model_point_is_a_row_with_its_errors(rendered: tuple[Path, str, str]) -> None:
+    _, page, _ = rendered
+    rows = parsed(page).tables["model-points"][1:]
+    points = fixture().get("model", {})["points"]
+    assert len(rows) == len(points) > 0
+    for row, point in zip(rows, points, strict=True):
+        assert row[0] == point["design"]
+        assert row[5] == f"{point['cpu_error_pct']:+.1f}"
+        assert row[8] == f"{point['p50_error_pct']:+.1f}"
+
+
+def test_comparisons_advice_and_environment_are_printed(rendered: tuple[Path, str, str]) -> None:
+    _, _, markdown = rendered
+    results = fixture()
+    for sentence in [c["sentence"] for c in results.get("comparisons", [])] + results.get(
+        "advice", []
+    ):
+        assert f"- {sentence}" in markdown
+    for name, version in results["environment"]["packages"].items():
+        assert f"| {name} | {version} |" in markdown
+    assert results["environment"]["started"] in markdown
+    assert markdown.index("Which design when") < markdown.index("Headline figures")
+    assert markdown.index("Headline figures") < markdown.index("## Comparisons")
+    assert markdown.index("## Charts") < markdown.index("## The model")
+    assert markdown.index("## The model") < markdown.index("## Method and environment")
+
+
+def test_the_report_knows_no_design_by_name(tmp_path: Path) -> None:
+    results = fixture()
+    renamed = copy.deepcopy(results["designs"]["session"])
+    results["designs"] = {"made-up": renamed, CONTROL: results["designs"][CONTROL]}
+    page, _ = render(results, tmp_path)
+    rows = [row[0] for row in parsed(page).tables["headline"][1:]]
+    assert rows == ["made-up", CONTROL]
+
+
+def test_the_command_line_rerenders_a_recorded_run(tmp_path: Path) -> None:
+    source = tmp_path / "run" / "results.json"
+    source.parent.mkdir()
+    source.write_text(FIXTURE.read_text())
+    assert report.main([str(source)]) == 0
+    assert (source.parent / "report.html").stat().st_size > 0
+    assert (source.parent / "report.md").stat().st_size > 0
+    assert report.main([]) == 2
+
+
+def test_a_file_of_another_schema_is_refused_by_name(tmp_path: Path) -> None:
+    source = tmp_path / "results.json"
+    source.write_text(json.dumps({"schema_version": 0}))
+    with pytest.raises(SystemExit, match="schema_version 1 expected"):
+        report.main([str(source)])
+    assert not (tmp_path / "report.html").exists()
