@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv up test lint lock check-lock bench microbench clean check-redis
+.PHONY: venv up test lint lock check-lock bench bench-long microbench clean check-redis
 
 venv: $(STAMP)
 
@@ -58,9 +58,16 @@ lint: venv
 	$(VENV)/bin/ruff format --check services loadtests devstack tests
 	$(VENV)/bin/mypy
 
+# The one instrument: every design, one results.json, one report (reports/<timestamp>/).
+# BENCH_ARGS=--quick: every figure once, in about 3 minutes.
 bench: venv check-redis
-	$(PY) -m loadtests.bench $(BENCH_ARGS)
-	$(PY) -m loadtests.crossover $(CROSSOVER_ARGS)
+	$(PY) -m loadtests.measure $(BENCH_ARGS)
+
+# The longer experiments beside it: the session store as a cluster (failover), traced per-hop
+# attribution, key rotation under load, and the nginx reference (about 30 minutes).
+bench-long: venv check-redis
+	$(PY) -m loadtests.bench $(LONG_BENCH_ARGS)
+	$(PY) -m loadtests.crossover --long $(CROSSOVER_ARGS)
 
 microbench: venv check-redis
 	$(PY) -m loadtests.microbench
