@@ -167,6 +167,8 @@ def comparisons(designs: Mapping[str, Mapping[str, Any]]) -> list[Comparison]:
                 mine = design.get(figure)
                 if name in (reference, CONTROL) or pair in done or not mine or not theirs:
                     continue
+                if min(mine["median"], theirs["median"]) <= 0:
+                    continue  # a design that served nothing has no ratio to state
                 done.add(pair)
                 out.append(compare(figure, name, reference, mine, theirs))
     return out
@@ -418,6 +420,8 @@ def _advise_capacity(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
         return None
     best, top = max(rated, key=lambda nf: nf[1]["median"])
     worst, bottom = min(rated, key=lambda nf: nf[1]["median"])
+    if top["median"] <= 0:
+        return None
     ties = [n for n, f in rated if n != best and not distinguishable(f, top)]
     lo, hi = top["ci95"]
     sentence = f"{best} serves the most, {top['median']:,.0f} req/s (95 % CI {lo:,.0f}-{hi:,.0f})"
@@ -437,6 +441,8 @@ def _advise_cpu(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
         return None
     cheap, low = min(rated, key=lambda nf: nf[1]["median"])
     dear, high = max(rated, key=lambda nf: nf[1]["median"])
+    if low["median"] <= 0:
+        return None
     value, (lo, hi) = stats.ratio(high["runs"], low["runs"])
     verdict = "" if distinguishable(high, low) else ", not distinguishable at this precision"
     return Advice(

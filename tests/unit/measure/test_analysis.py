@@ -133,6 +133,18 @@ def test_one_run_is_never_distinguishable_nor_tight() -> None:
     assert "one run, no interval" in check(result, "intervals_tight")["detail"]
 
 
+def test_a_design_that_served_nothing_is_reported_not_compared() -> None:
+    result = analysed(hybrid={"capacity_rps": {"runs": [0.0, 0.0, 0.0]}})
+    assert result["designs"]["hybrid"]["capacity_rps"]["median"] == 0.0
+    assert not [
+        c
+        for c in result["comparisons"]
+        if "hybrid" in (c["a"], c["b"]) and c["figure"] == "capacity_rps"
+    ]
+    assert advice(result, "capacity")[-1] == "hybrid"
+    assert not check(result, "capacity_cross_check")["ok"]
+
+
 def test_the_noiseless_run_passes_every_check_once_the_jwt_designs_are_equal() -> None:
     # Without noise every interval is a point, so jwt-off's 1,580 req/s and jwt-push's 1,550
     # are told apart, as they should be.
