@@ -1,0 +1,284 @@
+"""loadtests/measure/analysis.py by numbers: the recorded synthetic run, then runs built from a
+stated truth (tests/unit/measure/synthetic.py) where the answer is known, and runs built to turn
+each self-check red."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from loadtests.measure import analysis, stats
+from loadtests.measure.schema import CONTROL, Check, Results, load
+from tests.unit.measure import synthetic
+from tests.unit.measure.synthetic import Truth
+
+CHECKS = {
+    "control_cheapest",
+    "same_check_agree",
+    "session_hop_vs_jwt",
+    "capacity_cross_check",
+    "intervals_tight",
+    "model",
+}
+
+
+def analysed(truth: Truth | None = None, **edit: Any) -> dict[str, Any]:
+    """The analysis of a synthetic run (noiseless unless a truth says otherwise)."""
+    raw = synthetic.build(truth or Truth(noise=0))
+    for design, fields in edit.items():
+        raw["designs"][design.replace("_", "-")].update(fields)
+    return cast(dict[str, Any], analysis.analyse(cast(Results, raw)))
+
+
+def check(results: dict[str, Any], name: str) -> Check:
+    (found,) = [c for c in results["checks"] if c["name"] == name]
+    return cast(Check, found)
+
+
+def advice(results: dict[str, Any], topic: str) -> tuple[str, ...]:
+    """The designs one "Which design when" sentence names, in its order."""
+    found = analysis.advise(results, analysis.chain_fits(results))
+    (one,) = [a for a in found if a.topic == topic]
+    return one.designs
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Results:
+    return load(synthetic.RECORDED)
+
+
+@pytest.fixture(scope="module")
+def result(recorded: Results) -> dict[str, Any]:
+    return cast(dict[str, Any], analysis.analyse(recorded))
+
+
+def test_the_recorded_run_passes_every_self_check(result: dict[str, Any]) -> None:
+    assert {c["name"] for c in result["checks"]} == CHECKS
+    assert [c["name"] for c in result["checks"] if not c["ok"]] == []
+
+
+def test_analysis_is_pure_and_idempotent(recorded: Results, result: dict[str, Any]) -> None:
+    before = copy.deepcopy(recorded)
+    again = analysis.analyse(cast(Results, result))
+    assert recorded == before  # the input is left alone
+    assert again == result  # re-analysing an analysed file changes nothing
+    assert "comparisons" not in recorded
+
+
+def test_capacity_and_cpu_are_the_runs_median_and_t_interval(
+    recorded: Results, result: dict[str, Any]
+) -> None:
+    for name, design in result["designs"].items():
+        raw = cast(dict[str, Any], recorded["designs"][name])
+        if name == CONTROL:
+            assert design["capacity_rps"] is None and design["cpu_us_per_request"] is None
+            continue
+        for figure in ("capacity_rps", "cpu_us_per_request"):
+            expected = stats.interval(raw[figure]["runs"])
+            assert design[figure]["median"] == pytest.approx(expected["median"], abs=1e-3)
+            assert design[figure]["ci95"] == pytest.approx(expected["ci95"], abs=1e-3)
+        assert design["cpu_us_per_request"]["offered_rps"] == 400.0
+
+
+def test_marginal_slope_is_the_cpu_of_one_more_request_in_us() -> None:
+    truth = Truth(noise=0)
+    design = analysed(truth)["designs"]["session"]
+    assert design["marginal"]["slope_us"] == pytest.approx(
+        truth.knee_busy * 1e6 / truth.capacity_rps["session"], abs=0.1
+    )
+    assert design["marginal"]["intercept_ms_per_s"] == pytest.approx(15.0, abs=0.01)
+
+
+def test_auth_per_hop_is_the_designs_slope_minus_the_controls() -> None:
+    # jwt-push's chain: the control's slope + 40 us per hop; with noise and without.
+    forty = {**Truth().chain_check_us, "jwt-push": (40.0, 40.0)}
+    noisy = analysed(Truth(chain_check_us=forty))["designs"]["jwt-push"]["auth_cpu_us_per_hop"]
+    lo, hi = noisy["ci95"]
+    assert lo <= 40 <= hi
+    assert noisy["median"] == pytest.approx(40, abs=hi - lo)
+    exact = analysed(Truth(noise=0, chain_check_us=forty))["designs"]
+    assert exact["jwt-push"]["auth_cpu_us_per_hop"]["median"] == pytest.approx(40, abs=0.1)
+    # the session's hop: its check (120) and its store operation (1 x 30 us)
+    assert exact["session"]["auth_cpu_us_per_hop"]["median"] == pytest.approx(150, abs=0.1)
+    assert exact[CONTROL]["auth_cpu_us_per_hop"] is None
+
+
+def test_comparisons_are_ratios_of_means_judged_by_overlap(result: dict[str, Any]) -> None:
+    designs = result["designs"]
+    by_pair = {(c["figure"], c["a"], c["b"]): c for c in result["comparisons"]}
+    # every design against session, and against jwt-push, once per pair and figure
+    assert len(by_pair) == len(result["comparisons"]) == 2 * (5 + 4)
+    assert ("capacity_rps", "session", "jwt-push") not in by_pair
+    for (figure, a, b), comparison in by_pair.items():
+        value, ci = stats.ratio(designs[a][figure]["runs"], designs[b][figure]["runs"])
+        assert comparison["ratio"] == pytest.approx(value, abs=1e-4)
+        assert comparison["ci95"] == pytest.approx(ci, abs=1e-4)
+        apart = not stats.overlap(designs[a][figure]["ci95"], designs[b][figure]["ci95"])
+        assert comparison["distinguishable"] is apart
+    assert by_pair["capacity_rps", "jwt-push", "session"]["distinguishable"]
+    assert by_pair["capacity_rps", "jwt-push", "session"]["ratio"] == pytest.approx(2.32, abs=0.01)
+    assert not by_pair["capacity_rps", "jwt-off", "jwt-push"]["distinguishable"]
+
+
+def test_one_run_is_never_distinguishable_nor_tight() -> None:
+    result = analysed(Truth(noise=0.01, repeats=1))
+    assert result["comparisons"]
+    assert not any(c["distinguishable"] for c in result["comparisons"])
+    assert not check(result, "intervals_tight")["ok"]
+    assert "one run, no interval" in check(result, "intervals_tight")["detail"]
+
+
+def test_a_design_that_served_nothing_is_reported_not_compared() -> None:
+    result = analysed(hybrid={"capacity_rps": {"runs": [0.0, 0.0, 0.0]}})
+    assert result["designs"]["hybrid"]["capacity_rps"]["median"] == 0.0
+    assert not [
+        c
+        for c in result["comparisons"]
+        if "hybrid" in (c["a"], c["b"]) and c["figure"] == "capacity_rps"
+    ]
+    assert advice(result, "capacity")[-1] == "hybrid"
+    assert not check(result, "capacity_cross_check")["ok"]
+
+
+def test_the_noiseless_run_passes_every_check_once_the_jwt_designs_are_equal() -> None:
+    # Without noise every interval is a point, so jwt-off's 1,580 req/s and jwt-push's 1,550
+    # are told apart, as they should be.
+    assert [c["name"] for c in analysed()["checks"] if not c["ok"]] == ["same_check_agree"]
+    base = Truth()
+    jwts = ("jwt-push", "jwt-off", "jwt-cookie")
+    capacity = {**base.capacity_rps, **dict.fromkeys(jwts, 1550.0)}
+    cpu = {**base.cpu_us, **dict.fromkeys(jwts, 700.0)}
+    result = analysed(Truth(noise=0, capacity_rps=capacity, cpu_us=cpu))
+    assert [c["name"] for c in result["checks"] if not c["ok"]] == []
+
+
+def test_control_cheapest_turns_red_when_the_control_costs_more_at_one_k() -> None:
+    raw = synthetic.build(Truth(noise=0))
+    raw["designs"][CONTROL]["hops"]["3"]["cpu_us_per_request"] = 5000.0
+    result = cast(dict[str, Any], analysis.analyse(cast(Results, raw)))
+    red = check(result, "control_cheapest")
+    assert not red["ok"]
+    assert "k=3: control 5,000 >=" in red["detail"]
+
+
+def test_same_check_agree_turns_red_when_one_jwt_design_serves_less() -> None:
+    assert check(analysed(Truth(noise=0.01)), "same_check_agree")["ok"]
+    result = analysed(Truth(noise=0.01, capacity_rps={**Truth().capacity_rps, "jwt-off": 1200.0}))
+    red = check(result, "same_check_agree")
+    assert not red["ok"]
+    assert "capacity_rps" in red["detail"] and "do not overlap" in red["detail"]
+    # and the jwt designs agreeing in everything but auth per hop: that alone turns it red
+    slower = {**Truth().chain_check_us, "jwt-cookie": (90.0, 90.0)}
+    assert not check(analysed(Truth(noise=0.01, chain_check_us=slower)), "same_check_agree")["ok"]
+
+
+@pytest.mark.parametrize(
+    ("check_us", "why"),
+    [
+        ({"session": 500.0}, "the micro-benchmark says a session check costs 4x more"),
+        ({"session": 20.0, "jwt-push": 120.0}, "the micro-benchmark says the JWT is dearer"),
+        ({"session": None}, "no micro-benchmark figure"),
+    ],
+)
+def test_session_hop_vs_jwt_turns_red_when_the_micro_benchmark_disagrees(
+    check_us: dict[str, float | None], why: str
+) -> None:
+    result = analysed(Truth(noise=0, check_us={**Truth().check_us, **check_us}))
+    assert not check(result, "session_hop_vs_jwt")["ok"], why
+
+
+def test_session_hop_vs_jwt_states_both_differences() -> None:
+    detail = check(analysed(), "session_hop_vs_jwt")["detail"]
+    # chain: (120 + 30) - 30 = 120 us per hop; micro-benchmark: 120 - 20 = 100 us
+    assert "costs 120 us more" in detail and "differ by 100 us" in detail and "1.20x" in detail
+
+
+@pytest.mark.parametrize("busy", [0.5, 1.3])
+def test_capacity_cross_check_turns_red_when_capacity_and_cpu_disagree(busy: float) -> None:
+    result = analysed(Truth(noise=0, knee_busy=busy))
+    red = check(result, "capacity_cross_check")
+    assert not red["ok"]
+    assert f"{busy:.2f} OUT" in red["detail"]
+
+
+def test_capacity_cross_check_uses_the_window_closest_below_the_knee() -> None:
+    raw = synthetic.build(Truth(noise=0))
+    raw["windows"] = [
+        w for w in raw["windows"] if not (w["phase"] == "capacity" and w["offered_rps"] == 670.0)
+    ]
+    result = cast(dict[str, Any], analysis.analyse(cast(Results, raw)))
+    # the knee's own window is gone: the next below, at 0.95 x 670, costs 1 % more CPU
+    assert "(at 636 req/s)" in check(result, "capacity_cross_check")["detail"]
+
+
+def test_intervals_tight_turns_red_on_a_wide_interval() -> None:
+    result = analysed(session={"capacity_rps": {"runs": [600.0, 700.0, 800.0]}})
+    red = check(result, "intervals_tight")
+    assert not red["ok"]
+    assert "session capacity_rps +-" in red["detail"]
+
+
+def test_model_check_turns_red_when_a_check_costs_far_more_than_measured() -> None:
+    dear = {**Truth().check_us, "jwt-push": 200.0, "jwt-off": 200.0, "jwt-cookie": 200.0}
+    result = analysed(Truth(noise=0, check_us=dear))
+    red = check(result, "model")
+    assert not red["ok"]
+    assert result["designs"]["jwt-push"]["model_error_pct"]["cpu"] > 15
+
+
+def test_advice_names_the_designs_the_numbers_pick() -> None:
+    truth = Truth(noise=0)
+    result = analysed(truth)
+    assert advice(result, "capacity") == ("jwt-off", "session")
+    assert advice(result, "cpu") == ("jwt-off", "session")
+    assert advice(result, "per_hop") == ("session", "session-cached")
+    assert advice(result, "distance")[0] == "session"
+    assert advice(result, "revocation") == ("session", "jwt-off")
+    assert len(result["advice"]) == 5
+
+
+def test_advice_follows_the_numbers_when_they_reverse() -> None:
+    base = Truth()
+    capacity = {**base.capacity_rps, "session": 1580.0, "jwt-off": 670.0}
+    cpu = {**base.cpu_us, "session": 690.0, "jwt-off": 1480.0}
+    checks = {**base.chain_check_us, "session": (5.0, 5.0), "session-cached": (200.0, 200.0)}
+    ops = {"session-cached": 1.0}  # the cache misses every time, the plain session never asks
+    lag = {**base.revocation_ms, "session": (900_000.0,) * 3, "jwt-off": (1.5, 4.0, 9.0)}
+    result = analysed(
+        Truth(
+            noise=0,
+            capacity_rps=capacity,
+            cpu_us=cpu,
+            chain_check_us=checks,
+            ops_per_check=ops,
+            revocation_ms=lag,
+        )
+    )
+    assert advice(result, "capacity") == ("session", "jwt-off")
+    assert advice(result, "cpu") == ("session", "jwt-off")
+    assert advice(result, "per_hop") == ("session-cached", "session")
+    assert advice(result, "distance")[0] == "session-cached"
+    assert advice(result, "revocation") == ("jwt-off", "session")
+
+
+def test_advice_lists_what_cannot_be_told_from_the_best() -> None:
+    result = analysed(Truth())  # noisy: the three JWT designs overlap
+    assert advice(result, "capacity") == ("jwt-off", "jwt-push", "jwt-cookie", "session")
+    sentences = analysis.advise(result, analysis.chain_fits(result))
+    assert result["advice"] == [a.sentence for a in sentences]
+
+
+def test_cli_reanalyses_a_file_in_place(tmp_path: Path, recorded: Results) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(synthetic.RECORDED.read_text())
+    assert analysis.main([str(path)]) == 0
+    assert json.loads(path.read_text()) == json.loads(json.dumps(analysis.analyse(recorded)))
+
+
+def test_the_recorded_fixture_is_the_default_synthetic_run() -> None:
+    """Regenerate with `python -m tests.unit.measure.synthetic` after changing the truth."""
+    assert json.loads(synthetic.RECORDED.read_text()) == json.loads(json.dumps(synthetic.build()))

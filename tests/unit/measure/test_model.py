@@ -1,0 +1,100 @@
+"""loadtests/measure/model.py by numbers: on runs built from a stated truth the parts come back
+exactly, and each design's error is the one its construction implies."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from loadtests.measure import analysis, model
+from loadtests.measure.schema import CONTROL, HOPS, Results
+from tests.unit.measure import synthetic
+from tests.unit.measure.synthetic import Truth
+
+
+def analysed(truth: Truth) -> dict[str, Any]:
+    return cast(dict[str, Any], analysis.analyse(cast(Results, synthetic.build(truth))))
+
+
+def test_the_parts_are_measured_apart_and_come_back_exactly() -> None:
+    parts = analysed(Truth(noise=0, store_us_per_op=45.0))["model"]["parts"]
+    forwarding = parts["forwarding"]
+    assert (forwarding["cpu_base_us"], forwarding["cpu_us_per_hop"]) == (500.0, 300.0)
+    assert (forwarding["p50_base_ms"], forwarding["p50_ms_per_hop"]) == (1.0, 0.5)
+    assert parts["store"]["cpu_us_per_op"] == 45.0
+    assert parts["store"]["cpu_from"] == "median over capacity/cpu windows"  # not the chain's
+    assert parts["store"]["rtt_ms"] == 0.1
+    # the hybrid: a cached session at the edge, the bearer JWT's check at every relay
+    assert parts["checks"]["hybrid"] == {
+        "edge_us": 8.0,
+        "edge_from": "session-cached",
+        "relay_us": 20.0,
+        "relay_from": "jwt-push",
+    }
+    assert parts["checks"][CONTROL]["edge_us"] == parts["checks"][CONTROL]["relay_us"] == 0.0
+
+
+def test_a_design_whose_parts_are_exact_has_no_error() -> None:
+    # the session's in-process check (120 us) is what its chain pays beside the store's CPU
+    result = analysed(Truth(noise=0))
+    points = [p for p in result["model"]["points"] if p["design"] == "session"]
+    assert [(p["kind"], p["x"]) for p in points] == [
+        *(("chain", float(k)) for k in HOPS),
+        *(("distance", added) for added in (0.0, 1.0, 2.0, 5.0)),
+    ]
+    assert max(abs(p["cpu_error_pct"]) for p in points) < 0.02
+    assert max(abs(p["p50_error_pct"]) for p in points) < 0.05
+    far = points[-1]  # 5 ms added: two store calls in series, each 5.1 ms away
+    assert far["p50_model"] == pytest.approx(1.0 + 0.5 + 0.240 + 2 * 5.1, abs=1e-3)
+    assert result["designs"]["session"]["model_error_pct"] == {"cpu": 0.0, "p50": 0.0}
+
+
+@pytest.mark.parametrize("chain_us", [30.0, 60.0, 200.0])
+def test_a_check_the_micro_benchmark_underestimates_shows_in_the_error(chain_us: float) -> None:
+    """jwt-push's micro-benchmark says 20 us a check; its chain pays `chain_us`. The model
+    keeps the 20 (nothing is tuned to the points), so its error is the construction's."""
+    truth = Truth(noise=0, chain_check_us={**Truth().chain_check_us, "jwt-push": (chain_us,) * 2})
+    result = analysed(truth)
+
+    def error(measured: float, predicted: float) -> float:
+        return abs(predicted - measured) / measured * 100
+
+    cpu = max(error(truth.chain_cpu("jwt-push", k), 500 + 300 * k + 20 * (k + 1)) for k in HOPS)
+    p50 = max(error(truth.chain_p50("jwt-push", k), 1.0 + 0.5 * k + 0.020 * (k + 1)) for k in HOPS)
+    errors = result["designs"]["jwt-push"]["model_error_pct"]
+    assert errors["cpu"] == pytest.approx(cpu, abs=0.06)
+    assert errors["p50"] == pytest.approx(p50, abs=0.06)
+    model_check = next(c for c in result["checks"] if c["name"] == "model")
+    assert model_check["ok"] is (cpu <= 15 and p50 <= 20)
+
+
+def test_a_design_without_a_check_figure_is_not_modelled() -> None:
+    truth = Truth(noise=0, check_us={**Truth().check_us, "session-cached": None})
+    result = analysed(truth)
+    assert "model_error_pct" not in result["designs"]["session-cached"]
+    assert result["model"]["parts"]["checks"]["session-cached"] is None
+    assert any(n.startswith("session-cached: its check cost") for n in result["model"]["notes"])
+    # the hybrid's edge falls back to its own figure
+    assert result["model"]["parts"]["checks"]["hybrid"]["edge_from"] == "hybrid"
+    model_check = next(c for c in result["checks"] if c["name"] == "model")
+    assert not model_check["ok"]
+    assert "not modelled: session-cached" in model_check["detail"]
+
+
+def test_no_control_chain_no_model() -> None:
+    raw = synthetic.build(Truth(noise=0))
+    raw["windows"] = [w for w in raw["windows"] if w["design"] != CONTROL]
+    built = model.build(raw)
+    assert built.parts == {} and built.points == [] and built.errors == {}
+    assert built.notes == ["no control chain over two hop counts: no forwarding part, no model"]
+
+
+def test_windows_the_load_generator_limited_are_left_out() -> None:
+    raw = synthetic.build(Truth(noise=0))
+    for window in raw["windows"]:
+        if window["design"] == CONTROL and window["hops"] == 5:
+            window.update(generator_limited=True, cpu_us_per_request=9999.0)
+    line = model.chain_fit(raw["windows"], CONTROL)
+    assert line is not None
+    assert (line.n, round(line.slope, 6), round(line.intercept, 6)) == (8, 300.0, 500.0)
