@@ -209,16 +209,18 @@ def _revocation(plt: Any, results: Results, colors: Colors) -> Any:
     if not shown:
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
+    # Hops in the order the run polled them (the gateway first, then the services behind it).
+    hops = list(dict.fromkeys(h for by_hop in shown.values() for h in by_hop))
     for name, by_hop in shown.items():
-        hops = sorted(by_hop, key=int)
         ax.plot(
-            [int(h) for h in hops],
-            [by_hop[h]["p99"] for h in hops],
+            [hops.index(h) for h in by_hop],
+            [by_hop[h]["p99"] for h in by_hop],
             "-o",
             ms=3,
             color=colors.get(name),
             label=name,
         )
+    ax.set_xticks(range(len(hops)), hops)
     ax.set_xlabel("hop (verifying service)")
     ax.set_ylabel("revocation lag p99 (ms)")
     ax.set_title("From a logout to its refusal, at each hop")

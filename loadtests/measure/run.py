@@ -552,6 +552,9 @@ def measure(
             f"GET /relay/public?hops=k (no check anywhere); k = 1..{RELAYS}",
             "argon2": CHEAP_ARGON2,
             "keys": f"verifiers take keys from auth's JWKS, refetch cooldown {JWKS_COOLDOWN_S:g} s",
+            # The distance request (GET /orders) passes one verifying service behind the
+            # gateway, as the chain at k = 1 does.
+            "distance_hops": 1,
             "distance_method": store.method,
             "distance_note": store.note,
             "microbench": microbench_rows,
