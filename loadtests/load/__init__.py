@@ -9,7 +9,7 @@ on different CPUs.
 """
 
 from loadtests.load.affinity import Isolation, isolate, pin
-from loadtests.load.generator import Plan, Window, run_window, run_window_sync
+from loadtests.load.generator import Plan, Window, Workers, run_window, run_window_sync
 from loadtests.load.histogram import Latency, merge, new_histogram
 from loadtests.load.schedule import Schedule
 from loadtests.load.worker import Target
@@ -21,6 +21,7 @@ __all__ = [
     "Schedule",
     "Target",
     "Window",
+    "Workers",
     "isolate",
     "merge",
     "new_histogram",

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import IO
 
 from loadtests.load import histogram
 from loadtests.load.affinity import Isolation
@@ -190,6 +194,8 @@ async def run_window(plan: Plan, on_start: Callable[[float], None] | None = None
         budget = START_LEAD + plan.schedule.seconds + plan.timeout + STARTUP_TIMEOUT
         results = [Result.from_json(await _line(p, budget)) for p in processes]
         for process in processes:
+            assert process.stdin is not None
+            process.stdin.close()  # the worker serves windows until its stdin ends
             await asyncio.wait_for(process.wait(), STARTUP_TIMEOUT)
     finally:
         for process in processes:
@@ -198,6 +204,119 @@ async def run_window(plan: Plan, on_start: Callable[[float], None] | None = None
                     process.kill()
                 await process.wait()
     return combine(plan, results)
+
+
+WORKER = [sys.executable, "-c", "from loadtests.load.worker import main; main()"]
+
+
+class _Worker:
+    """One kept load process; a thread reads its lines so that every read has a deadline."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        assert self.process.stdout is not None
+        self.reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
+        self.reader.start()
+
+    def _read(self, stdout: IO[str]) -> None:
+        for line in stdout:
+            self.lines.put(line)
+        self.lines.put("")  # the process ended
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def line(self, within: float) -> str:
+        try:
+            line = self.lines.get(timeout=within)
+        except queue.Empty:
+            raise RuntimeError(
+                f"load process {self.process.pid} said nothing in {within} s"
+            ) from None
+        if not line:
+            raise RuntimeError(f"load process {self.process.pid} exited ({self.process.wait()})")
+        return line
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self.reader.join(5)  # it has read to the end: the pipe is closed
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+class Workers:
+    """Load processes kept from one window to the next, for a caller that runs many windows
+    (`make bench`): each process starts once, not once per window. The same protocol and the
+    same merging as `run_window`; a window that fails takes its processes with it."""
+
+    def __init__(self) -> None:
+        self._workers: list[_Worker] = []
+
+    def run(self, plan: Plan, on_start: Callable[[float], None] | None = None) -> Window:
+        if plan.processes < 1 or not plan.targets:
+            raise ValueError("a window needs at least one process and one target")
+        if not 0 <= plan.measure_from < plan.schedule.seconds:
+            raise ValueError("the warm-up must end inside the schedule")
+        while len(self._workers) < plan.processes:
+            self._workers.append(_Worker())
+        workers = self._workers[: plan.processes]
+        cpus = plan.isolation.generator_cpus if plan.isolation else ()
+        try:
+            for index, worker in enumerate(workers):
+                spec = Spec(
+                    targets=plan.targets,
+                    schedule=plan.schedule,
+                    index=index,
+                    count=plan.processes,
+                    connections=plan.connections,
+                    timeout=plan.timeout,
+                    measure_from=plan.measure_from,
+                    cpus=cpus,
+                    trace=plan.trace,
+                )
+                worker.send(spec.to_json())
+            for worker in workers:
+                ready = worker.line(STARTUP_TIMEOUT)
+                if ready.strip() != "ready":
+                    raise RuntimeError(f"load process {worker.process.pid} said {ready!r}")
+            start_epoch = time.time() + START_LEAD
+            for worker in workers:
+                worker.send(repr(start_epoch))
+            if on_start is not None:
+                on_start(start_epoch)
+            budget = START_LEAD + plan.schedule.seconds + plan.timeout + STARTUP_TIMEOUT
+            results = [Result.from_json(worker.line(budget)) for worker in workers]
+        except BaseException:
+            self.close()
+            raise
+        return combine(plan, results)
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers]
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+        self._workers.clear()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run_window_sync(plan: Plan, on_start: Callable[[float], None] | None = None) -> Window:

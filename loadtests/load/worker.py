@@ -1,7 +1,8 @@
 """One load process: its share of the schedule, sent on time from its own connection pool.
 
-Run as a child process (`main`) by `generator.run_window`, which talks to it in JSON
-lines on stdin/stdout: the spec in, "ready" out, the start time in, the result out. A separate
+Run as a child process (`main`) by `generator.run_window` or `generator.Workers`, which talk to
+it in JSON lines on stdin/stdout: the spec in, "ready" out, the start time in, the result out,
+for as many windows as it is given. A separate
 process (not a thread) so that its CPU is its own, measurable and pinnable.
 
 Each request is started at its intended time whether or not earlier ones were answered; its
@@ -233,12 +234,18 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, Result]], Result]:
 
 
 def main() -> None:
-    """The stdin/stdout protocol: spec in, "ready" out, start time in, result out."""
-    spec = Spec.from_json(sys.stdin.readline())
-    # Before the event loop and its threads exist, so every thread inherits the CPUs.
-    affinity.pin([os.getpid()], spec.cpus)
-    result = _event_loop_runner()(_run(spec))
-    print(result.to_json(), flush=True)
+    """The stdin/stdout protocol, once per window until stdin closes: spec in, "ready" out,
+    start time in, result out. A process kept between windows (generator.Workers) pays its
+    start-up (the interpreter, aiohttp, uvloop) once."""
+    runner = _event_loop_runner()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        spec = Spec.from_json(line)
+        # Before the window's event loop and its threads exist, so every thread inherits them.
+        affinity.pin([os.getpid()], spec.cpus)
+        result = runner(_run(spec))
+        print(result.to_json(), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -181,36 +182,55 @@ def _check(name: str, ok: bool, detail: str) -> Check:
     return {"name": name, "ok": ok, "detail": detail}
 
 
-def check_control_cheapest(designs: Mapping[str, Mapping[str, Any]]) -> Check:
-    """(a) At every k the control's CPU per request is below every design's."""
+def check_control_cheapest(
+    designs: Mapping[str, Mapping[str, Any]], fits: Mapping[str, stats.Fit | None]
+) -> Check:
+    """(a) The control is the cheapest: at no k is a design's CPU per request below the
+    control's by more than the two chains' own scatter allows (t * the residual standard
+    deviations of their fits, combined), and no design's auth cost per hop is below zero with
+    its whole interval. A JWT check from the verifier's cache costs about a microsecond, so the
+    JWT designs sit on the control within that scatter: "cheapest" is judged as a measurement,
+    not as a strict inequality of two noisy medians."""
     name = "control_cheapest"
     hops = designs.get(CONTROL, {}).get("hops") or {}
-    if not hops:
-        return _check(name, False, "no control chain measured: cannot judge")
+    control = fits.get(CONTROL)
+    if not hops or control is None or not control.has_interval:
+        return _check(name, False, "no control chain measured (k = 1..5): cannot judge")
     ok, parts = True, []
-    for k in HOPS:
-        key = str(k)
-        others = [
-            (float(d["hops"][key]["cpu_us_per_request"]), n)
-            for n, d in designs.items()
-            if n != CONTROL and key in (d.get("hops") or {})
-        ]
-        if key not in hops or not others:
-            ok = False
-            parts.append(f"k={k}: not measured")
+    for other, design in designs.items():
+        own = fits.get(other)
+        if other == CONTROL or own is None or not own.has_interval:
             continue
-        mine = float(hops[key]["cpu_us_per_request"])
-        cheapest, who = min(others)
-        below = mine < cheapest
-        ok = ok and below
-        parts.append(f"k={k}: control {mine:,.0f} {'<' if below else '>='} {who} {cheapest:,.0f}")
-    verdict = "below" if ok else "NOT below"
-    return _check(
-        name,
-        ok,
-        f"the control's CPU per request (us) {verdict} every design's at every k: "
-        + "; ".join(parts),
+        scatter = stats.t975(control.df + own.df) * math.hypot(
+            _residual_sd(control), _residual_sd(own)
+        )
+        below = []
+        for k in HOPS:
+            key = str(k)
+            if key not in hops or key not in (design.get("hops") or {}):
+                continue
+            mine = float(hops[key]["cpu_us_per_request"])
+            theirs = float(design["hops"][key]["cpu_us_per_request"])
+            if theirs < mine - scatter:
+                below.append(f"k={k}: {theirs:,.0f} < {mine:,.0f} - {scatter:,.0f}")
+        per_hop = design.get("auth_cpu_us_per_hop")
+        if per_hop and per_hop["ci95"][1] < 0:
+            below.append(f"per hop {per_hop['median']:,.1f} us, interval below zero")
+        if below:
+            ok = False
+            parts.append(f"{other} cheaper than the control: " + "; ".join(below))
+    detail = (
+        "no design is cheaper than the control beyond the chains' scatter"
+        if ok
+        else "; ".join(parts)
     )
+    return _check(name, ok, detail)
+
+
+def _residual_sd(fit: stats.Fit) -> float:
+    if fit.df < 1:
+        return 0.0
+    return math.sqrt(sum(r * r for r in fit.residuals) / fit.df)
 
 
 def _describe(name: str, figure: Mapping[str, Any]) -> str:
@@ -392,7 +412,7 @@ def checks(
 ) -> list[Check]:
     designs = results["designs"]
     return [
-        check_control_cheapest(designs),
+        check_control_cheapest(designs, fits),
         check_same_check_agree(designs, fits),
         check_session_hop_vs_jwt(designs, fits),
         check_capacity_cross_check(results),

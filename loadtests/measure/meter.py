@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from loadtests.bench.client import Gateway
 from loadtests.crossover.servers import Idle, Servers, costs
-from loadtests.load import Isolation, Plan, Schedule, Target, run_window_sync
+from loadtests.load import Isolation, Plan, Schedule, Target, Workers
 from loadtests.load.generator import STARTUP_TIMEOUT
 from loadtests.measure import cpu
 from loadtests.measure.schema import CONTROL, Window
@@ -49,6 +49,7 @@ class Meter:
     pids: Mapping[str, Sequence[int]]  # the services' processes by group: their CPU
     idle: Idle  # the stores' CPU per second at rest
     idle_services: Mapping[str, float]  # the services' CPU per second at rest
+    workers: Workers  # the load processes, kept between windows
     isolation: Isolation | None = None
     _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
 
@@ -101,7 +102,7 @@ class Meter:
             started.set()
 
         with ThreadPoolExecutor(1) as pool:
-            running = pool.submit(run_window_sync, plan, on_start)
+            running = pool.submit(self.workers.run, plan, on_start)
             deadline = time.monotonic() + STARTUP_TIMEOUT + 5
             while not started.wait(0.05):
                 if running.done() or time.monotonic() > deadline:

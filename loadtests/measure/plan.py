@@ -28,6 +28,10 @@ class Options:
     near: float = 1.12
     refine_to: float = 0.05
     settle_s: float = 0.5  # load before the measured part of every window
+    # Unrecorded load on each design after every start of the services: connection pools,
+    # caches and allocators grow here, not in the first measured window.
+    warmup_rps: float = 1000.0
+    warmup_s: float = 2.0
     window_s: float = 1.5
     # CPU per request: one rate common to every design, well inside every capacity.
     common_rps: float = 400.0
@@ -58,6 +62,7 @@ class Options:
             factor=2.0,
             refine_to=0.25,
             settle_s=0.3,
+            warmup_s=0.6,
             window_s=0.7,
             common_rps=200.0,
             cpu_repeats=1,

@@ -28,7 +28,7 @@ from loadtests.crossover.experiments import revocation_lags
 from loadtests.crossover.netns import RemoteStore, remote_store
 from loadtests.crossover.openload import system_pids
 from loadtests.crossover.servers import Servers, StoreAddress
-from loadtests.load import isolate
+from loadtests.load import Workers, isolate
 from loadtests.load.affinity import Isolation, available_cpus, pin
 from loadtests.measure import capacity
 from loadtests.measure.cpu import group_of
@@ -142,6 +142,7 @@ class Bench:
         self.usernames = [f"{USER_PREFIX}-{i}" for i in range(options.users)]
         # Taken before this process pins itself beside the load generator.
         self.cpus = available_cpus()
+        self.workers = Workers()
 
     # -- configurations ---------------------------------------------------------------------
 
@@ -172,7 +173,9 @@ class Bench:
     def pin_system(self) -> Isolation:
         """Every process this run started on the system's CPUs, this one (it reads the
         counters and logs in) beside the load generator."""
-        isolation = isolate(system_pids(), generator_count=1, cpus=self.cpus)
+        isolation = isolate(
+            system_pids(exclude=self.workers.pids), generator_count=1, cpus=self.cpus
+        )
         if isolation.isolated:
             pin([os.getpid()], isolation.generator_cpus)
         self.isolation = isolation
@@ -201,6 +204,7 @@ class Bench:
             self.say(note)
 
     def configuration(self, index: int, config: Config) -> None:
+        o = self.options
         servers = self.servers(config)
         isolation = self.pin_system()
         pids = self.service_pids()
@@ -213,6 +217,7 @@ class Bench:
             pids,
             idle,
             idle_services,
+            self.workers,
             isolation,
         )
         where = "distant store" if config.distant else "local store"
@@ -221,6 +226,9 @@ class Bench:
             f"{list(isolation.generator_cpus)}, system on {list(isolation.system_cpus)}"
             + ("" if isolation.isolated else " (shared: not isolated)")
         )
+        for name in config.designs:
+            warmup = meter.window("warmup", name, ORDERS, o.warmup_rps, o.warmup_s, o.settle_s)
+            del warmup  # not a figure: the services' pools and caches grow here
         if config.distant:
             self.distance(meter, config)
             return
@@ -516,6 +524,7 @@ def measure(
     )
     cleanup.callback(stack.stop)
     bench = Bench(options, modes, workdir, say, stack, store)
+    cleanup.callback(bench.workers.close)
     cleanup.callback(bench.release)
     stack.env.update(bench.settings_of(plan[0]))
     stack.start()

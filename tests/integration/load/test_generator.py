@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, ClientTimeout, web
 
-from loadtests.load import Plan, Schedule, Target, isolate, run_window
+from loadtests.load import Plan, Schedule, Target, Workers, isolate, run_window
 from loadtests.load.affinity import available_cpus
 
 STALL = 0.2  # seconds the server holds every answer, once
@@ -202,3 +202,16 @@ async def test_warm_up_requests_are_sent_but_not_counted(serve: Serve) -> None:
     assert window.served_rps == pytest.approx(100.0)
     (start,) = starts
     assert min(seen) >= start - 0.005  # on_start told the start before the first send
+
+
+async def test_kept_workers_serve_window_after_window_from_one_process(serve: Serve) -> None:
+    url = await serve(ok)
+    plan = Plan(targets=(Target(url=url),), schedule=Schedule(rate=100, seconds=0.5))
+    with Workers() as workers:
+        first = await asyncio.to_thread(workers.run, plan)
+        (pid,) = workers.pids
+        second = await asyncio.to_thread(workers.run, plan)
+        assert workers.pids == [pid]
+    assert first.answered == second.answered == {"2xx": 50}
+    assert first.scheduled == second.scheduled == 50
+    assert workers.pids == []
