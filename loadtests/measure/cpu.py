@@ -59,3 +59,17 @@ def rates(before: Reading, after: Reading) -> dict[str, float]:
         name: max(after.seconds.get(name, 0.0) - before.seconds.get(name, 0.0), 0.0) / wall
         for name in after.seconds
     }
+
+
+def steal_seconds(cpus: Sequence[int]) -> float:
+    """CPU seconds the hypervisor gave to someone else on `cpus` (/proc/stat's steal), so far.
+    A window with steal on the system's CPU ran on a slower machine than its neighbours."""
+    tick = os.sysconf("SC_CLK_TCK")
+    wanted = {f"cpu{c}" for c in cpus}
+    total = 0
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/stat") as stat:
+        for line in stat:
+            fields = line.split()
+            if fields and fields[0] in wanted and len(fields) > 8:
+                total += int(fields[8])
+    return total / tick

@@ -30,6 +30,8 @@ CONNECTIONS = 64  # the load process's pool; a request waiting for one still cou
 TIMEOUT_S = 5.0
 SESSION_STORE = "session_store"
 STORES = ("session_store", "data_store")
+QUIET_CPU = 0.05  # CPUs' worth the services may use above idle and count as at rest
+QUIET_LIMIT_S = 5.0
 
 
 def chain_path(design: str, hops: int) -> str:
@@ -71,6 +73,22 @@ class Meter:
         """Drop the kept credentials (the services restarted: sessions may be gone)."""
         self._credentials.clear()
 
+    def quiesce(self, limit_s: float = QUIET_LIMIT_S) -> float:
+        """Wait until the services are at rest (together under QUIET_CPU of a CPU over a
+        tenth of a second): after an overloaded window they may still be working through
+        requests their clients gave up on, and that work must not land in the next window.
+        Returns the seconds waited."""
+        began = time.monotonic()
+        before = cpu.read(self.pids)
+        while time.monotonic() - began < limit_s:
+            time.sleep(0.1)  # the sampling period of the CPU reading
+            after = cpu.read(self.pids)
+            busy = sum(cpu.rates(before, after).values()) - sum(self.idle_services.values())
+            if busy < QUIET_CPU:
+                break
+            before = after
+        return time.monotonic() - began
+
     def window(
         self,
         phase: str,
@@ -86,6 +104,7 @@ class Meter:
         targets = tuple(
             Target(url=self.gateway_url + path, headers=dict(h)) for h in self.credentials(design)
         )
+        self.quiesce()
         plan = Plan(
             targets=targets,
             schedule=Schedule(rate=rate, seconds=settle + seconds),
@@ -110,9 +129,12 @@ class Meter:
                     raise RuntimeError("the load generator did not start")
             # The measured part of the window: these sleeps are its length, not a wait.
             time.sleep(max(0.0, start[0] + settle - time.time()))
+            system_cpus = self.isolation.system_cpus if self.isolation else ()
             before = self.servers.snapshot()
             cpu_before = cpu.read(self.pids)
+            steal_before = cpu.steal_seconds(system_cpus)
             time.sleep(max(0.0, start[0] + settle + seconds - time.time()))
+            steal = cpu.steal_seconds(system_cpus) - steal_before
             cpu_after = cpu.read(self.pids)
             after = self.servers.snapshot()
             measured = running.result()
@@ -144,6 +166,7 @@ class Meter:
             "cpu_by_process": by_process,
             "store_ops_per_request": float(paid["store_ops_per_request"].get(SESSION_STORE, 0.0)),
             "generator_limited": measured.generator_limited,
+            "steal_pct": round(steal / max(wall, 1e-9) / max(len(system_cpus), 1) * 100, 1),
         }
 
 

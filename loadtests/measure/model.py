@@ -3,25 +3,27 @@ predicted from parts measured apart, and its error on every measured chain and d
 
 The parts:
 - forwarding: the control chain's lines (no credential checked anywhere), CPU and p50 against
-  the hops: a base and a cost per hop. It is the one part fitted to points it is then shown
-  against (its own), since it is the forwarding by definition;
-- checks: at k hops the gateway checks at the edge and k relays check behind it. Each check
-  costs the design's in-process micro-benchmark figure (`check_us`). The hybrid's gateway checks
-  the session and its relays an internal JWT: its edge check is the figure of the design that
-  checks a session the same way (same SESSION_CACHE), its relays' that of the bearer JWT
-  design with the same revocation; the control checks nowhere;
+  the hops: a base and a cost per hop, fitted to the control's own windows;
+- the check at each relay: the design's in-process micro-benchmark figure (`check_us`); the
+  hybrid's relays check an internal JWT, so theirs is the bearer JWT design's with the same
+  revocation; the control checks nowhere;
 - the session store: its CPU per operation (cpu_by_process["session_store"] over the store
-  operations per request, in windows outside the chain and distance phases) times the
-  operations each point counted (a count from the store, not a fitted cost);
-- store distance: every store operation is a round trip the request waits for, one after
-  the other, so it adds ops x RTT (the base RTT: the distance points with nothing added) to
-  the latency, and the checks' CPU adds to it in series.
+  operations per request, in the capacity and CPU windows, never the validated ones) times the
+  operations each point counted (a count from the store, not a fitted cost); every operation is
+  a round trip the request waits for, in series: ops x RTT of latency;
+- the edge: what the gateway's side of the design costs beyond that (reading the credential,
+  the hybrid's exchange, another route through the gateway), read off the chain at k = 1. That
+  point calibrates and is not among the validated ones;
+- distance: added round trips cost waiting, not CPU: the request at the nearest store (the
+  first distance point, which calibrates) plus ops x the added RTT.
 
-    CPU(k) = base + per_hop * k + edge_check + k * relay_check + ops * store_cpu_per_op
-    p50(k) = base_p50 + per_hop_p50 * k + (edge_check + k * relay_check) / 1000 + ops * RTT
+    CPU(k) = base + per_hop * k + edge + k * relay_check + ops * store_cpu_per_op
+    p50(k) = base_p50 + per_hop_p50 * k + edge_p50 + k * relay_check / 1000 + ops * RTT
+    p50(rtt) = p50(nearest) + ops * (rtt - rtt_nearest),   CPU(rtt) = CPU(nearest)
 
-Nothing is tuned to the design's own points: where its in-process check misses what the chain
-costs, the error shows it. Pure: no I/O, no clock.
+Validated on chain points k = 2..5 and the distance points beyond the nearest. Nothing is tuned
+to those points: where a design's per-hop check costs more in the chain than in-process, the
+error grows with k and shows it. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ STORE_PROCESS = "session_store"  # the key of cpu_by_process the session store's
 STORE_OPS_FLOOR = 0.5
 DEFAULT_DISTANCE_HOPS = 1  # when the method does not say where the distance points ran
 MODELLED_PHASES = ("chain", "distance")  # the points the model is validated on
+CALIBRATION_HOPS = 1  # the chain point each design's edge is read off (not validated on)
 
 
 def usable(windows: Iterable[Window], phase: str, design: str | None = None) -> list[Window]:
@@ -217,6 +220,8 @@ def build(results: Mapping[str, Any]) -> Output:
         }
     )
     line = _Lines(cpu_line, p50_line, store_us)
+    out.parts["edges"] = {}
+    out.parts["distance_base"] = {}
     for name, design in designs.items():
         cost = checks(designs, name)
         out.parts["checks"][name] = (
@@ -232,22 +237,35 @@ def build(results: Mapping[str, Any]) -> Output:
         if cost is None:
             out.notes.append(f"{name}: its check cost (check_us) was not measured: not modelled")
             continue
-        measured: list[tuple[str, float, float, float, Mapping[str, Any]]] = [
-            ("chain", float(key), float(key), rtt_ms, hop_point)
-            for key, hop_point in design.get("hops", {}).items()
-        ]
-        measured.sort(key=lambda m: m[1])
-        measured += [
-            ("distance", float(p["added_rtt_ms"]), distance_hops, float(p["measured_rtt_ms"]), p)
-            for p in design.get("distance") or []
-        ]
         own: list[ModelPoint] = []
-        for kind, x, hops, rtt, figures in measured:
-            predicted = line.point(name, cost, kind, x, hops, rtt, figures)
-            if predicted is None:
-                out.notes.append(f"{name} {kind} {x:g}: no CPU or p50 measured: not modelled")
-            else:
-                own.append(predicted)
+        hops = design.get("hops", {})
+        first = hops.get(str(CALIBRATION_HOPS))
+        if first is not None:
+            edge = line.edge(cost, rtt_ms, first)
+            out.parts["edges"][name] = {"cpu_us": _r(edge[0], 1), "p50_ms": _r(edge[1])}
+            for key in sorted(hops, key=float):
+                if float(key) == CALIBRATION_HOPS:
+                    continue
+                predicted = line.chain(name, cost, edge, float(key), rtt_ms, hops[key])
+                if predicted is not None:
+                    own.append(predicted)
+        else:
+            out.notes.append(
+                f"{name}: no chain point at k = {CALIBRATION_HOPS}: chain not modelled"
+            )
+        points = sorted(design.get("distance") or [], key=lambda p: float(p["added_rtt_ms"]))
+        if len(points) >= 2:
+            base = points[0]
+            out.parts["distance_base"][name] = {
+                "added_rtt_ms": float(base["added_rtt_ms"]),
+                "cpu_us": float(base["cpu_us_per_request"]),
+                "p50_ms": float(base["p50_ms"]),
+                "measured_rtt_ms": float(base["measured_rtt_ms"]),
+            }
+            for point in points[1:]:
+                predicted = line.distance(name, base, point)
+                if predicted is not None:
+                    own.append(predicted)
         out.points += own
         if own:
             out.errors[name] = {
@@ -265,31 +283,60 @@ class _Lines:
     p50: stats.Fit
     store_us_per_op: float
 
-    def point(
+    def edge(self, cost: Checks, rtt_ms: float, first: Mapping[str, Any]) -> tuple[float, float]:
+        """What the design's edge (the gateway's side of its check: parsing, the session or
+        token look-up, the hybrid's exchange) adds beyond the forwarding, one relay's check
+        and the store operations, in CPU us and p50 ms: read off the chain at k = 1."""
+        ops = float(first.get("store_ops_per_request") or 0.0)
+        cpu = float(first.get("cpu_us_per_request") or 0.0)
+        p50 = float(first.get("p50_ms") or 0.0)
+        k = float(CALIBRATION_HOPS)
+        return (
+            cpu - self.cpu.at(k) - k * cost.relay_us - ops * self.store_us_per_op,
+            p50 - self.p50.at(k) - k * cost.relay_us / 1000 - ops * rtt_ms,
+        )
+
+    def chain(
         self,
         design: str,
         cost: Checks,
-        kind: str,
-        x: float,
+        edge: tuple[float, float],
         hops: float,
         rtt_ms: float,
         measured: Mapping[str, Any],
     ) -> ModelPoint | None:
-        cpu_measured = float(measured.get("cpu_us_per_request") or 0.0)
-        p50_measured = float(measured.get("p50_ms") or 0.0)
-        if cpu_measured <= 0 or p50_measured <= 0:
-            return None
         ops = float(measured.get("store_ops_per_request") or 0.0)
-        cpu = self.cpu.at(hops) + cost.at(hops) + ops * self.store_us_per_op
-        p50 = self.p50.at(hops) + cost.at(hops) / 1000 + ops * rtt_ms
-        return {
-            "design": design,
-            "kind": kind,
-            "x": x,
-            "cpu_measured": _r(cpu_measured, 1),
-            "cpu_model": _r(cpu, 1),
-            "cpu_error_pct": _r(_error_pct(cpu, cpu_measured), 2),
-            "p50_measured": _r(p50_measured),
-            "p50_model": _r(p50),
-            "p50_error_pct": _r(_error_pct(p50, p50_measured), 2),
-        }
+        cpu = self.cpu.at(hops) + edge[0] + hops * cost.relay_us + ops * self.store_us_per_op
+        p50 = self.p50.at(hops) + edge[1] + hops * cost.relay_us / 1000 + ops * rtt_ms
+        return _point(design, "chain", hops, cpu, p50, measured)
+
+    def distance(
+        self, design: str, base: Mapping[str, Any], measured: Mapping[str, Any]
+    ) -> ModelPoint | None:
+        """Distance costs waiting, not CPU: the request's own figures with the store near,
+        plus one round trip more for each store operation it makes in series."""
+        ops = float(measured.get("store_ops_per_request") or 0.0)
+        added = float(measured["measured_rtt_ms"]) - float(base["measured_rtt_ms"])
+        cpu = float(base["cpu_us_per_request"])
+        p50 = float(base["p50_ms"]) + ops * added
+        return _point(design, "distance", float(measured["added_rtt_ms"]), cpu, p50, measured)
+
+
+def _point(
+    design: str, kind: str, x: float, cpu: float, p50: float, measured: Mapping[str, Any]
+) -> ModelPoint | None:
+    cpu_measured = float(measured.get("cpu_us_per_request") or 0.0)
+    p50_measured = float(measured.get("p50_ms") or 0.0)
+    if cpu_measured <= 0 or p50_measured <= 0:
+        return None
+    return {
+        "design": design,
+        "kind": kind,
+        "x": x,
+        "cpu_measured": _r(cpu_measured, 1),
+        "cpu_model": _r(cpu, 1),
+        "cpu_error_pct": _r(_error_pct(cpu, cpu_measured), 2),
+        "p50_measured": _r(p50_measured),
+        "p50_model": _r(p50),
+        "p50_error_pct": _r(_error_pct(p50, p50_measured), 2),
+    }

@@ -27,11 +27,12 @@ class Options:
     factor: float = 1.5  # first repeat; later ones start at the previous knee, step `near`
     near: float = 1.12
     refine_to: float = 0.05
+    confirm: int = 2  # windows in a row that must hold for a rate to hold
     settle_s: float = 0.5  # load before the measured part of every window
     # Unrecorded load on each design after every start of the services: connection pools,
     # caches and allocators grow here, not in the first measured window.
     warmup_rps: float = 1000.0
-    warmup_s: float = 2.0
+    warmup_s: float = 1.0
     window_s: float = 1.5
     # CPU per request: one rate common to every design, well inside every capacity.
     common_rps: float = 400.0
@@ -40,11 +41,11 @@ class Options:
     # The chain of k verifying services (and the control), k = 1..5.
     chain_rps: float = 200.0
     chain_repeats: int = 2
-    chain_window_s: float = 1.5
+    chain_window_s: float = 1.0
     # The session store at a distance.
     rtts_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)
     distance_rps: float = 100.0
-    distance_window_s: float = 1.5
+    distance_window_s: float = 1.0
     distance_groups: int = 0  # settings groups measured at a distance, 0: every one
     revocation_samples: int = 10
     revocation_limit_s: float = 1.5
@@ -61,6 +62,7 @@ class Options:
             start_rps=300.0,
             factor=2.0,
             refine_to=0.25,
+            confirm=1,
             settle_s=0.3,
             warmup_s=0.6,
             window_s=0.7,

@@ -255,18 +255,24 @@ class Bench:
             for name in order:
 
                 def judge(rate: float, name: str = name, repeat: int = repeat) -> bool:
-                    # A window past the SLO or limited by the generator is measured once more
-                    # before the rate counts as not held: a short window's p99 is its few
-                    # slowest requests, which one burst elsewhere on the machine can spoil.
-                    for _ in range(2):
+                    # A rate holds when `confirm` windows in a row hold: near the knee one
+                    # short window's p99 passes or fails by chance, and a rate passed once by
+                    # luck would pull the whole search up. A window the load generator limited
+                    # is not used: it is measured again (once).
+                    held_in_a_row = limited = 0
+                    while held_in_a_row < o.confirm:
                         window = meter.window(
                             "capacity", name, ORDERS, rate, o.window_s, o.settle_s, repeat
                         )
                         held = capacity.holds(window, o.slo_ms, o.shortfall)
                         self.record({**window, "held": bool(held)})
-                        if held:
-                            return True
-                    return False
+                        if held is None and limited == 0:
+                            limited += 1
+                            continue
+                        if not held:
+                            return False
+                        held_in_a_row += 1
+                    return True
 
                 first = name not in guess
                 knee = capacity.search(
@@ -301,6 +307,10 @@ class Bench:
     def chain(self, meter: Meter, config: Config) -> None:
         o = self.options
         names = ((CONTROL,) if config.control else ()) + config.designs
+        for name in names:  # the relays' pools to one another grow here, not in a window
+            meter.window(
+                "warmup", name, chain_path(name, max(HOPS)), o.chain_rps, o.warmup_s, o.settle_s
+            )
         for repeat in range(1, o.chain_repeats + 1):
             for hops in HOPS:
                 order = names if (repeat + hops) % 2 else tuple(reversed(names))

@@ -106,6 +106,7 @@ class Window(TypedDict):
     cpu_by_process: dict[str, float]  # us per request: gateway, auth, orders, relay, stores
     store_ops_per_request: float  # session store commands per request
     generator_limited: bool  # the load generator was the limit: the window is not used
+    steal_pct: NotRequired[float]  # CPU time the hypervisor took from the system's CPUs
     held: NotRequired[bool]  # capacity: served within 2 % of offered, p99 within the SLO
     hops: NotRequired[int]  # chain: verifying services behind the gateway
     added_rtt_ms: NotRequired[float]  # distance
