@@ -77,11 +77,14 @@ def _interval(raw: Mapping[str, Any] | None) -> Interval | None:
     if not raw or not raw.get("runs"):
         return None
     figure = stats.interval([float(x) for x in raw["runs"]])
-    return {
+    out: Interval = {
         "median": _r(figure["median"]),
         "ci95": [_r(x) for x in figure["ci95"]],
         "runs": figure["runs"],
     }
+    if "generator_bound" in raw:
+        out["generator_bound"] = list(raw["generator_bound"])
+    return out
 
 
 def _rate_figure(raw: Mapping[str, Any] | None) -> RateFigure | None:
@@ -110,8 +113,9 @@ def _marginal(raw: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 
 def _per_hop(name: str, fits: Mapping[str, stats.Fit | None]) -> PerHop | None:
-    """The design's CPU slope over the hops minus the control's: what checking costs per hop."""
-    mine, control = fits.get(name), fits.get(CONTROL)
+    """The design's CPU slope over the hops minus the control's (measured on the same start of
+    the services): what checking costs per hop."""
+    mine, control = fits.get(name), fits.get(_control_of(name))
     if name == CONTROL or mine is None or control is None:
         return None
     diff, (lo, hi) = stats.difference_of_slopes(mine, control)
@@ -193,13 +197,16 @@ def check_control_cheapest(
     not as a strict inequality of two noisy medians."""
     name = "control_cheapest"
     hops = designs.get(CONTROL, {}).get("hops") or {}
-    control = fits.get(CONTROL)
-    if not hops or control is None or not control.has_interval:
+    if not hops or fits.get(CONTROL) is None:
         return _check(name, False, "no control chain measured (k = 1..5): cannot judge")
     ok, parts = True, []
     for other, design in designs.items():
-        own = fits.get(other)
+        own, control = fits.get(other), fits.get(_control_of(other))
         if other == CONTROL or own is None or not own.has_interval:
+            continue
+        if control is None or not control.has_interval:
+            ok = False
+            parts.append(f"{other}: no control chain on its start of the services")
             continue
         scatter = stats.t975(control.df + own.df) * math.hypot(
             _residual_sd(control), _residual_sd(own)
@@ -255,7 +262,7 @@ def check_same_check_agree(
         if figure != "auth_cpu_us_per_hop":
             return _judged(value)
         # a slope difference has an interval when both fits have residual degrees of freedom
-        mine, control = fits.get(design), fits.get(CONTROL)
+        mine, control = fits.get(design), fits.get(_control_of(design))
         return bool(mine and control and mine.has_interval and control.has_interval)
 
     ok, parts = True, []
@@ -316,7 +323,7 @@ def _knee_window(windows: Sequence[Mapping[str, Any]], design: str, knee: float)
     below = [
         w
         for w in bottom_up.usable(cast(Any, windows), "capacity", design)
-        if w["offered_rps"] <= knee * (1 + 1e-9) and w["cpu_us_per_request"] > 0
+        if w.get("held") and w["offered_rps"] <= knee * (1 + 1e-9) and w["cpu_us_per_request"] > 0
     ]
     return max(below, key=lambda w: w["offered_rps"], default=None)
 
@@ -386,7 +393,7 @@ def check_model(designs: Mapping[str, Mapping[str, Any]], built: bottom_up.Outpu
     """The model within DESIGN.md's goals on every point of every design."""
     name = "model"
     goals = bottom_up.GOAL_PCT
-    missing = [n for n in designs if n not in built.errors]
+    missing = [n for n in designs if n != CONTROL and n not in built.errors]
     over = [
         f"{n} CPU {e['cpu']:.1f} %, p50 {e['p50']:.1f} %"
         for n, e in built.errors.items()
@@ -556,10 +563,21 @@ def advise(results: Mapping[str, Any], fits: Mapping[str, stats.Fit | None]) -> 
 # The whole analysis --------------------------------------------------------------------------
 
 
+def _control_of(name: str) -> str:
+    """The key in `chain_fits` of the control a design is measured against."""
+    return f"{CONTROL}@{name}"
+
+
 def chain_fits(results: Mapping[str, Any]) -> dict[str, stats.Fit | None]:
-    """Each design's CPU per request against the hops, over its chain windows."""
+    """Each design's CPU per request against the hops, over its chain windows; and under
+    `_control_of(name)` the control's over the windows of the same starts of the services
+    (a difference of two starts would go straight into the design's cost per hop)."""
     windows = results.get("windows", [])
-    return {name: bottom_up.chain_fit(windows, name) for name in results["designs"]}
+    fits = {name: bottom_up.chain_fit(windows, name) for name in results["designs"]}
+    for name in results["designs"]:
+        configs = bottom_up.configs_of(windows, name)
+        fits[_control_of(name)] = bottom_up.chain_fit(windows, CONTROL, configs=configs)
+    return fits
 
 
 def analyse(results: Results) -> Results:

@@ -27,8 +27,15 @@ def holds(window: Window, slo_ms: float, shortfall: float) -> bool | None:
         window["failures"] == 0
         and p99 is not None
         and p99 <= slo_ms
-        and window["served_rps"] >= window["offered_rps"] * (1 - shortfall)
+        and served(window) >= window["offered_rps"] * (1 - shortfall)
     )
+
+
+def served(window: Window) -> float:
+    """What the system answered per second *during* the window: the gateway's own count over
+    the measured part. The client's count includes answers that came after the window (late
+    answers to requests scheduled in it), and so matches the offered rate even in overload."""
+    return min(window["served_rps"], window.get("achieved_rps", window["served_rps"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,24 +43,32 @@ class Knee:
     held_rps: float | None  # the highest rate that held (None: not even the first)
     failed_rps: float | None  # the lowest that did not (None: the search ran out of steps)
     judged: int  # rates judged
+    # The load generator could not offer a rate above held_rps: the capacity is at least
+    # held_rps, and the generator, not the system, ended the search.
+    generator_bound: bool = False
 
 
 def search(
-    judge: Callable[[float], bool],
+    judge: Callable[[float], bool | None],
     start: float,
     factor: float,
     refine_to: float,
     max_steps: int = 40,
 ) -> Knee:
     """From `start`, up by `factor` while the rate holds and down by it while it does not, until
-    one rate holds and the next one up does not; then bisection (geometric) to `refine_to`."""
+    one rate holds and the next one up does not; then bisection (geometric) to `refine_to`.
+    A rate the judge cannot decide (None: the load generator was the limit) ends the search
+    with a bound: the capacity is at least the highest rate held."""
     held: float | None = None
     failed: float | None = None
     rate = start
     judged = 0
     while judged < max_steps:
         judged += 1
-        if judge(rate):
+        verdict = judge(rate)
+        if verdict is None:
+            return Knee(held, failed, judged, generator_bound=True)
+        if verdict:
             held = rate
             if failed is not None:
                 break
@@ -75,7 +90,10 @@ def search(
         if not held < rate < failed:
             break
         judged += 1
-        if judge(rate):
+        verdict = judge(rate)
+        if verdict is None:
+            return Knee(held, failed, judged, generator_bound=True)
+        if verdict:
             held = rate
         else:
             failed = rate

@@ -139,8 +139,10 @@ class Meter:
             after = self.servers.snapshot()
             measured = running.result()
         paid = costs(before, after, self.idle)
-        requests = max(paid["gateway_requests"], 1.0)
         wall = cpu_after.at - cpu_before.at
+        # The gateway's count covers the two snapshots, the services' CPU the (shorter) time
+        # between its two readings inside them: the count is scaled to that time.
+        requests = max(paid["gateway_requests"] * wall / max(paid["window_s"], 1e-9), 1.0)
         by_process = {
             name: round(
                 max(rate - self.idle_services.get(name, 0.0), 0.0) * wall / requests * 1e6, 1
@@ -158,6 +160,7 @@ class Meter:
             "repeat": repeat,
             "offered_rps": rate,
             "served_rps": measured.served_rps,
+            "achieved_rps": paid["achieved_rps"],
             "p50_ms": measured.latency.p50_ms,
             "p99_ms": measured.latency.p99_ms,
             "failures": failures,
@@ -173,7 +176,16 @@ class Meter:
 def at_rest(
     servers: Servers, pids: Mapping[str, Sequence[int]], seconds: float
 ) -> tuple[Idle, dict[str, float]]:
-    """What the stores and the services burn per second with no traffic."""
+    """What the stores and the services burn per second with no traffic (once what a start
+    of the services leaves to do is done)."""
+    began = time.monotonic()
+    before_rest = cpu.read(pids)
+    while time.monotonic() - began < QUIET_LIMIT_S:
+        time.sleep(0.1)  # the sampling period of the CPU reading
+        now = cpu.read(pids)
+        if sum(cpu.rates(before_rest, now).values()) < QUIET_CPU:
+            break
+        before_rest = now
     before, cpu_before = servers.snapshot(), cpu.read(pids)
     time.sleep(seconds)  # the length of the measurement, not a wait for something
     cpu_after, after = cpu.read(pids), servers.snapshot()

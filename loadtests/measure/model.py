@@ -57,15 +57,27 @@ def usable(windows: Iterable[Window], phase: str, design: str | None = None) -> 
     ]
 
 
+def configs_of(windows: Iterable[Window], design: str) -> set[int] | None:
+    """The starts of the services (`config`) the design's chain ran on; None for a run that
+    did not record them."""
+    found = {w.get("config") for w in usable(windows, "chain", design)}
+    return None if not found or None in found else cast(set[int], found)
+
+
 def chain_fit(
-    windows: Iterable[Window], design: str, figure: str = "cpu_us_per_request"
+    windows: Iterable[Window],
+    design: str,
+    figure: str = "cpu_us_per_request",
+    configs: set[int] | None = None,
 ) -> stats.Fit | None:
-    """The design's `figure` against the hops over its chain windows (every repeat); None
-    when they do not span two hop counts."""
+    """The design's `figure` against the hops over its chain windows (every repeat; only
+    those of `configs` when given); None when they do not span two hop counts."""
     points = [
         (float(fields["hops"]), float(fields[figure]))
         for fields in cast(list[Mapping[str, Any]], usable(windows, "chain", design))
-        if fields.get("hops") is not None and fields.get(figure) is not None
+        if fields.get("hops") is not None
+        and fields.get(figure) is not None
+        and (configs is None or fields.get("config") in configs)
     ]
     if len({x for x, _ in points}) < 2:
         return None
@@ -149,6 +161,7 @@ def _store_cpu_per_op(windows: Sequence[Window]) -> tuple[float, str, int]:
         for w in windows
         if w["phase"] not in (*MODELLED_PHASES, "idle")
         and not w.get("generator_limited", False)
+        and (w["phase"] != "capacity" or w.get("held"))  # not an overloaded window
         and w["store_ops_per_request"] >= STORE_OPS_FLOOR
         and STORE_PROCESS in w.get("cpu_by_process", {})
     ]
@@ -219,7 +232,6 @@ def build(results: Mapping[str, Any]) -> Output:
             "goal_pct": dict(GOAL_PCT),
         }
     )
-    line = _Lines(cpu_line, p50_line, store_us)
     out.parts["edges"] = {}
     out.parts["distance_base"] = {}
     for name, design in designs.items():
@@ -238,6 +250,15 @@ def build(results: Mapping[str, Any]) -> Output:
             out.notes.append(f"{name}: its check cost (check_us) was not measured: not modelled")
             continue
         own: list[ModelPoint] = []
+        if name == CONTROL:
+            continue  # its line is the forwarding part itself: nothing to validate
+        # The forwarding of the same start of the services as the design's chain.
+        configs = configs_of(windows, name)
+        line = _Lines(
+            chain_fit(windows, CONTROL, configs=configs) or cpu_line,
+            chain_fit(windows, CONTROL, "p50_ms", configs=configs) or p50_line,
+            store_us,
+        )
         hops = design.get("hops", {})
         first = hops.get(str(CALIBRATION_HOPS))
         if first is not None:

@@ -90,7 +90,7 @@ class Config:
 
     designs: tuple[str, ...]
     distant: bool
-    control: bool = False  # the control chain runs here too
+    control: bool = True  # the control chain runs beside the designs' (same start)
 
 
 def configs(
@@ -99,7 +99,7 @@ def configs(
     out: list[Config] = []
     for index, group in enumerate(groups):
         names = tuple(m.name for m in group)
-        out.append(Config(names, distant=False, control=index == 0))
+        out.append(Config(names, distant=False))
         if rtts and (distance_groups <= 0 or index < distance_groups):
-            out.append(Config(names, distant=True))
+            out.append(Config(names, distant=True, control=False))
     return out

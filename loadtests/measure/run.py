@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
@@ -124,6 +125,7 @@ class Bench:
         say: Callable[[str], None],
         stack: Stack,
         store: RemoteStore,
+        windows: list[Window] | None = None,
     ) -> None:
         self.options = options
         self.modes = modes
@@ -132,12 +134,15 @@ class Bench:
         self.say = say
         self.stack = stack
         self.store = store
-        self.windows: list[Window] = []
+        self.windows: list[Window] = [] if windows is None else windows
         self.revocation: dict[str, Any] = {}
         self.outage: dict[str, Any] = {}
         self.distance_rtt: dict[float, float] = {}
         self.notes: list[str] = []
         self.knees: dict[str, list[float | None]] = {}
+        self.bounds: dict[str, list[bool]] = {}  # per run: the load generator ended the search
+        self.config_index = 0
+        self.idle: list[dict[str, Any]] = []
         self.isolation: Isolation | None = None
         self.usernames = [f"{USER_PREFIX}-{i}" for i in range(options.users)]
         # Taken before this process pins itself beside the load generator.
@@ -205,10 +210,22 @@ class Bench:
 
     def configuration(self, index: int, config: Config) -> None:
         o = self.options
+        self.config_index = index
         servers = self.servers(config)
         isolation = self.pin_system()
         pids = self.service_pids()
         idle, idle_services = at_rest(servers, pids, 1.5)
+        self.idle.append(
+            {
+                "config": index,
+                "designs": list(config.designs),
+                "distant_store": config.distant,
+                "cpu_ms_per_s": {
+                    name: round(rate * 1e3, 3)
+                    for name, rate in {**idle_services, **idle.rates}.items()
+                },
+            }
+        )
         meter = Meter(
             self.stack.gateway_url,
             self.by_name,
@@ -244,6 +261,7 @@ class Bench:
     # -- the windows ------------------------------------------------------------------------
 
     def record(self, window: Window) -> Window:
+        window = {**window, "config": self.config_index}
         self.windows.append(window)
         return window
 
@@ -254,7 +272,7 @@ class Bench:
             order = config.designs if repeat % 2 else tuple(reversed(config.designs))
             for name in order:
 
-                def judge(rate: float, name: str = name, repeat: int = repeat) -> bool:
+                def judge(rate: float, name: str = name, repeat: int = repeat) -> bool | None:
                     # A rate holds when `confirm` windows in a row hold: near the knee one
                     # short window's p99 passes or fails by chance, and a rate passed once by
                     # luck would pull the whole search up. A window the load generator limited
@@ -265,10 +283,12 @@ class Bench:
                             "capacity", name, ORDERS, rate, o.window_s, o.settle_s, repeat
                         )
                         held = capacity.holds(window, o.slo_ms, o.shortfall)
-                        self.record({**window, "held": bool(held)})
-                        if held is None and limited == 0:
+                        self.record({**window, "held": held})
+                        if held is None:
                             limited += 1
-                            continue
+                            if limited < 2:
+                                continue
+                            return None  # the generator cannot offer this rate
                         if not held:
                             return False
                         held_in_a_row += 1
@@ -286,8 +306,14 @@ class Bench:
                 self.say(
                     f"capacity {name} run {repeat}: {knee.held_rps} req/s held, "
                     f"{knee.failed_rps} not ({knee.judged} rates)"
+                    + (
+                        ": the load generator's limit, not the system's"
+                        if knee.generator_bound
+                        else ""
+                    )
                 )
                 self.knees.setdefault(name, []).append(knee.held_rps)
+                self.bounds.setdefault(name, []).append(knee.generator_bound)
 
     def cpu(self, meter: Meter, config: Config) -> None:
         o = self.options
@@ -389,7 +415,16 @@ class Bench:
             "kind": mode.credential.kind,
             "carrier": mode.credential.carrier,
             "settings": dict(mode.settings),
-            "capacity_rps": {"median": 0.0, "ci95": [], "runs": knees} if knees else None,
+            "capacity_rps": (
+                {
+                    "median": 0.0,
+                    "ci95": [],
+                    "runs": knees,
+                    "generator_bound": self.bounds.get(name, []),
+                }
+                if knees
+                else None
+            ),
             "cpu_us_per_request": (
                 {
                     "median": 0.0,
@@ -461,7 +496,7 @@ class Bench:
                 "store_ops_per_request": w["store_ops_per_request"],
             }
             for w in self.windows
-            if w["phase"] == "distance" and w["design"] == name
+            if w["phase"] == "distance" and w["design"] == name and not w["generator_limited"]
         ]
 
 
@@ -498,8 +533,14 @@ def check_costs(n: int) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
 
 
 def measure(
-    options: Options, workdir: Path, say: Callable[[str], None], cleanup: contextlib.ExitStack
+    options: Options,
+    workdir: Path,
+    say: Callable[[str], None],
+    cleanup: contextlib.ExitStack,
+    windows: list[Window] | None = None,
 ) -> Results:
+    """The whole measurement; every window lands in `windows` as it is taken (so a failed run
+    keeps what it measured)."""
     started = dt.datetime.now(dt.UTC)
     began = time.monotonic()
     load_average = [round(v, 2) for v in os.getloadavg()]
@@ -533,7 +574,7 @@ def measure(
         relays=RELAYS,
     )
     cleanup.callback(stack.stop)
-    bench = Bench(options, modes, workdir, say, stack, store)
+    bench = Bench(options, modes, workdir, say, stack, store, windows)
     cleanup.callback(bench.workers.close)
     cleanup.callback(bench.release)
     stack.env.update(bench.settings_of(plan[0]))
@@ -577,6 +618,7 @@ def measure(
             "distance_method": store.method,
             "distance_note": store.note,
             "microbench": microbench_rows,
+            "idle": bench.idle,
         }
     )
     return {
@@ -610,11 +652,14 @@ def run(options: Options, say: Callable[[str], None] = log) -> Path:
     out = options.out or REPORTS / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = Path(tempfile.mkdtemp(prefix="authscale-bench-"))
     logs = out / "logs"
+    windows: list[Window] = []
     try:
         with contextlib.ExitStack() as cleanup:
-            results = measure(options, workdir, say, cleanup)
+            results = measure(options, workdir, say, cleanup, windows)
     except BaseException:
-        say(f"the run failed; its logs are in {logs}")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "windows-partial.json").write_text(json.dumps(windows, indent=1) + "\n")
+        say(f"the run failed; its logs are in {logs}, its windows in windows-partial.json")
         raise
     finally:
         logs.mkdir(parents=True, exist_ok=True)

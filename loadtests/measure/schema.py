@@ -41,6 +41,8 @@ class Interval(TypedDict):
     median: float
     ci95: list[float]  # [lo, hi]
     runs: list[float]
+    # capacity: per run, whether the load generator (not the system) ended the search
+    generator_bound: NotRequired[list[bool]]
 
 
 class RateFigure(Interval):
@@ -97,7 +99,9 @@ class Window(TypedDict):
     design: str
     repeat: int  # 1, 2, 3 ...
     offered_rps: float
-    served_rps: float  # 2xx answers per second, client-side
+    served_rps: float  # 2xx answers per second, client-side (late answers included)
+    achieved_rps: NotRequired[float]  # requests the gateway answered per second in the window
+    config: NotRequired[int]  # which start of the services (0, 1, ...) the window ran on
     p50_ms: float | None
     p99_ms: float | None
     failures: int
@@ -107,7 +111,8 @@ class Window(TypedDict):
     store_ops_per_request: float  # session store commands per request
     generator_limited: bool  # the load generator was the limit: the window is not used
     steal_pct: NotRequired[float]  # CPU time the hypervisor took from the system's CPUs
-    held: NotRequired[bool]  # capacity: served within 2 % of offered, p99 within the SLO
+    # capacity: served within 2 % of offered, p99 within the SLO; None: the generator's limit
+    held: NotRequired[bool | None]
     hops: NotRequired[int]  # chain: verifying services behind the gateway
     added_rtt_ms: NotRequired[float]  # distance
     measured_rtt_ms: NotRequired[float]
