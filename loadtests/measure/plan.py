@@ -23,9 +23,9 @@ class Options:
     slo_ms: float = 50.0
     shortfall: float = 0.02
     repeats: int = 3
-    start_rps: float = 400.0
+    start_rps: float = 600.0
     factor: float = 1.5  # first repeat; later ones start at the previous knee, step `near`
-    near: float = 1.12
+    near: float = 1.15
     refine_to: float = 0.05
     confirm: int = 2  # windows in a row that must hold for a rate to hold
     settle_s: float = 0.5  # load before the measured part of every window
@@ -33,7 +33,7 @@ class Options:
     # seen here: connection pools (the load's 64, the gateway's upstream pools), caches and
     # allocators grow to what overload needs here, so the first repeat's ladder, which jumps,
     # starts from the state the later repeats, which creep up, reach on their own.
-    warmup_rps: float = 2500.0
+    warmup_rps: float = 1800.0
     warmup_s: float = 1.0
     window_s: float = 1.5
     # CPU per request: one rate common to every design, well inside every capacity.
@@ -41,13 +41,13 @@ class Options:
     cpu_repeats: int = 3
     cpu_window_s: float = 2.0
     # The chain of k verifying services (and the control), k = 1..5.
-    chain_rps: float = 200.0
-    chain_repeats: int = 2
-    chain_window_s: float = 1.0
+    chain_rps: float = 120.0  # a session chain of 5 relays stays near half a CPU
+    chain_repeats: int = 1  # the fit over k = 1..5 gives the per-hop interval
+    chain_window_s: float = 1.5
     # The session store at a distance.
     rtts_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)
-    distance_rps: float = 100.0
-    distance_window_s: float = 1.0
+    distance_rps: float = 150.0
+    distance_window_s: float = 1.5
     distance_groups: int = 0  # settings groups measured at a distance, 0: every one
     revocation_samples: int = 10
     revocation_limit_s: float = 1.5
