@@ -29,10 +29,10 @@ class Options:
     refine_to: float = 0.05
     confirm: int = 2  # windows in a row that must hold for a rate to hold
     settle_s: float = 0.5  # load before the measured part of every window
-    # Unrecorded load on each design after every start of the services, above every capacity
+    # Unrecorded load on each design after every start of the services, near the capacities
     # seen here: connection pools (the load's 64, the gateway's upstream pools), caches and
-    # allocators grow to what overload needs here, so the first repeat's ladder, which jumps,
-    # starts from the state the later repeats, which creep up, reach on their own.
+    # allocators grow here, so the first repeat's ladder, which jumps, starts from about the
+    # state the later repeats, which creep up, reach on their own.
     warmup_rps: float = 1800.0
     warmup_s: float = 1.0
     window_s: float = 1.5
