@@ -24,6 +24,9 @@ from loadtests.measure.schema import CONTROL, Window
 from loadtests.modes import Mode
 
 ORDERS = "/orders?limit=10"  # the request of capacity, CPU per request, latency and distance
+# The write, measured as its own request type: an order stored with fsync (AOF always), the
+# caller's credential checked at the gateway, orders and auth.
+NEW_ORDER = ("POST", "/orders", '{"item": "bench", "quantity": 1}')
 CREDENTIALS = 8  # users whose credentials the requests take in turn
 CREDENTIAL_AGE_S = 30.0  # log in again after this: well inside every access token's life
 CONNECTIONS = 64  # the load process's pool; a request waiting for one still counts
@@ -98,11 +101,15 @@ class Meter:
         seconds: float,
         settle: float,
         repeat: int = 1,
+        method: str = "GET",
+        body: str | None = None,
     ) -> Window:
         """`settle` + `seconds` of load at `rate`; the servers are read over the last
         `seconds`, the part whose requests the window counts."""
+        extra = {"Content-Type": "application/json"} if body is not None else {}
         targets = tuple(
-            Target(url=self.gateway_url + path, headers=dict(h)) for h in self.credentials(design)
+            Target(url=self.gateway_url + path, method=method, headers={**h, **extra}, body=body)
+            for h in self.credentials(design)
         )
         self.quiesce()
         plan = Plan(

@@ -40,6 +40,9 @@ class Options:
     common_rps: float = 400.0
     cpu_repeats: int = 3
     cpu_window_s: float = 2.0
+    # The write (POST /orders, an fsynced order), its own request type, once per design.
+    post_rps: float = 100.0
+    post_window_s: float = 1.5
     # The chain of k verifying services (and the control), k = 1..5.
     chain_rps: float = 120.0  # a session chain of 5 relays stays near half a CPU
     chain_repeats: int = 1  # the fit over k = 1..5 gives the per-hop interval
@@ -71,6 +74,7 @@ class Options:
             common_rps=200.0,
             cpu_repeats=1,
             cpu_window_s=0.8,
+            post_window_s=0.6,
             chain_rps=100.0,
             chain_repeats=1,
             chain_window_s=0.5,

@@ -291,6 +291,33 @@ def method_blocks(results: Results) -> list[Block]:
     return out
 
 
+def write_blocks(results: Results) -> list[Block]:
+    """POST /orders, measured as its own request type (never as a hop)."""
+    rows = [
+        (
+            name,
+            rate(post.get("offered_rps")),
+            us(post.get("cpu_us_per_request")),
+            f"{ms(post.get('p50_ms'))} / {ms(post.get('p99_ms'))}",
+            plain(post.get("failures")),
+        )
+        for name, design in ordered(results)
+        if (post := design.get("post"))
+    ]
+    if not rows:
+        return []
+    return [
+        Heading(2, "The write: POST /orders"),
+        Para(
+            "An order stored with fsync, the caller's credential checked at the gateway, orders "
+            "and auth: its own request type, one window per design at the rate shown."
+        ),
+        Table.of(
+            ("design", "at (req/s)", "CPU per request (us)", "p50 / p99 (ms)", "failed"), rows
+        ),
+    ]
+
+
 def blocks(results: Results, drawn: Collection[str]) -> list[Block]:
     """The whole report, in reading order; `drawn`: the chart keys that have a PNG."""
     comparisons = results.get("comparisons") or []
@@ -305,6 +332,7 @@ def blocks(results: Results, drawn: Collection[str]) -> list[Block]:
         Para(HEADLINE_NOTE),
         Heading(2, "Comparisons"),
         Bullets(tuple(c["sentence"] for c in comparisons) or ("No comparisons in this file.",)),
+        *write_blocks(results),
         *chart_blocks(drawn),
         *model_blocks(results),
         *method_blocks(results),

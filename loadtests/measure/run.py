@@ -33,7 +33,7 @@ from loadtests.load import Workers, isolate
 from loadtests.load.affinity import Isolation, available_cpus, pin
 from loadtests.measure import capacity
 from loadtests.measure.cpu import group_of
-from loadtests.measure.meter import ORDERS, Meter, at_rest, chain_path
+from loadtests.measure.meter import NEW_ORDER, ORDERS, Meter, at_rest, chain_path
 from loadtests.measure.plan import REPORTS, Config, Options, configs
 from loadtests.measure.schema import (
     CONTROL,
@@ -329,6 +329,17 @@ class Bench:
                     f"cpu {name} run {repeat}: {window['cpu_us_per_request']:.0f} us/request at "
                     f"{o.common_rps:g} req/s, p50 {window['p50_ms']} ms"
                 )
+        method, path, body = NEW_ORDER
+        for name in config.designs:
+            window = self.record(
+                meter.window(
+                    "post", name, path, o.post_rps, o.post_window_s, o.settle_s, 1, method, body
+                )
+            )
+            self.say(
+                f"post {name}: {window['cpu_us_per_request']:.0f} us/request at "
+                f"{o.post_rps:g} req/s, p50 {window['p50_ms']} ms, {window['failures']} failed"
+            )
 
     def chain(self, meter: Meter, config: Config) -> None:
         o = self.options
@@ -457,6 +468,7 @@ class Bench:
                 "points": marginal,
             },
             "distance": self.distance_points(name),
+            "post": self.post_figure(name),
             "check_us": check_us,
         }
         if name in self.outage:
@@ -484,6 +496,25 @@ class Bench:
                 "offered_rps": self.options.chain_rps,
             }
         return points
+
+    def post_figure(self, name: str) -> dict[str, Any] | None:
+        """POST /orders, its own request type (a write with fsync, checked at three
+        services): CPU per request and latency at `post_rps`."""
+        posts = [
+            w
+            for w in self.windows
+            if w["phase"] == "post" and w["design"] == name and not w["generator_limited"]
+        ]
+        if not posts:
+            return None
+        return {
+            "offered_rps": self.options.post_rps,
+            "cpu_us_per_request": _median([w["cpu_us_per_request"] for w in posts]),
+            "p50_ms": _median([w["p50_ms"] for w in posts]),
+            "p99_ms": _median([w["p99_ms"] for w in posts]),
+            "failures": sum(w["failures"] for w in posts),
+            "cpu_by_process": posts[0]["cpu_by_process"],
+        }
 
     def distance_points(self, name: str) -> list[dict[str, float]]:
         return [
@@ -608,6 +639,7 @@ def measure(
     method.update(
         {
             "request": f"GET {ORDERS} through the gateway (capacity, CPU, latency, distance)",
+            "write": f"{NEW_ORDER[0]} {NEW_ORDER[1]} through the gateway, its own request type",
             "chain": f"GET /relay/private?hops=k through the gateway to k relays; the control "
             f"GET /relay/public?hops=k (no check anywhere); k = 1..{RELAYS}",
             "argon2": CHEAP_ARGON2,

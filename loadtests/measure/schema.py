@@ -163,6 +163,9 @@ class Design(TypedDict):
     marginal: NotRequired[Marginal | None]
     distance: NotRequired[list[dict[str, float]]]  # {added_rtt_ms, measured_rtt_ms, p50_ms, ...}
     outage: NotRequired[dict[str, Any]]
+    # POST /orders (a write with fsync), its own request type: cpu_us_per_request, p50_ms,
+    # p99_ms, failures at offered_rps
+    post: NotRequired[dict[str, Any] | None]
     check_us: NotRequired[float | None]  # the per-check micro-benchmark, in-process
 
 
