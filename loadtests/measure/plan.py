@@ -28,14 +28,14 @@ class Options:
     near: float = 1.15
     refine_to: float = 0.05
     confirm: int = 2  # windows in a row that must hold for a rate to hold
-    settle_s: float = 0.5  # load before the measured part of every window
+    settle_s: float = 0.4  # load before the measured part of every window
     # Unrecorded load on each design after every start of the services, near the capacities
     # seen here: connection pools (the load's 64, the gateway's upstream pools), caches and
     # allocators grow here, so the first repeat's ladder, which jumps, starts from about the
     # state the later repeats, which creep up, reach on their own.
     warmup_rps: float = 1800.0
-    warmup_s: float = 1.0
-    window_s: float = 1.5
+    warmup_s: float = 0.7
+    window_s: float = 1.0
     # CPU per request: one rate common to every design, well inside every capacity.
     common_rps: float = 400.0
     cpu_repeats: int = 3
@@ -44,13 +44,13 @@ class Options:
     post_rps: float = 100.0
     post_window_s: float = 1.5
     # The chain of k verifying services (and the control), k = 1..5.
-    chain_rps: float = 120.0  # a session chain of 5 relays stays near half a CPU
-    chain_repeats: int = 1  # the fit over k = 1..5 gives the per-hop interval
-    chain_window_s: float = 1.5
+    chain_rps: float = 150.0  # a session chain of 5 relays stays near 0.7 of a CPU
+    chain_repeats: int = 2
+    chain_window_s: float = 1.0
     # The session store at a distance.
     rtts_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)
     distance_rps: float = 150.0
-    distance_window_s: float = 1.5
+    distance_window_s: float = 1.0
     distance_groups: int = 0  # settings groups measured at a distance, 0: every one
     revocation_samples: int = 10
     revocation_limit_s: float = 1.5

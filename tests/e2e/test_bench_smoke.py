@@ -61,6 +61,11 @@ def test_the_quick_bench_writes_every_figure(tmp_path: Path, redis_available: No
         assert cpu is not None and cpu["median"] > 0, name
         assert design["auth_cpu_us_per_hop"] is not None, name
         assert "model_error_pct" in design, name
+        # The write, its own request type: every order accepted (CSRF echoed for cookies).
+        post = design.get("post")
+        assert post is not None and post["failures"] == 0 and post["cpu_us_per_request"] > 0
+        # auth checks the caller's credential on a write: its CPU is in the figure.
+        assert post["cpu_by_process"]["auth"] > 0, (name, post)
 
     # The session store: the plain session asks it at the gateway and at orders on every
     # request (2 per GET /orders), and at the gateway and every relay of the chain (k + 1);
