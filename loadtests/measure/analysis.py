@@ -140,9 +140,11 @@ def compare(figure: str, a: str, b: str, fa: Interval, fb: Interval) -> Comparis
     if not (_judged(fa) and _judged(fb)):
         sentence = f"{a} against {b}, {label}: {value:.2f}x from one run, no interval"
     elif not distinct:
-        sentence = (
-            f"{a} and {b} are not distinguishable at this precision in {label}: {size}, "
-            "their 95 % intervals overlap"
+        sentence = f"{a} and {b} are not distinguishable at this precision in {label}: " + (
+            f"{size} of the ratio, and their own 95 % intervals overlap"
+            if lo <= 1 <= hi
+            else f"the ratio is {size}, but their own 95 % intervals overlap, so no "
+            "difference is claimed"
         )
     elif figure == "capacity_rps":
         sentence = f"{a} serves {value:.2f}x {b}'s capacity (95 % CI {lo:.2f}-{hi:.2f})"
@@ -479,7 +481,11 @@ def _advise_cpu(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
     if low["median"] <= 0:
         return None
     value, (lo, hi) = stats.ratio(high["runs"], low["runs"])
-    verdict = "" if distinguishable(high, low) else ", not distinguishable at this precision"
+    verdict = (
+        ""
+        if distinguishable(high, low)
+        else "; their own intervals overlap, so no difference is claimed at this precision"
+    )
     return Advice(
         "cpu",
         (cheap, dear),
@@ -501,16 +507,28 @@ def _advise_per_hop(
         return None
     dear, high = max(rated, key=lambda nf: nf[1]["median"])
     cheap, low = min(rated, key=lambda nf: nf[1]["median"])
-    diff, (lo, hi) = stats.difference_of_slopes(
-        cast(stats.Fit, fits[dear]), cast(stats.Fit, fits[cheap])
-    )
     most = max(HOPS)
+    # Each against the control of its own start of the services: the two figures as they
+    # are, not a difference of raw slopes (which would mix two controls).
+    apart = not stats.overlap(high["ci95"], low["ci95"])
+    verdict = "" if apart else "; the two intervals overlap: not distinguishable"
+
+    def cost(name: str, figure: Mapping[str, Any]) -> str:
+        lo, hi = figure["ci95"]
+        told = "" if lo > 0 else ", not distinguishable from no cost"
+        return f"{figure['median']:,.0f} us with {name} (95 % CI {lo:,.0f} to {hi:,.0f}{told})"
+
+    over = ", ".join(
+        f"{name} {figure['median'] * most:,.0f} us"
+        for name, figure in ((dear, high), (cheap, low))
+        if figure["ci95"][0] > 0
+    )
     return Advice(
         "per_hop",
         (dear, cheap),
-        f"Each verifying hop adds {high['median']:,.0f} us of CPU for its check with {dear} "
-        f"and {low['median']:,.0f} us with {cheap}: {diff:,.0f} us more per hop (95 % CI "
-        f"{lo:,.0f} to {hi:,.0f}), {diff * most:,.0f} us per request over {most} hops.",
+        f"Each verifying hop adds, for its check, {cost(dear, high)} and {cost(cheap, low)}"
+        + (f"; over {most} hops: {over} per request" if over else "")
+        + f"{verdict}.",
     )
 
 
