@@ -34,6 +34,8 @@ def block(results: Results, reference: Path = REFERENCE) -> str:
             "",
             markdown_table(headline(results)),
             "",
+            checks_line(results),
+            "",
             f"![{caption}]({(reference / chart).as_posix()})",
             "",
             f"The whole report: [{(reference / 'report.html').as_posix()}]"
@@ -41,6 +43,20 @@ def block(results: Results, reference: Path = REFERENCE) -> str:
             f"([Markdown]({(reference / 'report.md').as_posix()})).",
             END,
         ]
+    )
+
+
+def checks_line(results: Results) -> str:
+    """The self-checks as the report's banner states them: which failed, by name."""
+    checks = results.get("checks") or []
+    failed = [c["name"] for c in checks if not c["ok"]]
+    if not checks:
+        return "No self-checks in this results file."
+    if not failed:
+        return f"Self-checks: all {len(checks)} pass."
+    return (
+        f"Self-checks: {len(checks) - len(failed)} of {len(checks)} pass; **failed: "
+        f"{', '.join(failed)}** (the report's banner says why)."
     )
 
 

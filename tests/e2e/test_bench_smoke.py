@@ -21,7 +21,6 @@ from loadtests.modes import MODES
 from services.common.settings import REPO_ROOT
 
 
-
 @pytest.mark.timeout(600)
 def test_the_quick_bench_writes_every_figure(tmp_path: Path, redis_available: None) -> None:
     began = time.monotonic()
