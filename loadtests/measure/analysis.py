@@ -366,6 +366,35 @@ def check_capacity_cross_check(results: Mapping[str, Any]) -> Check:
     return _check(name, ok, f"capacity / prediction within {low:g}-{high:g}: " + "; ".join(parts))
 
 
+COMMON_RATE_SHARE = 0.6  # of a design's lowest capacity run: "well inside every capacity"
+
+
+def check_common_rate_inside(designs: Mapping[str, Mapping[str, Any]]) -> Check:
+    """(g) The rate of CPU per request is well inside every capacity (at most
+    COMMON_RATE_SHARE of each design's lowest capacity run): nearer the knee, queueing and the
+    batching it brings change what one request costs, and the designs would not be compared
+    on the same footing."""
+    name = "common_rate_inside"
+    parts, near = [], []
+    for design, figures in designs.items():
+        capacity, cpu = figures.get("capacity_rps"), figures.get("cpu_us_per_request")
+        if not capacity or not cpu or not capacity.get("runs"):
+            continue
+        lowest = min(float(r) for r in capacity["runs"])
+        share = float(cpu["offered_rps"]) / lowest if lowest > 0 else float("inf")
+        parts.append(f"{design} {share:.0%} of {lowest:,.0f}")
+        if share > COMMON_RATE_SHARE:
+            near.append(design)
+    if not parts:
+        return _check(name, False, "no capacity and CPU figures: cannot judge")
+    verdict = (
+        f"within {COMMON_RATE_SHARE:.0%} of every design's lowest capacity run"
+        if not near
+        else f"NOT well inside the capacity of {', '.join(near)}"
+    )
+    return _check(name, not near, f"the common rate is {verdict}: " + "; ".join(parts))
+
+
 def check_intervals_tight(designs: Mapping[str, Mapping[str, Any]]) -> Check:
     """(e) Every capacity and CPU-per-request interval within +-10 % of its median."""
     name = "intervals_tight"
@@ -428,6 +457,7 @@ def checks(
         check_session_hop_vs_jwt(designs, fits),
         check_capacity_cross_check(results),
         check_intervals_tight(designs),
+        check_common_rate_inside(designs),
         check_model(designs, built),
     ]
 

@@ -95,7 +95,7 @@ class Truth:
     )
     knee_busy: float = 0.93  # the system CPU's busy share at the knee
     added_rtt_ms: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0)
-    common_rps: float = 400.0
+    common_rps: float = 300.0  # well inside (<= 60 %) every capacity below
     chain_rps: float = 200.0
     repeats: int = 3
     chain_repeats: int = 2

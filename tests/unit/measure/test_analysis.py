@@ -23,6 +23,7 @@ CHECKS = {
     "capacity_cross_check",
     "intervals_tight",
     "model",
+    "common_rate_inside",
 }
 
 
@@ -81,7 +82,7 @@ def test_capacity_and_cpu_are_the_runs_median_and_t_interval(
             expected = stats.interval(raw[figure]["runs"])
             assert design[figure]["median"] == pytest.approx(expected["median"], abs=1e-3)
             assert design[figure]["ci95"] == pytest.approx(expected["ci95"], abs=1e-3)
-        assert design["cpu_us_per_request"]["offered_rps"] == 400.0
+        assert design["cpu_us_per_request"]["offered_rps"] == Truth().common_rps
 
 
 def test_marginal_slope_is_the_cpu_of_one_more_request_in_us() -> None:
@@ -291,3 +292,13 @@ def test_cli_reanalyses_a_file_in_place(tmp_path: Path, recorded: Results) -> No
 def test_the_recorded_fixture_is_the_default_synthetic_run() -> None:
     """Regenerate with `python -m tests.unit.measure.synthetic` after changing the truth."""
     assert json.loads(synthetic.RECORDED.read_text()) == json.loads(json.dumps(synthetic.build()))
+
+
+def test_the_common_rate_must_be_well_inside_every_capacity() -> None:
+    assert check(analysed(), "common_rate_inside")["ok"]
+    base = Truth()
+    # session's capacity at 450 req/s: the common 300 req/s is 67 % of it
+    near = analysed(Truth(noise=0, capacity_rps={**base.capacity_rps, "session": 450.0}))
+    red = check(near, "common_rate_inside")
+    assert not red["ok"]
+    assert "capacity of session" in red["detail"] and "session 67% of 450" in red["detail"]
