@@ -141,30 +141,38 @@ async def _line(process: asyncio.subprocess.Process, within: float) -> str:
     return line.decode()
 
 
-async def run_window(plan: Plan, on_start: Callable[[float], None] | None = None) -> Window:
-    """Run one window: start the processes, wait until each is ready, start them together,
-    collect and merge. `on_start` hears the start (epoch seconds) before the first send, so a
-    caller can read the servers' counters over the same time. The load processes are always
-    gone when this returns."""
+def _specs(plan: Plan) -> list[Spec]:
+    """Each load process's share of the window, the plan checked first."""
     if plan.processes < 1 or not plan.targets:
         raise ValueError("a window needs at least one process and one target")
     if not 0 <= plan.measure_from < plan.schedule.seconds:
         raise ValueError("the warm-up must end inside the schedule")
     cpus = plan.isolation.generator_cpus if plan.isolation else ()
+    return [
+        Spec(
+            targets=plan.targets,
+            schedule=plan.schedule,
+            index=index,
+            count=plan.processes,
+            connections=plan.connections,
+            timeout=plan.timeout,
+            measure_from=plan.measure_from,
+            cpus=cpus,
+            trace=plan.trace,
+        )
+        for index in range(plan.processes)
+    ]
+
+
+async def run_window(plan: Plan, on_start: Callable[[float], None] | None = None) -> Window:
+    """Run one window: start the processes, wait until each is ready, start them together,
+    collect and merge. `on_start` hears the start (epoch seconds) before the first send, so a
+    caller can read the servers' counters over the same time. The load processes are always
+    gone when this returns."""
+    specs = _specs(plan)
     processes: list[asyncio.subprocess.Process] = []
     try:
-        for index in range(plan.processes):
-            spec = Spec(
-                targets=plan.targets,
-                schedule=plan.schedule,
-                index=index,
-                count=plan.processes,
-                connections=plan.connections,
-                timeout=plan.timeout,
-                measure_from=plan.measure_from,
-                cpus=cpus,
-                trace=plan.trace,
-            )
+        for spec in specs:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 # Not `-m loadtests.load.worker`: the package imports that module first, and
@@ -265,27 +273,12 @@ class Workers:
         self._workers: list[_Worker] = []
 
     def run(self, plan: Plan, on_start: Callable[[float], None] | None = None) -> Window:
-        if plan.processes < 1 or not plan.targets:
-            raise ValueError("a window needs at least one process and one target")
-        if not 0 <= plan.measure_from < plan.schedule.seconds:
-            raise ValueError("the warm-up must end inside the schedule")
+        specs = _specs(plan)
         while len(self._workers) < plan.processes:
             self._workers.append(_Worker())
         workers = self._workers[: plan.processes]
-        cpus = plan.isolation.generator_cpus if plan.isolation else ()
         try:
-            for index, worker in enumerate(workers):
-                spec = Spec(
-                    targets=plan.targets,
-                    schedule=plan.schedule,
-                    index=index,
-                    count=plan.processes,
-                    connections=plan.connections,
-                    timeout=plan.timeout,
-                    measure_from=plan.measure_from,
-                    cpus=cpus,
-                    trace=plan.trace,
-                )
+            for worker, spec in zip(workers, specs, strict=True):
                 worker.send(spec.to_json())
             for worker in workers:
                 ready = worker.line(STARTUP_TIMEOUT)
