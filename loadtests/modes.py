@@ -114,6 +114,18 @@ MODES: tuple[Mode, ...] = (SESSION, SESSION_CACHED, HYBRID, JWT_PUSH, JWT_OFF, J
 BY_NAME: Mapping[str, Mode] = {mode.name: mode for mode in MODES}
 
 
+def select(names: Sequence[str]) -> list[Mode]:
+    """The modes named (in table order); every mode when `names` is empty. An unknown name
+    ends the program with the names the table has."""
+    if not names:
+        return list(MODES)
+    unknown = sorted(set(names) - {m.name for m in MODES})
+    if unknown:
+        known = ", ".join(m.name for m in MODES)
+        raise SystemExit(f"unknown design(s) {', '.join(unknown)}; the table has {known}")
+    return [m for m in MODES if m.name in names]
+
+
 def settings_groups(modes: Sequence[Mode]) -> list[list[Mode]]:
     """The modes grouped by identical settings, groups and members in the order given: the
     modes of one group are measured on one start of the services."""

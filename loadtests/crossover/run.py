@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,23 +25,9 @@ from loadtests.crossover.processes import SideGateway
 from loadtests.crossover.references import shard_capacity
 from loadtests.crossover.results import CrossoverResults, DesignInfo, Shards, dump
 from loadtests.crossover.servers import Idle
+from loadtests.measure.run import CHEAP_ARGON2
 from loadtests.model import distance_fit, hop_fits
-from loadtests.modes import MODES, Mode, settings_groups
-
-# Logins are not what the crossover measures, and every Locust user logs in once per run:
-# the bench's own accounts hash with argon2id at a tenth of the OWASP cost (recorded).
-CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "2048"}
-
-
-def select_modes(names: Sequence[str]) -> list[Mode]:
-    """The designs of loadtests/modes.py, as it is now; `names` picks some (in table order)."""
-    if not names:
-        return list(MODES)
-    unknown = sorted(set(names) - {m.name for m in MODES})
-    if unknown:
-        known = ", ".join(m.name for m in MODES)
-        raise SystemExit(f"unknown design(s) {', '.join(unknown)}; the table has {known}")
-    return [m for m in MODES if m.name in names]
+from loadtests.modes import Mode, select, settings_groups
 
 
 def _design_info(mode: Mode) -> DesignInfo:
@@ -60,7 +46,7 @@ def measure(
 ) -> CrossoverResults:
     started = dt.datetime.now(dt.UTC)
     began = time.monotonic()
-    modes = select_modes(options.designs)
+    modes = select(options.designs)
     groups = settings_groups(modes)
     say(
         f"{len(modes)} designs ({', '.join(m.name for m in modes)}) in {len(groups)} "

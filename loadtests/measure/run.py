@@ -45,7 +45,7 @@ from loadtests.measure.schema import (
     Window,
     dump,
 )
-from loadtests.modes import MODES, Mode, settings_groups
+from loadtests.modes import Mode, select, settings_groups
 
 RELAYS = max(HOPS)
 USER_PREFIX = "bench"
@@ -80,17 +80,6 @@ PACKAGES = (
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def select_modes(names: Sequence[str]) -> list[Mode]:
-    """The designs of loadtests/modes.py; `names` picks some (in table order)."""
-    if not names:
-        return list(MODES)
-    unknown = sorted(set(names) - {m.name for m in MODES})
-    if unknown:
-        known = ", ".join(m.name for m in MODES)
-        raise SystemExit(f"unknown design(s) {', '.join(unknown)}; the table has {known}")
-    return [m for m in MODES if m.name in names]
 
 
 def _cpu_model() -> str:
@@ -575,7 +564,7 @@ def measure(
     started = dt.datetime.now(dt.UTC)
     began = time.monotonic()
     load_average = [round(v, 2) for v in os.getloadavg()]
-    modes = select_modes(options.designs)
+    modes = select(options.designs)
     plan = configs(settings_groups(modes), options.rtts_ms, options.distance_groups)
     say(
         f"{len(modes)} designs and the control in {len(plan)} configurations of the services"
