@@ -68,6 +68,10 @@ class Window:
     answered: dict[str, int]
     errors: dict[str, int]
     served_rps: float
+    # 2xx answers per second that arrived inside the measured part, whenever they were sent:
+    # what the system served in that time. `served_rps` counts the requests scheduled in it,
+    # answered late or not, so it matches the offered rate even in overload.
+    served_inside_rps: float
     latency: Latency
     send_lag_p99_ms: float | None
     generator_cpu_seconds: float
@@ -116,6 +120,7 @@ def combine(plan: Plan, results: list[Result]) -> Window:
         answered=answered,
         errors=errors,
         served_rps=round(answered.get("2xx", 0) / seconds, 3),
+        served_inside_rps=round(sum(r.answered_inside for r in results) / seconds, 3),
         latency=Latency.of(merged),
         send_lag_p99_ms=lag.p99_ms,
         generator_cpu_seconds=round(sum(r.cpu_seconds for r in results), 4),

@@ -97,6 +97,10 @@ class Result:
     unsent: int  # so far behind that sending would have measured the generator, not the system
     answered: dict[str, int]  # by status class
     errors: dict[str, int]  # by kind: "timeout" or the aiohttp exception's name
+    # 2xx answers that *arrived* inside the measured part (whenever they were sent): what the
+    # system served in that time, counted without asking it (a scrape of its counters would
+    # take its CPU, and the requests' latency, during the window).
+    answered_inside: int
     latency: str  # answers and timeouts, microseconds from the intended start
     send_lag: str  # actual send minus intended: this process's own lateness
     cpu_seconds: float
@@ -124,6 +128,7 @@ class _Tally:
     answered: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     traces: list[Trace] = field(default_factory=list)
+    inside: int = 0
 
 
 async def send(spec: Spec, start_epoch: float, session: aiohttp.ClientSession) -> Result:
@@ -137,6 +142,8 @@ async def send(spec: Spec, start_epoch: float, session: aiohttp.ClientSession) -
     in_flight: set[asyncio.Task[None]] = set()
     targets = spec.targets
     sent = unsent = scheduled = 0
+    measured_from = start + spec.measure_from
+    measured_until = start + spec.schedule.seconds
 
     async def one(target: Target, intended: float, counted: bool) -> None:
         try:
@@ -151,6 +158,8 @@ async def send(spec: Spec, start_epoch: float, session: aiohttp.ClientSession) -
             # Refused or reset: no latency to speak of, so counted by kind and kept out of the
             # histogram.
             outcome = type(error).__name__
+        if outcome == "2xx" and measured_from <= time.monotonic() < measured_until:
+            tally.inside += 1
         if not counted:
             return
         answered = outcome.endswith("xx")
@@ -196,6 +205,7 @@ async def send(spec: Spec, start_epoch: float, session: aiohttp.ClientSession) -
         unsent=unsent,
         answered=tally.answered,
         errors=tally.errors,
+        answered_inside=tally.inside,
         latency=histogram.encode(latency),
         send_lag=histogram.encode(lag),
         cpu_seconds=round(_cpu_seconds() - cpu_before, 4),
