@@ -32,9 +32,9 @@ def holds(window: Window, slo_ms: float, shortfall: float) -> bool | None:
 
 
 def served(window: Window) -> float:
-    """What the system answered per second *during* the window: the gateway's own count over
-    the measured part. The client's count includes answers that came after the window (late
-    answers to requests scheduled in it), and so matches the offered rate even in overload."""
+    """What the system answered per second *during* the window: the answers that arrived in
+    the measured part. `served_rps` counts the requests scheduled in it, late answers included,
+    and so matches the offered rate even in overload."""
     return min(window["served_rps"], window.get("achieved_rps", window["served_rps"]))
 
 

@@ -15,7 +15,7 @@ from loadtests.measure.plan import Options
 # Flags that tune one option each (default: the preset's value), for short runs and tests.
 TUNING: dict[str, tuple[type, str]] = {
     "slo_ms": (float, "p99 SLO of capacity in ms (default 50)"),
-    "repeats": (int, "capacity runs per design (default 3)"),
+    "repeats": (int, "capacity runs per design (default 5)"),
     "window_s": (float, "measured seconds per capacity window"),
     "common_rps": (float, "the rate of CPU per request, common to every design"),
     "cpu_repeats": (int, "CPU windows per design"),

@@ -24,7 +24,8 @@ from loadtests.measure import cpu
 from loadtests.measure.schema import CONTROL, Window
 from loadtests.modes import Mode
 
-ORDERS = "/orders?limit=10"  # the request of capacity, CPU per request, latency and distance
+LISTED = 10  # orders in every answer of ORDERS: each user has at least this many from the start
+ORDERS = f"/orders?limit={LISTED}"  # the request of capacity, CPU per request, latency, distance
 # The write, measured as its own request type: an order stored with fsync (AOF always), the
 # caller's credential checked at the gateway, orders and auth.
 NEW_ORDER = ("POST", "/orders", '{"item": "bench", "quantity": 1}')

@@ -100,7 +100,7 @@ class Window(TypedDict):
     repeat: int  # 1, 2, 3 ...
     offered_rps: float
     served_rps: float  # 2xx answers per second, client-side (late answers included)
-    achieved_rps: NotRequired[float]  # requests the gateway answered per second in the window
+    achieved_rps: NotRequired[float]  # 2xx answers per second that arrived inside the window
     config: NotRequired[int]  # which start of the services (0, 1, ...) the window ran on
     p50_ms: float | None
     p99_ms: float | None

@@ -215,3 +215,30 @@ async def test_kept_workers_serve_window_after_window_from_one_process(serve: Se
     assert first.answered == second.answered == {"2xx": 50}
     assert first.scheduled == second.scheduled == 50
     assert workers.pids == []
+
+
+async def test_served_inside_counts_answers_arriving_in_the_window_not_requests_sent_in_it(
+    serve: Serve,
+) -> None:
+    # A server that answers one request at a time, 20 ms each: 50 req/s at most, offered 100.
+    one_at_a_time = asyncio.Lock()
+
+    async def slow(request: web.Request) -> web.Response:
+        async with one_at_a_time:
+            await asyncio.sleep(0.02)  # the server's service time, not a test's wait
+        return web.Response(text="ok")
+
+    url = await serve(slow)
+    window = await run_window(
+        Plan(
+            targets=(Target(url=url),),
+            schedule=Schedule(rate=100, seconds=1),
+            measure_from=0.5,
+            connections=100,
+        )
+    )
+    # Every request scheduled in the measured half was answered (late): 100 req/s by that count.
+    assert window.answered == {"2xx": 50}
+    assert window.served_rps == pytest.approx(100.0)
+    # What arrived during it is what the server could do: at most 50 req/s (25 answers).
+    assert 40.0 <= window.served_inside_rps <= 52.0
