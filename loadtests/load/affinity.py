@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Sequence
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +90,46 @@ def isolate(
         system_pids=pids,
         isolated=applied,
     )
+
+
+# One process per system CPU, at the lowest priority there is (SCHED_IDLE: any other runnable
+# task takes the CPU from it at once), spinning so that the CPU never halts.
+_SPIN = (
+    "import os\n"
+    "os.sched_setaffinity(0, {{{cpu}}})\n"
+    "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+    "while True:\n"
+    "    pass\n"
+)
+
+
+@contextlib.contextmanager
+def kept_awake(cpus: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    """Keep `cpus` out of halt while the block runs; yields the spinners' PIDs (none where the
+    platform has no SCHED_IDLE).
+
+    A virtual CPU with nothing to run halts, and the hypervisor may run something else on it:
+    the next request then starts on cold caches, and what a service spends per request depends
+    on how long the CPU was idle before it. `idle=poll` would do this for the whole machine at
+    boot; a spinner at idle priority does it for the system's CPUs only, for the run. Its own
+    CPU time is nobody's request: only the services' and the stores' processes are counted."""
+    if not hasattr(os, "SCHED_IDLE") or not cpus:
+        yield ()
+        return
+    spinners = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SPIN.format(cpu=cpu)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for cpu in cpus
+    ]
+    try:
+        yield tuple(s.pid for s in spinners)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+        for spinner in spinners:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spinner.wait(timeout=5)

@@ -113,9 +113,11 @@ class Meter:
         repeat: int = 1,
         method: str = "GET",
         body: str | None = None,
+        histogram: bool = False,
     ) -> Window:
         """`settle` + `seconds` of load at `rate`; the servers are read over the last
-        `seconds`, the part whose requests the window counts."""
+        `seconds`, the part whose requests the window counts. `histogram`: keep the window's
+        latency histogram (encoded), for figures merged over windows."""
         extra = {"Content-Type": "application/json"} if body is not None else {}
         targets = tuple(
             Target(url=self.gateway_url + path, method=method, headers={**h, **extra}, body=body)
@@ -181,7 +183,7 @@ class Meter:
         answered = sum(measured.answered.values())
         failures = answered - measured.answered.get("2xx", 0)
         failures += sum(measured.errors.values()) + measured.unsent
-        return {
+        window: Window = {
             "phase": phase,
             "design": design,
             "repeat": repeat,
@@ -198,6 +200,9 @@ class Meter:
             "generator_limited": measured.generator_limited,
             "steal_pct": round(steal / max(wall, 1e-9) / max(len(system_cpus), 1) * 100, 1),
         }
+        if histogram:
+            window["histogram"] = measured.histogram
+        return window
 
 
 def at_rest(

@@ -57,6 +57,8 @@ class Options:
     revocation_samples: int = 10
     revocation_limit_s: float = 1.5
     outage: bool = True
+    # The system's CPUs kept out of halt (loadtests.load.affinity.kept_awake) while measuring.
+    keep_awake: bool = True
     microbench_n: int = 1000
     users: int = 8
 

@@ -29,8 +29,9 @@ from loadtests.crossover.experiments import revocation_lags
 from loadtests.crossover.netns import RemoteStore, remote_store
 from loadtests.crossover.openload import system_pids
 from loadtests.crossover.servers import Servers, StoreAddress
-from loadtests.load import Workers, isolate
-from loadtests.load.affinity import Isolation, available_cpus, pin
+from loadtests.load import Latency as LoadLatency
+from loadtests.load import Workers, histogram, isolate
+from loadtests.load.affinity import Isolation, available_cpus, kept_awake, pin
 from loadtests.measure import capacity
 from loadtests.measure.cpu import group_of
 from loadtests.measure.meter import LISTED, NEW_ORDER, ORDERS, Meter, at_rest, chain_path
@@ -40,6 +41,7 @@ from loadtests.measure.schema import (
     HOPS,
     SCHEMA_VERSION,
     Design,
+    Latency,
     Results,
     Revocation,
     Window,
@@ -137,6 +139,8 @@ class Bench:
         # Taken before this process pins itself beside the load generator.
         self.cpus = available_cpus()
         self.workers = Workers()
+        self.awake = contextlib.ExitStack()  # the spinners that keep the system's CPUs awake
+        self.spinners: tuple[int, ...] | None = None
 
     # -- configurations ---------------------------------------------------------------------
 
@@ -167,11 +171,12 @@ class Bench:
     def pin_system(self) -> Isolation:
         """Every process this run started on the system's CPUs, this one (it reads the
         counters and logs in) beside the load generator."""
-        isolation = isolate(
-            system_pids(exclude=self.workers.pids), generator_count=1, cpus=self.cpus
-        )
+        exclude = [*self.workers.pids, *(self.spinners or ())]
+        isolation = isolate(system_pids(exclude=exclude), generator_count=1, cpus=self.cpus)
         if isolation.isolated:
             pin([os.getpid()], isolation.generator_cpus)
+            if self.options.keep_awake and self.spinners is None:
+                self.spinners = self.awake.enter_context(kept_awake(isolation.system_cpus))
         self.isolation = isolation
         return isolation
 
@@ -314,7 +319,14 @@ class Bench:
             for name in order:
                 window = self.record(
                     meter.window(
-                        "cpu", name, ORDERS, o.common_rps, o.cpu_window_s, o.settle_s, repeat
+                        "cpu",
+                        name,
+                        ORDERS,
+                        o.common_rps,
+                        o.cpu_window_s,
+                        o.settle_s,
+                        repeat,
+                        histogram=True,
                     )
                 )
                 self.say(
@@ -438,15 +450,7 @@ class Bench:
                 if cpu
                 else None
             ),
-            "latency_ms": (
-                {
-                    "p50": _median([w["p50_ms"] for w in cpu]) or 0.0,
-                    "p99": _median([w["p99_ms"] for w in cpu]) or 0.0,
-                    "offered_rps": o.common_rps,
-                }
-                if cpu
-                else None
-            ),
+            "latency_ms": merged_latency(cpu, o.common_rps),
             "hops": self.hop_points(name),
             "auth_cpu_us_per_hop": None,
             "store_ops_per_request": _median([w["store_ops_per_request"] for w in cpu]) or 0.0,
@@ -521,6 +525,20 @@ class Bench:
             for w in self.windows
             if w["phase"] == "distance" and w["design"] == name and not w["generator_limited"]
         ]
+
+
+def merged_latency(windows: Sequence[Window], offered_rps: float) -> Latency | None:
+    """p50 and p99 of every request of `windows` together: their histograms merged (not a
+    median of per-window percentiles, which is no percentile of anything)."""
+    kept = [w["histogram"] for w in windows if "histogram" in w]
+    if not kept:
+        return None
+    merged = LoadLatency.of(histogram.merge(kept))
+    return {
+        "p50": merged.p50_ms or 0.0,
+        "p99": merged.p99_ms or 0.0,
+        "offered_rps": offered_rps,
+    }
 
 
 def seed_orders(gateway: Gateway, mode: Mode, usernames: Sequence[str]) -> None:
@@ -613,6 +631,7 @@ def measure(
     cleanup.callback(stack.stop)
     bench = Bench(options, modes, workdir, say, stack, store, windows)
     cleanup.callback(bench.workers.close)
+    cleanup.callback(bench.awake.close)
     cleanup.callback(bench.release)
     stack.env.update(bench.settings_of(plan[0]))
     stack.start()
@@ -667,6 +686,8 @@ def measure(
             "load_cpus": list(isolation.generator_cpus) if isolation else [],
             "system_cpus": list(isolation.system_cpus) if isolation else [],
             "isolated": bool(isolation and isolation.isolated),
+            # The system's CPUs never halted: a spinner at idle priority on each.
+            "kept_awake": bool(bench.spinners),
             "python": sys.version.split()[0],
             "packages": _packages(),
             "load_average": load_average,

@@ -30,6 +30,7 @@ class Environment(TypedDict):
     cpu_model: NotRequired[str]
     kernel: NotRequired[str]
     isolated: NotRequired[bool]  # False: one CPU, load and system shared it
+    kept_awake: NotRequired[bool]  # a spinner at idle priority kept each system CPU from halting
     quick: NotRequired[bool]
     wall_s: NotRequired[float]
 
@@ -110,6 +111,8 @@ class Window(TypedDict):
     cpu_by_process: dict[str, float]  # us per request: gateway, auth, orders, relay, stores
     store_ops_per_request: float  # session store commands per request
     generator_limited: bool  # the load generator was the limit: the window is not used
+    # The latency histogram (HdrHistogram's encoding; CPU windows only): latency_ms merges them.
+    histogram: NotRequired[str]
     steal_pct: NotRequired[float]  # CPU time the hypervisor took from the system's CPUs
     # capacity: served within 2 % of offered, p99 within the SLO; None: the generator's limit
     held: NotRequired[bool | None]
