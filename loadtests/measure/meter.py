@@ -123,7 +123,7 @@ class Meter:
             Target(url=self.gateway_url + path, method=method, headers={**h, **extra}, body=body)
             for h in self.credentials(design)
         )
-        self.quiesce()
+        rested = self.quiesce()
         plan = Plan(
             targets=targets,
             schedule=Schedule(rate=rate, seconds=settle + seconds),
@@ -198,6 +198,7 @@ class Meter:
             "cpu_by_process": by_process,
             "store_ops_per_request": round(max(ops, 0.0) / store_requests, 3),
             "generator_limited": measured.generator_limited,
+            "rest_s": round(rested, 2),
             "steal_pct": round(steal / max(wall, 1e-9) / max(len(system_cpus), 1) * 100, 1),
         }
         if histogram:

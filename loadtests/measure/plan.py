@@ -30,7 +30,7 @@ class Options:
     near: float = 1.1
     refine_to: float = 0.05
     confirm: int = 2  # windows in a row that must hold for a rate to hold
-    settle_s: float = 0.4  # load before the measured part of every window
+    settle_s: float = 0.3  # load before the measured part of every window
     # Unrecorded load on each design after every start of the services, near the capacities
     # seen here: connection pools (the load's 64, the gateway's upstream pools), caches and
     # allocators grow here, so the first repeat's ladder, which jumps, starts from about the
@@ -41,7 +41,7 @@ class Options:
     # CPU per request: one rate common to every design, well inside every capacity.
     common_rps: float = 400.0
     cpu_repeats: int = 5
-    cpu_window_s: float = 2.0
+    cpu_window_s: float = 1.5
     # The write (POST /orders, an fsynced order), its own request type, once per design.
     post_rps: float = 100.0
     post_window_s: float = 1.5
@@ -52,7 +52,8 @@ class Options:
     # The session store at a distance.
     rtts_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)
     distance_rps: float = 150.0
-    distance_window_s: float = 1.0
+    distance_window_s: float = 0.8
+    distance_repeats: int = 3  # windows per distance and design; the point is their median
     distance_groups: int = 0  # settings groups measured at a distance, 0: every one
     revocation_samples: int = 10
     revocation_limit_s: float = 1.5
@@ -84,6 +85,7 @@ class Options:
             chain_window_s=0.5,
             rtts_ms=(0.0, 2.0),
             distance_window_s=0.6,
+            distance_repeats=1,
             distance_groups=1,
             revocation_samples=2,
             revocation_limit_s=1.0,

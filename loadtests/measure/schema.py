@@ -113,6 +113,7 @@ class Window(TypedDict):
     generator_limited: bool  # the load generator was the limit: the window is not used
     # The latency histogram (HdrHistogram's encoding; CPU windows only): latency_ms merges them.
     histogram: NotRequired[str]
+    rest_s: NotRequired[float]  # seconds waited before the window for the services to be at rest
     steal_pct: NotRequired[float]  # CPU time the hypervisor took from the system's CPUs
     # capacity: served within 2 % of offered, p99 within the SLO; None: the generator's limit
     held: NotRequired[bool | None]
@@ -164,7 +165,9 @@ class Design(TypedDict):
     settings: NotRequired[dict[str, str]]
     cpu_by_process_us: NotRequired[dict[str, float]]  # at the common rate, medians
     marginal: NotRequired[Marginal | None]
-    distance: NotRequired[list[dict[str, float]]]  # {added_rtt_ms, measured_rtt_ms, p50_ms, ...}
+    # One point per distance, the medians of its windows: {added_rtt_ms, measured_rtt_ms, p50_ms,
+    # p99_ms, cpu_us_per_request, store_ops_per_request, windows}
+    distance: NotRequired[list[dict[str, float]]]
     outage: NotRequired[dict[str, Any]]
     # POST /orders (a write with fsync), its own request type: cpu_us_per_request, p50_ms,
     # p99_ms, failures at offered_rps
