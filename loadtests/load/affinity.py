@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 
 def available_cpus() -> tuple[int, ...]:
     """The CPUs this process may run on (all of them where the platform cannot say)."""
@@ -88,3 +90,16 @@ def isolate(
         system_pids=pids,
         isolated=applied,
     )
+
+
+def system_pids(exclude: Sequence[int] = ()) -> list[int]:
+    """Every process this one started (the stack, its stores, a store in a namespace, a
+    proxy), less the trees of `exclude` (the load processes): what `isolate` pins."""
+    me = psutil.Process(os.getpid())
+    skipped: set[int] = set()
+    for pid in exclude:
+        try:
+            skipped |= {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
+        except psutil.Error:
+            skipped.add(pid)
+    return [c.pid for c in me.children(recursive=True) if c.pid not in skipped]

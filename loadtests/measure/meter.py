@@ -4,7 +4,7 @@ generator on its own CPU, and what every process and store of the system paid fo
 The load (loadtests/load) sends each request at its scheduled time whether or not earlier ones
 were answered, and counts latency from that time. The servers' own counters (/metrics CPU,
 INFO cpu and commandstats) are read at the start and the end of the measured part; the idle
-baseline of the same start of the services is taken out (loadtests/crossover/servers.py).
+baseline of the same start of the services is taken out (loadtests/measure/servers.py).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from loadtests.bench.client import Gateway
-from loadtests.crossover.servers import Idle, Servers, costs
 from loadtests.load import Isolation, Plan, Schedule, Target, Workers
 from loadtests.load.generator import STARTUP_TIMEOUT
 from loadtests.measure import cpu
+from loadtests.measure.client import Gateway
 from loadtests.measure.schema import CONTROL, Window
+from loadtests.measure.servers import Idle, Servers, costs
 from loadtests.modes import Mode
 
 ORDERS = "/orders?limit=10"  # the request of capacity, CPU per request, latency and distance
