@@ -63,11 +63,11 @@ lint: venv
 bench: venv check-redis
 	$(PY) -m loadtests.measure $(BENCH_ARGS)
 
-# The longer experiments beside it: the session store as a cluster (failover), traced per-hop
-# attribution, key rotation under load, and the nginx reference (about 30 minutes).
+# The same run, then the longer experiments beside it (results.json's `long`): the session
+# store as a Redis Cluster with a primary's failure under load, traced per-hop attribution, key
+# rotation under load, and the nginx reference (a few minutes more than `make bench`).
 bench-long: venv check-redis
-	$(PY) -m loadtests.bench $(LONG_BENCH_ARGS)
-	$(PY) -m loadtests.crossover --long $(CROSSOVER_ARGS)
+	$(PY) -m loadtests.measure --long $(BENCH_ARGS)
 
 microbench: venv check-redis
 	$(PY) -m loadtests.microbench

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import jwt
 from cryptography.hazmat.primitives import hashes
@@ -37,7 +38,6 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from devstack.stores import RedisServer
 from loadtests import instructions
-from loadtests.bench.results import MicrobenchRow
 from services.common import keys as keylib
 from services.common.keyspace import session_key
 from services.common.observability import Metrics
@@ -47,6 +47,19 @@ from services.common.verify import Verifier
 from services.common.verify.sessions import SessionRecord
 
 ISSUER, AUDIENCE = "http://authscale-auth", "authscale"
+
+
+class MicrobenchRow(TypedDict):
+    """One row as results.json records it (method.microbench)."""
+
+    name: str
+    wall_us: float
+    cpu_us: float
+    baseline: str | None  # the primitive this row is compared with
+    # Measured in alternating blocks with the baseline: the median of the rounds' ratios.
+    ratio_wall: NotRequired[float]
+    ratio_cpu: NotRequired[float]
+    instructions: NotRequired[float]  # per call, user space (callgrind), where counted
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 
 def available_cpus() -> tuple[int, ...]:
     """The CPUs this process may run on (all of them where the platform cannot say)."""
@@ -90,6 +92,19 @@ def isolate(
         system_pids=pids,
         isolated=applied,
     )
+
+
+def system_pids(exclude: Sequence[int] = ()) -> list[int]:
+    """Every process this one started (the stack, its stores, a store in a namespace, a
+    proxy), less the trees of `exclude` (the load processes): what `isolate` pins."""
+    me = psutil.Process(os.getpid())
+    skipped: set[int] = set()
+    for pid in exclude:
+        try:
+            skipped |= {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
+        except psutil.Error:
+            skipped.add(pid)
+    return [c.pid for c in me.children(recursive=True) if c.pid not in skipped]
 
 
 # One process per system CPU, at the lowest priority there is (SCHED_IDLE: any other runnable

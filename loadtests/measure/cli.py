@@ -33,6 +33,11 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="every figure once (about 3 min)")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="then the cluster failover, traced attribution, key rotation and nginx reference",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default reports/<timestamp>/")
     parser.add_argument("--designs", default="", help="comma-separated designs (default all)")
     parser.add_argument("--rtts", default=None, help="store RTTs in ms (default 0,0.5,1,2,5)")
@@ -45,6 +50,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         name: getattr(args, name) for name in TUNING if getattr(args, name) is not None
     }
     given["out"] = args.out
+    given["long"] = args.long
     given["designs"] = tuple(d.strip() for d in args.designs.split(",") if d.strip())
     if args.rtts is not None:
         given["rtts_ms"] = tuple(float(r) for r in args.rtts.split(",") if r.strip())

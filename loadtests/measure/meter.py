@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from loadtests.bench.client import Gateway
-from loadtests.crossover.servers import Idle, Servers
 from loadtests.load import Isolation, Plan, Schedule, Target, Workers
 from loadtests.load.generator import STARTUP_TIMEOUT
 from loadtests.measure import cpu
+from loadtests.measure.client import Gateway
 from loadtests.measure.schema import CONTROL, Window
+from loadtests.measure.servers import Idle, Servers
 from loadtests.modes import Mode
 
 LISTED = 10  # orders in every answer of ORDERS: each user has at least this many from the start

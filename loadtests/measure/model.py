@@ -361,3 +361,73 @@ def _point(
         "p50_model": _r(p50),
         "p50_error_pct": _r(_error_pct(p50, p50_measured), 2),
     }
+
+
+# -- projection: the parts at a point nobody measured (python -m loadtests.model) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    design: str
+    hops: float
+    cpu_us_per_request: float
+    store_ops_per_request: float
+    p50_ms: float  # with the session store `rtt_ms` away
+    cores: float  # at `rate`: CPU seconds per second
+    store_ops_per_s: float
+    shards: int | None  # None: no per-shard capacity in the file (a --long run measures it)
+    revocation_p99_ms: float | None  # None: a revoked credential works until it expires
+
+
+def per_shard_ops(results: Mapping[str, Any]) -> float | None:
+    """One session-store shard's ops/s, where a --long run measured it (redis-benchmark)."""
+    failover = (results.get("long") or {}).get("failover") or {}
+    single = (failover.get("throughput") or {}).get("single_rps")
+    return float(single) if single else None
+
+
+def project(
+    results: Mapping[str, Any], design: str, rate: float, hops: float, rtt_ms: float
+) -> Projection | None:
+    """The model of an analysed results file (its `model.parts`) at `hops` verifying services
+    and a store `rtt_ms` away, for `rate` requests per second; None where the design was not
+    modelled. Store operations per request: the line through the design's chain points."""
+    parts = (results.get("model") or {}).get("parts") or {}
+    cost = (parts.get("checks") or {}).get(design)
+    edge = (parts.get("edges") or {}).get(design)
+    points = results["designs"].get(design, {}).get("hops", {})
+    if not parts or cost is None or edge is None or len(points) < 2:
+        return None
+    forwarding, store = parts["forwarding"], parts["store"]
+    keys = sorted(points, key=float)
+    ops_line = stats.fit(
+        [float(k) for k in keys], [float(points[k]["store_ops_per_request"]) for k in keys]
+    )
+    ops = max(ops_line.at(hops), 0.0)
+    cpu = (
+        forwarding["cpu_base_us"]
+        + forwarding["cpu_us_per_hop"] * hops
+        + edge["cpu_us"]
+        + hops * cost["relay_us"]
+        + ops * store["cpu_us_per_op"]
+    )
+    p50 = (
+        forwarding["p50_base_ms"]
+        + forwarding["p50_ms_per_hop"] * hops
+        + edge["p50_ms"]
+        + hops * cost["relay_us"] / 1000
+        + ops * rtt_ms
+    )
+    shard = per_shard_ops(results)
+    lag = results["designs"][design].get("revocation_lag_ms")
+    return Projection(
+        design=design,
+        hops=hops,
+        cpu_us_per_request=_r(cpu, 1),
+        store_ops_per_request=_r(ops),
+        p50_ms=_r(p50),
+        cores=_r(rate * cpu / 1e6, 2),
+        store_ops_per_s=_r(rate * ops, 1),
+        shards=(max(1, -(-int(rate * ops) // int(shard))) if shard and ops > 0 else None),
+        revocation_p99_ms=None if lag is None else float(lag["p99"]),
+    )

@@ -62,6 +62,17 @@ class Options:
     keep_awake: bool = True
     microbench_n: int = 1000
     users: int = 8
+    # --long (loadtests/measure/long.py): windows beside the curves, none of them a curve's.
+    nginx_rps: float = 400.0  # nginx and the gateway at the same offered rate
+    nginx_s: float = 3.0
+    rotation_rps: float = 150.0
+    rotation_s: float = 5.0  # auth restarts with a new key about a second in (takes ~1 s)
+    failover_rps: float = 150.0
+    failover_s: float = 8.0  # the cluster's replica takes over within a few seconds
+    store_bench_requests: int = 50_000  # redis-benchmark, one shard against the cluster
+    traced_rps: float = 100.0
+    traced_s: float = 2.0
+    traced_designs: tuple[str, ...] = ()  # empty: every design of the run
 
     @classmethod
     def quick_run(cls, **given: object) -> Options:
@@ -91,6 +102,12 @@ class Options:
             revocation_limit_s=1.0,
             outage=False,
             microbench_n=200,
+            nginx_s=1.5,
+            rotation_s=3.0,
+            failover_s=5.0,
+            store_bench_requests=10_000,
+            traced_rps=60.0,
+            traced_s=1.0,
         )
         return replace(base, **given)  # type: ignore[arg-type]
 

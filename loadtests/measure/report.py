@@ -318,6 +318,134 @@ def write_blocks(results: Results) -> list[Block]:
     ]
 
 
+def _statuses(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} x {status}" for status, n in sorted(counts.items())) or "-"
+
+
+def long_blocks(results: Results) -> list[Block]:
+    """--long's experiments, when the file has them: one table each, the skipped with why."""
+    found = results.get("long")
+    if not found:
+        return []
+    out: list[Block] = [
+        Heading(2, "The longer experiments (--long)"),
+        Para(
+            "Beside the curves, on the same stack, load generator and definitions; none of "
+            "their windows is among the figures above."
+        ),
+    ]
+    nginx = found.get("nginx")
+    if nginx:
+        out += [
+            Heading(3, "The nginx reference"),
+            Para(f"{nginx['note']}; {rate(nginx['offered_rps'])} req/s offered to each."),
+            Table.of(
+                ("proxy", "CPU per request (us)", "p50 / p99 (ms)", "requests", "failed"),
+                (
+                    (
+                        name,
+                        us(p["cpu_us_per_request"]),
+                        f"{ms(p['p50_ms'])} / {ms(p['p99_ms'])}",
+                        plain(p["requests"]),
+                        plain(p["failures"]),
+                    )
+                    for name, p in nginx["proxies"].items()
+                ),
+                id="long-nginx",
+            ),
+        ]
+    rotation = found.get("rotation")
+    if rotation:
+        out += [
+            Heading(3, "Key rotation under load"),
+            Para(
+                f"Auth restarted with a new signing key ({rotation['old_kid'][:8]} -> "
+                f"{rotation['new_kid'][:8]}) inside each 'old' window; the 'new' windows carry "
+                f"the new key's tokens. JWKS requests since: {rotation['jwks_fetches']}."
+            ),
+            Table.of(
+                ("design", "tokens", "requests", "failed", "p99 (ms)"),
+                (
+                    (
+                        w["design"],
+                        w["token"],
+                        plain(w["requests"]),
+                        plain(w["failures"]),
+                        ms(w["p99_ms"]),
+                    )
+                    for w in rotation["windows"]
+                ),
+                id="long-rotation",
+            ),
+        ]
+    failover = found.get("failover")
+    if failover:
+        out += [
+            Heading(3, "The session store as a Redis Cluster: a primary's failure"),
+            Para(
+                f"{failover['primaries']} primaries and {failover['replicas']} replicas; "
+                f"{failover['design']} at {rate(failover['offered_rps'])} req/s; commands per "
+                f"primary: {plain(failover['share'])}."
+            ),
+            Table.of(
+                ("", "value"),
+                (
+                    ("recovered after (s)", plain(failover["recovered_s"])),
+                    (
+                        "requests failed in the window",
+                        f"{failover['failures']} of {failover['requests']}",
+                    ),
+                    (
+                        "a session on the failed primary answered",
+                        _statuses(failover["session_statuses"]),
+                    ),
+                    ("a JWT meanwhile answered", _statuses(failover["jwt_statuses"])),
+                    (
+                        "sessions back after",
+                        f"{failover['sessions_back']} of {failover['sessions_on_victim']}",
+                    ),
+                ),
+                id="long-failover",
+            ),
+        ]
+    traced = found.get("traced")
+    if traced:
+        out += [
+            Heading(3, "Where each hop's time goes (traces)"),
+            Table.of(
+                (
+                    "design",
+                    "hop",
+                    "requests",
+                    "verify p50 (us)",
+                    "store p50 (us)",
+                    "store calls per request",
+                    "/metrics check (us)",
+                ),
+                (
+                    (
+                        t["design"],
+                        hop,
+                        plain(h["requests"]),
+                        us(h["verify_p50_us"]),
+                        plain(h["store_p50_us"]),
+                        plain(h["store_calls_per_request"]),
+                        us(h["metrics_check_mean_us"]),
+                    )
+                    for t in traced
+                    for hop, h in t["hops"].items()
+                ),
+                id="long-traced",
+            ),
+        ]
+    if found.get("skipped"):
+        out += [
+            Heading(3, "Not measured"),
+            Bullets(tuple(f"{name}: {why}" for name, why in found["skipped"].items())),
+        ]
+    return out
+
+
 def blocks(results: Results, drawn: Collection[str]) -> list[Block]:
     """The whole report, in reading order; `drawn`: the chart keys that have a PNG."""
     comparisons = results.get("comparisons") or []
@@ -335,6 +463,7 @@ def blocks(results: Results, drawn: Collection[str]) -> list[Block]:
         *write_blocks(results),
         *chart_blocks(drawn),
         *model_blocks(results),
+        *long_blocks(results),
         *method_blocks(results),
     ]
 

@@ -19,23 +19,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from devstack.stack import Ports, Stack
 from loadtests import microbench
-from loadtests.bench.client import Gateway, request
-from loadtests.bench.experiments import store_outage
-from loadtests.crossover.experiments import revocation_lags
-from loadtests.crossover.netns import RemoteStore, remote_store
-from loadtests.crossover.openload import system_pids
-from loadtests.crossover.servers import Servers, StoreAddress
 from loadtests.load import Latency as LoadLatency
 from loadtests.load import Workers, histogram, isolate
-from loadtests.load.affinity import Isolation, available_cpus, kept_awake, pin
-from loadtests.measure import capacity
+from loadtests.load.affinity import Isolation, available_cpus, kept_awake, pin, system_pids
+from loadtests.measure import capacity, long
+from loadtests.measure.client import Gateway, request
 from loadtests.measure.cpu import group_of
 from loadtests.measure.meter import LISTED, NEW_ORDER, ORDERS, Meter, at_rest, chain_path
+from loadtests.measure.netns import RemoteStore, remote_store
+from loadtests.measure.outage import store_outage
 from loadtests.measure.plan import REPORTS, Config, Options, configs
+from loadtests.measure.revocation import revocation_lags
 from loadtests.measure.schema import (
     CONTROL,
     HOPS,
@@ -47,6 +45,7 @@ from loadtests.measure.schema import (
     Window,
     dump,
 )
+from loadtests.measure.servers import Servers, StoreAddress
 from loadtests.modes import Mode, select, settings_groups
 
 RELAYS = max(HOPS)
@@ -533,7 +532,8 @@ class Bench:
                 by_rtt.setdefault(float(w.get("added_rtt_ms", 0.0)), []).append(w)
 
         def median(windows: list[Window], key: str) -> float:
-            return round(statistics.median(float(w.get(key) or 0.0) for w in windows), 3)
+            values = (cast(float | None, w.get(key)) or 0.0 for w in windows)
+            return round(statistics.median(values), 3)
 
         return [
             {
@@ -666,6 +666,7 @@ def measure(
             bench.release()
             stack.reconfigure(60.0, **bench.settings_of(config))
         bench.configuration(index, config)
+    extra = long.experiments(bench, PROBE_USER) if options.long else None
     isolation = bench.isolation
     finished = dt.datetime.now(dt.UTC)
     designs: dict[str, Design] = {m.name: bench.design(m, check_us.get(m.name)) for m in modes}
@@ -701,7 +702,7 @@ def measure(
             "idle": bench.idle,
         }
     )
-    return {
+    results: Results = {
         "schema_version": SCHEMA_VERSION,
         "environment": {
             "cpus": os.cpu_count() or 1,
@@ -725,6 +726,9 @@ def measure(
         "windows": bench.windows,
         "notes": bench.notes,
     }
+    if extra is not None:
+        results["long"] = extra
+    return results
 
 
 def run(options: Options, say: Callable[[str], None] = log) -> Path:

@@ -175,6 +175,121 @@ class Design(TypedDict):
     check_us: NotRequired[float | None]  # the per-check micro-benchmark, in-process
 
 
+# -- --long: the experiments beside the measured curves (loadtests/measure/long.py) ----------
+
+
+class Shards(TypedDict):
+    """redis-benchmark GET and SET on one fresh redis-server, then on the cluster."""
+
+    command: str
+    single_rps: float  # one shard: the slower of GET and SET, ops/s
+    cluster_rps: float
+    ratio: float
+
+
+class Failover(TypedDict):
+    """The session store as a Redis Cluster (a second stack), the session design's load on it,
+    and one primary killed while that load runs."""
+
+    primaries: int
+    replicas: int
+    design: str  # whose load ran
+    offered_rps: float
+    # A window before the failure: the cluster at that rate, and each primary's share of the
+    # session-store commands (the sessions spread over the shards).
+    steady: dict[str, Any]  # {served_rps, p50_ms, p99_ms, failures, requests}
+    share: dict[str, float]  # primary port -> share of the commands
+    seconds: float  # the failover window
+    requests: int  # its requests answered or failed (open-model: sent on schedule)
+    failures: int  # of those, not 2xx or no answer
+    p99_ms: float | None
+    victim: int  # the primary's port
+    sessions_on_victim: int  # of the probe's sessions, on the victim's slots
+    sessions_back: int  # of those, answering 200 once the replica took over
+    recovered_s: (
+        float | None
+    )  # kill -> a session on the victim's slots answered 200 (None: not within the limit)
+    session_statuses: dict[str, int]  # the probe's answers until then, by status ("0": none)
+    jwt_statuses: dict[str, int]  # a bearer JWT polled beside it (no store on its path)
+    throughput: Shards | None  # None where redis-benchmark is missing
+
+
+class HopTrace(TypedDict):
+    """One hop over the requests it verified in a traced window (loadtests/measure/traced.py)."""
+
+    requests: int
+    verify_p50_us: float
+    verify_mean_us: float
+    store_p50_us: dict[str, float]  # by store: time inside store calls per request
+    store_calls_per_request: dict[str, float]
+    metrics_check_mean_us: float | None  # the hop's own /metrics over the same window
+
+
+class TracedDesign(TypedDict):
+    design: str
+    offered_rps: float
+    requests: int
+    failures: int
+    p50_ms: float | None
+    spans: int
+    traces: int
+    hops: dict[str, HopTrace]  # gateway, orders (every replica one hop)
+
+
+class RotationWindow(TypedDict):
+    design: str
+    token: str  # "old": signed before the rotation, sent across it; "new": the new kid
+    offered_rps: float
+    requests: int
+    failures: int
+    p99_ms: float | None
+
+
+class Rotation(TypedDict):
+    """Auth restarted with a new signing key while load runs; then the new key's tokens."""
+
+    designs: list[str]
+    old_kid: str
+    new_kid: str
+    auth_restart_ms: list[float]  # each rotation: new key written, auth restarted and ready
+    windows: list[RotationWindow]
+    old_token: dict[str, int]  # "design hop" -> status of the old token after the rotation
+    new_token: dict[str, int]
+    jwks_fetches: int  # JWKS requests auth answered since its restart
+    cooldown_s: float
+
+
+class ProxyFigure(TypedDict):
+    requests: int
+    failures: int
+    served_rps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    cpu_us_per_request: float  # the proxy process alone, idle taken out
+
+
+class NginxReference(TypedDict):
+    """nginx and the gateway proxying the same GET to orders at the same offered rate."""
+
+    offered_rps: float
+    seconds: float
+    proxies: dict[str, ProxyFigure]  # nginx, gateway
+    ratio: float | None  # gateway / nginx CPU per request
+    note: str
+
+
+class Long(TypedDict):
+    """What `--long` adds; an experiment that was skipped or failed is null, its reason in
+    `skipped` (experiment -> reason)."""
+
+    failover: Failover | None
+    traced: list[TracedDesign] | None
+    rotation: Rotation | None
+    nginx: NginxReference | None
+    skipped: dict[str, str]
+    wall_s: float
+
+
 class Results(TypedDict):
     schema_version: int
     environment: Environment
@@ -187,6 +302,7 @@ class Results(TypedDict):
     advice: NotRequired[list[str]]  # "Which design when", plain sentences
     model: NotRequired[dict[str, Any]]  # {"parts": {...}, "points": [ModelPoint, ...]}
     notes: NotRequired[list[str]]
+    long: NotRequired[Long | None]  # --long only
 
 
 def dump(results: Results, path: Path) -> None:

@@ -19,8 +19,8 @@ import pytest
 
 from devstack.processes import free_port, stop_process
 from devstack.stack import Stack
-from loadtests.bench.client import PASSWORD, Gateway
-from loadtests.bench.phases import answered
+from loadtests.measure.client import PASSWORD, Gateway
+from loadtests.measure.servers import answered
 from loadtests.modes import (
     HYBRID,
     JWT_COOKIE,

@@ -1,200 +1,110 @@
-"""The crossover model (loadtests/model.py): pure functions, checked on a recorded run."""
+"""`python -m loadtests.model` (loadtests/model.py over loadtests/measure/model.py): the
+projection of an analysed run by its numbers, and the command line. The run is the synthetic one
+of tests/unit/measure (no noise): its parts are known exactly."""
 
 from __future__ import annotations
 
-import math
+import copy
+import json
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from loadtests import model
-from loadtests.crossover.results import CrossoverResults, load
-
-RECORDED = Path(__file__).resolve().parents[1] / "data" / "crossover_results.json"
-
-
-@pytest.fixture(scope="module")
-def results() -> CrossoverResults:
-    return load(RECORDED)
+from loadtests import model as cli
+from loadtests.measure import analysis, model
+from loadtests.measure.schema import Results
+from tests.unit.measure import synthetic
 
 
 @pytest.fixture(scope="module")
-def models(results: CrossoverResults) -> list[model.DesignModel]:
-    return model.build(results)
+def results() -> dict[str, Any]:
+    built = cast(Results, synthetic.build(synthetic.Truth(noise=0)))
+    return cast(dict[str, Any], analysis.analyse(built))
 
 
-def test_least_squares_recovers_a_line_and_flattens_a_constant_x() -> None:
-    assert model.least_squares([1, 2, 3], [5, 7, 9]) == pytest.approx((3.0, 2.0))
-    assert model.least_squares([2, 2], [1, 3]) == (2.0, 0.0)
-    assert model.least_squares([], []) == (0.0, 0.0)
-
-
-def test_fit_reports_the_error_at_every_point() -> None:
-    line = model.fit([1, 2, 3], [10, 20, 36])
-    assert line["slope"] == pytest.approx(13.0)
-    assert [p["predicted"] for p in line["points"]] == pytest.approx([9.0, 22.0, 35.0])
-    errors = [p["error_pct"] for p in line["points"]]
-    assert errors == pytest.approx([-10.0, 10.0, -2.8])
-    assert line["max_abs_error_pct"] == pytest.approx(10.0)
-    assert model.error_pct(0.0, 0.0) == 0.0 and model.error_pct(1.0, 0.0) is None
-
-
-def test_the_recorded_run_is_a_complete_crossover_run(results: CrossoverResults) -> None:
-    names = [d["name"] for d in results["designs"]]
-    assert names and set(results["hops"]["designs"]) == set(names)
-    for name in names:
-        hops = sorted(p["hops"] for p in results["hops"]["designs"][name])
-        assert hops == [1, 2, 3]
-    assert results["distance"]["designs"] and results["revocation"] and results["rotation"]
-    assert results["shards"] is not None and results["shards"]["per_shard_ops"] > 0
-
-
-def test_one_model_per_measured_design_fitted_on_verifications(
-    results: CrossoverResults, models: list[model.DesignModel]
+def test_the_projection_at_a_measured_chain_point_is_the_models_own(
+    results: dict[str, Any],
 ) -> None:
-    assert [m.name for m in models] == [d["name"] for d in results["designs"]]
-    for m in models:
-        points = results["hops"]["designs"][m.name]
-        xs = [p["checks_per_request"] for p in points]
-        intercept, slope = model.least_squares(xs, [p["cpu_us_total"] for p in points])
-        assert (m.cpu["intercept"], m.cpu["slope"]) == pytest.approx((intercept, slope), abs=1e-3)
-        assert len(m.cpu["points"]) == 3
+    """At k hops and the run's own store RTT, the projection is the model's prediction for
+    that chain point (the same parts, the same formula)."""
+    rtt = results["model"]["parts"]["store"]["rtt_ms"]
+    checked = 0
+    for point in results["model"]["points"]:
+        if point["kind"] != "chain":
+            continue
+        design, k = point["design"], point["x"]
+        measured_ops = results["designs"][design]["hops"][str(int(k))]["store_ops_per_request"]
+        projected = model.project(results, design, 1000.0, k, rtt)
+        assert projected is not None
+        if abs(projected.store_ops_per_request - measured_ops) > 0.05:
+            continue  # the chain's ops are not on a line here: the formula's inputs differ
+        checked += 1
+        assert projected.cpu_us_per_request == pytest.approx(point["cpu_model"], rel=1e-3)
+        assert projected.p50_ms == pytest.approx(point["p50_model"], abs=2e-3)
+    assert checked >= 3
 
 
-def test_every_hop_verifies_once_more(results: CrossoverResults) -> None:
-    """The stack's hops as the services counted them: 1 with edge auth off (2 for the hybrid,
-    whose gateway verifies to exchange the session), 2 for a GET, 3 for a POST."""
-    for info in results["designs"]:
-        checks = {
-            p["hops"]: p["checks_per_request"] for p in results["hops"]["designs"][info["name"]]
-        }
-        hybrid = info["settings"]["GATEWAY_TOKEN_EXCHANGE"] == "on"
-        assert checks[1] == pytest.approx(2.0 if hybrid else 1.0, abs=0.25)
-        assert checks[2] == pytest.approx(2.0, abs=0.25)
-        assert checks[3] == pytest.approx(3.0, abs=0.3)
+def test_cores_and_store_operations_scale_with_the_rate(results: dict[str, Any]) -> None:
+    one = model.project(results, "session", 1000.0, 3.0, 0.5)
+    ten = model.project(results, "session", 10_000.0, 3.0, 0.5)
+    assert one is not None and ten is not None
+    assert ten.cores == pytest.approx(10 * one.cores, rel=0.01)
+    assert ten.store_ops_per_s == pytest.approx(10 * one.store_ops_per_s, rel=0.01)
+    assert one.cores == pytest.approx(1000.0 * one.cpu_us_per_request / 1e6, abs=0.01)
+    # The plain session asks the store at every hop and the edge: k + 1 operations.
+    assert one.store_ops_per_request == pytest.approx(4.0, abs=0.3)
+    jwt = model.project(results, "jwt-push", 1000.0, 3.0, 0.5)
+    assert jwt is not None and jwt.store_ops_per_request < 0.1
 
 
-def test_prediction_scales_with_rate_and_counts_shards(
-    results: CrossoverResults, models: list[model.DesignModel]
+def test_a_farther_store_costs_each_store_operation_one_round_trip(
+    results: dict[str, Any],
 ) -> None:
-    shards = results["shards"]
-    assert shards is not None
-    per_shard = shards["per_shard_ops"]
-    for m in models:
-        one = model.predict(m, 10_000, 5, 0.0, per_shard)
-        two = model.predict(m, 20_000, 5, 0.0, per_shard)
-        assert two.cores == pytest.approx(2 * one.cores, rel=0.01, abs=0.02)
-        expected_cpu = max(m.cpu["intercept"] + 5 * m.cpu["slope"], 0.0)
-        assert one.cpu_us_per_request == pytest.approx(expected_cpu, abs=0.1)
-        assert one.shards == (
-            math.ceil(one.store_ops_per_s / per_shard) if one.store_ops_per_s else 0
-        )
+    near = model.project(results, "session", 1000.0, 2.0, 0.0)
+    far = model.project(results, "session", 1000.0, 2.0, 3.0)
+    assert near is not None and far is not None
+    assert far.p50_ms - near.p50_ms == pytest.approx(3.0 * near.store_ops_per_request, abs=0.01)
+    assert far.cpu_us_per_request == near.cpu_us_per_request  # waiting is not CPU
 
 
-def test_sessions_use_the_store_and_jwts_do_not(
-    results: CrossoverResults, models: list[model.DesignModel]
+def test_shards_come_from_a_long_runs_shard_capacity(results: dict[str, Any]) -> None:
+    assert model.project(results, "session", 1000.0, 1.0, 0.0).shards is None  # type: ignore[union-attr]
+    measured = copy.deepcopy(results)
+    measured["long"] = {"failover": {"throughput": {"single_rps": 1000.0}}}
+    projected = model.project(measured, "session", 1000.0, 1.0, 0.0)
+    assert projected is not None
+    assert projected.shards == -(-int(1000.0 * projected.store_ops_per_request) // 1000)
+    assert projected.shards >= 2
+
+
+def test_revocation_lag_and_the_bound(results: dict[str, Any]) -> None:
+    lives = copy.deepcopy(results)
+    lives["designs"]["jwt-off"]["revocation_lag_ms"] = None  # works until it expires
+    table = cli.rows(lives, 1000.0, 2.0, 0.5, bound_s=0.001)
+    by_design = {row[0]: row for row in table[1:]}
+    assert by_design["jwt-off"][6] == "until exp" and by_design["jwt-off"][7] == "no"
+    lag = results["designs"]["session"]["revocation_lag_ms"]["p99"]
+    assert by_design["session"][6] == f"{lag:,.1f} ms"
+    assert by_design["session"][7] == ("yes" if lag <= 1.0 else "no")
+
+
+def test_main_prints_every_modelled_design(
+    results: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    by_name = {m.name: m for m in models}
-    kinds = {d["name"]: d for d in results["designs"]}
-    for name, m in by_name.items():
-        design = kinds[name]
-        cached = design["settings"]["SESSION_CACHE"] == "push"
-        if design["kind"] == "session" and not cached:
-            assert m.store_ops_at(2) > 1.5  # the gateway's and orders' GET, at least
-        if design["kind"] == "jwt":
-            assert m.store_ops_at(5) < 0.05
-            assert model.predict(m, 50_000, 5, 1.0, 1e5).shards == 0
-
-
-def test_a_farther_store_costs_each_store_call_one_round_trip(
-    models: list[model.DesignModel],
-) -> None:
-    for m in models:
-        near = model.predict(m, 1000, 3, m.base_rtt_ms, None)
-        far = model.predict(m, 1000, 3, m.base_rtt_ms + 5.0, None)
-        assert far.p50_ms - near.p50_ms == pytest.approx(m.store_ops_at(3) * 5.0, abs=0.02)
-        assert far.cores == near.cores
-
-
-def test_revocation_lag_and_the_bound(
-    results: CrossoverResults, models: list[model.DesignModel]
-) -> None:
-    for m in models:
-        lag = results["revocation"][m.name]
-        p = model.predict(m, 1000, 2, 0.0, None, revocation_bound_s=1.0)
-        if lag["until_exp"]:
-            assert p.until_exp and not p.meets_bound and "until exp" in p.revocation_text
-            assert p.revocation_lag_s == lag["token_lifetime_s"]
-        else:
-            worst = max(h["p99_ms"] or 0 for h in lag["hops"].values())
-            assert p.revocation_lag_s == pytest.approx(worst / 1000, abs=1e-3)
-            assert p.meets_bound == (worst / 1000 <= 1.0)
-
-
-def test_jwt_without_revocation_lives_until_exp(results: CrossoverResults) -> None:
-    off = [d["name"] for d in results["designs"] if d["settings"]["JWT_REVOCATION"] == "off"]
-    assert off, "the recorded run has a design with revocation off"
-    for name in off:
-        lag = results["revocation"][name]
-        assert lag["until_exp"] and lag["token_lifetime_s"] == 300
-
-
-def test_point_errors_cover_every_measured_point(
-    results: CrossoverResults, models: list[model.DesignModel]
-) -> None:
-    errors = model.point_errors(results, models)
-    hop_points = sum(len(v) for v in results["hops"]["designs"].values())
-    distance_points = sum(len(v) for v in results["distance"]["designs"].values())
-    assert len([e for e in errors if e.where.startswith("hops")]) == 3 * hop_points
-    assert len([e for e in errors if e.where.startswith("RTT")]) == 2 * distance_points
-    for e in errors:
-        if e.error_pct is not None and abs(e.measured) > 1:  # rounded to 3 places
-            assert e.error_pct == pytest.approx(
-                (e.predicted - e.measured) / e.measured * 100, abs=0.1
-            )
-    worst = model.worst_error(errors, "cpu_us")
-    assert worst is not None and worst >= 0
-
-
-def test_crossings_find_where_two_lines_meet() -> None:
-    def line(a: float, b: float) -> model.DesignModel:
-        fit = model.fit([1, 2, 3], [a + b, a + 2 * b, a + 3 * b])
-        return model.DesignModel(
-            name=f"{a}+{b}x",
-            cpu=fit,
-            store_ops=model.fit([1, 2], [0, 0]),
-            latency=model.fit([1, 2], [1, 1]),
-            distance=None,
-            base_rtt_ms=0.0,
-            base_distance_p50_ms=None,
-            revocation_lag_ms=10.0,
-            until_exp=False,
-            token_lifetime_s=None,
-            knee_rps=None,
-        )
-
-    steep, flat, parallel = line(100, 50), line(200, 25), line(300, 50)
-    assert model.crossings([steep, flat]) == [(flat.name, steep.name, 4.0)]
-    assert model.crossings([steep, parallel]) == []
-    picks = model.scenarios([steep, flat], None, rate=1000, hops=(1, 5), rtts_ms=(0.0,))
-    assert [s.cheapest for s in picks if s.bound_s is None] == [steep.name, flat.name]
-
-
-def test_main_prints_every_design_and_the_error(
-    results: CrossoverResults, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["--rate", "50000", "--hops", "5", "--store-rtt-ms", "1", "--results", str(RECORDED)]
-    assert model.main([*argv, "--revocation-bound-s", "1"]) == 0
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    assert cli.main(["--results", str(path), "--rate", "2000", "--hops", "3"]) == 0
     out = capsys.readouterr().out
-    assert "50,000 req/s, 5 verifying hops, session store 1 ms away" in out
-    for info in results["designs"]:
-        assert f"\n{info['name']} " in out
-    assert "model error on the measured points" in out and "CPU per request" in out
-    assert "lag <= 1 s" in out
+    modelled = {p["design"] for p in results["model"]["points"]}
+    assert len(modelled) >= 5
+    lines = out.splitlines()
+    for name in modelled:
+        assert any(line.split()[:1] == [name] for line in lines), name
 
 
 def test_main_explains_a_missing_results_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert model.main(["--results", str(tmp_path / "none.json")]) == 1
-    assert "python -m loadtests.crossover" in capsys.readouterr().err
+    assert cli.main(["--results", str(tmp_path / "none.json")]) == 1
+    assert "make bench" in capsys.readouterr().err

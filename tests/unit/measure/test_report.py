@@ -228,3 +228,103 @@ def test_a_file_of_another_schema_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="schema_version 1 expected"):
         report.main([str(source)])
     assert not (tmp_path / "report.html").exists()
+
+
+LONG = {
+    "nginx": {
+        "offered_rps": 400.0,
+        "seconds": 3.0,
+        "proxies": {
+            "nginx": {
+                "requests": 1200,
+                "failures": 0,
+                "served_rps": 400.0,
+                "p50_ms": 0.6,
+                "p99_ms": 1.9,
+                "cpu_us_per_request": 61.5,
+            },
+            "gateway": {
+                "requests": 1199,
+                "failures": 1,
+                "served_rps": 399.7,
+                "p50_ms": 1.4,
+                "p99_ms": 4.2,
+                "cpu_us_per_request": 512.25,
+            },
+        },
+        "ratio": 8.33,
+        "note": "nginx to orders-1",
+    },
+    "rotation": {
+        "designs": ["jwt-push"],
+        "old_kid": "a" * 43,
+        "new_kid": "b" * 43,
+        "auth_restart_ms": [812.0],
+        "windows": [
+            {
+                "design": "jwt-push",
+                "token": "old",
+                "offered_rps": 150.0,
+                "requests": 750,
+                "failures": 0,
+                "p99_ms": 7.5,
+            },
+            {
+                "design": "jwt-push",
+                "token": "new",
+                "offered_rps": 150.0,
+                "requests": 749,
+                "failures": 3,
+                "p99_ms": 9.25,
+            },
+        ],
+        "old_token": {"jwt-push gateway": 200},
+        "new_token": {"jwt-push gateway": 200},
+        "jwks_fetches": 4,
+        "cooldown_s": 2.0,
+    },
+    "failover": None,
+    "traced": [
+        {
+            "design": "session",
+            "offered_rps": 100.0,
+            "requests": 200,
+            "failures": 0,
+            "p50_ms": 2.0,
+            "spans": 1800,
+            "traces": 200,
+            "hops": {
+                "orders": {
+                    "requests": 198,
+                    "verify_p50_us": 391.0,
+                    "verify_mean_us": 420.0,
+                    "store_p50_us": {"session_store": 309.4},
+                    "store_calls_per_request": {"session_store": 1.05},
+                    "metrics_check_mean_us": 377.0,
+                }
+            },
+        },
+    ],
+    "skipped": {"failover": "redis-cli is not on PATH: no Redis Cluster can be created"},
+    "wall_s": 80.0,
+}
+
+
+def test_the_long_experiments_are_a_section_with_their_numbers(tmp_path: Path) -> None:
+    results = fixture()
+    results["long"] = copy.deepcopy(LONG)  # type: ignore[typeddict-item]
+    page, markdown = render(results, tmp_path)
+    tables = parsed(page).tables
+    assert tables["long-nginx"][1:] == [
+        ["nginx", "62", "0.6 / 1.9", "1200", "0"],
+        ["gateway", "512", "1.4 / 4.2", "1199", "1"],
+    ]
+    assert [row[1:4] for row in tables["long-rotation"][1:]] == [
+        ["old", "750", "0"],
+        ["new", "749", "3"],
+    ]
+    assert tables["long-traced"][1][:4] == ["session", "orders", "198", "391"]
+    assert "long-failover" not in tables  # null: skipped, with its reason listed
+    assert "redis-cli is not on PATH" in page and "redis-cli is not on PATH" in markdown
+    # A default run's file has no such section.
+    assert not any(key.startswith("long-") for key in parsed(render(fixture(), tmp_path)[0]).tables)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from devstack.processes import free_port, spawn
 from devstack.stores import RedisServer
-from loadtests.crossover.servers import StoreAddress, connect, median_rtt_ms
 from loadtests.delayproxy import DelayProxy
+from loadtests.measure.servers import StoreAddress, connect, median_rtt_ms
 
 PREFIX = "authscale-xo-"
 REDIS_PORT = 6379

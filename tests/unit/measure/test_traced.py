@@ -1,4 +1,4 @@
-"""Per-hop attribution from spans (loadtests/bench/spans.py), on spans built by hand: which
+"""Per-hop attribution from spans (loadtests/measure/traced.py), on spans built by hand: which
 server span each verification and store call belongs to, by store, inside the window."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from devstack.otlp import CLIENT, SERVER, Received
-from loadtests.bench.spans import attribute
+from loadtests.measure.traced import attribute
 from services.common.tracing import VERIFY_SPAN
 
 SESSION_PORT, DATA_PORT = 6379, 6380

@@ -1,6 +1,7 @@
-"""The bench's one HTTP client (urllib, blocking), and the gateway calls the experiments make.
+"""The bench's one HTTP client (urllib, blocking), and the gateway calls the experiments make:
+sign up, log in per credential, log out, ask whether a credential is still accepted.
 
-The bench's accounts live here too: Locust's users `bench-<n>` and the experiments' `bench-probe`.
+The accounts' names are the runner's (loadtests/measure/run.py); their password is here.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from loadtests.modes import Credential
 from services.common.exchange import TOKEN_EXCHANGE_PATH
 from services.common.exchange import request_body as exchange_request
 
-USER_PREFIX = "bench"
-PROBE_USER = "bench-probe"
 PASSWORD = "bench-password-1"  # noqa: S105 - throwaway load-test accounts
 
 

@@ -1,11 +1,11 @@
 """Per-hop attribution from traces: where each hop's time goes inside one request.
 
-A short traced phase per design restarts the services with tracing on, exporting to the
-harness's receiver (devstack/otlp.py), runs the same Locust users, then reads the spans: for
-every request a hop verified (a server span with an `authscale.verify` span under it), how long
-the verification took and how long the hop spent in store calls (redis-py's client spans, by
-store), set beside what the same hop's /metrics said over the same phase. Tracing has a cost of
-its own, so these phases are kept apart from the measured ones.
+`--long` restarts the services with tracing on, exporting to the harness's receiver
+(devstack/otlp.py), runs one open-model window per design (loadtests/measure/long.py), then
+reads the spans here: for every request a hop verified (a server span with an `authscale.verify`
+span under it), how long the verification took and how long the hop spent in store calls
+(redis-py's client spans, by store), set beside what the same hop's /metrics said over the same
+window. Tracing has a cost of its own, so these windows are kept apart from the measured ones.
 """
 
 from __future__ import annotations
@@ -13,16 +13,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from devstack.otlp import CLIENT, SERVER, Collector, Received, collecting
-from loadtests.bench import log
-from loadtests.bench.phases import Load, run_phase
-from loadtests.bench.results import HopTrace, TracedPhase
-from loadtests.bench.scrape import Idle, Target
-from loadtests.modes import Mode
+from devstack.otlp import CLIENT, SERVER, Collector, Received
+from loadtests.measure.schema import HopTrace
 from services.common.tracing import SERVICE_PREFIX, VERIFY_SPAN
 
 EXPORT_DELAY_MS = 200  # OTEL_BSP_SCHEDULE_DELAY: spans reach the receiver within this
@@ -135,7 +130,7 @@ def _per(verified: Sequence[_Request]) -> float:
     return sum(r.verifications for r in verified) / len(verified)
 
 
-def _settled(collector: Collector, timeout: float = 10.0) -> list[Received]:
+def settled(collector: Collector, timeout: float = 10.0) -> list[Received]:
     """Every span exported so far: until the count stops growing for a few export periods."""
     deadline = time.monotonic() + timeout
     seen = -1
@@ -145,45 +140,3 @@ def _settled(collector: Collector, timeout: float = 10.0) -> list[Received]:
         time.sleep(3 * EXPORT_DELAY_MS / 1000)  # a poll interval: several export periods
         spans = collector.spans()
     return spans
-
-
-def traced_phases(
-    modes: Sequence[Mode],
-    switch: Callable[[Mapping[str, str]], None],
-    target: Target,
-    load: Load,
-    workdir: Path,
-    idle: Idle,
-) -> list[TracedPhase]:
-    """One short traced phase per mode, each on services restarted with tracing on; on the way
-    out tracing is off again and the services run the first mode's settings."""
-    stores = {port: name for name, port in target.stores.items()}
-    found: list[TracedPhase] = []
-    with collecting() as collector:
-        tracing = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
-            "OTEL_BSP_SCHEDULE_DELAY": str(EXPORT_DELAY_MS),
-        }
-        try:
-            for mode in modes:
-                switch({**mode.settings, **tracing})
-                collector.clear()
-                phase = run_phase(target, mode, load, workdir, f"traced-{mode.name}", idle)
-                spans = _settled(collector)
-                window = phase.get("window_epoch") or []
-                hops = attribute(spans, stores, phase["auth_check_us"], window)
-                found.append(
-                    {
-                        "mode": mode.name,
-                        "spans": len(spans),
-                        "traces": len({r.span.trace_id for r in spans}),
-                        "gateway_requests": phase["gateway_requests"],
-                        "p50_ms": phase["p50_ms"],
-                        "hops": hops,
-                    }
-                )
-                log(f"traced {mode.name}: {len(spans)} spans, hops {', '.join(hops)}")
-        finally:
-            off = dict.fromkeys(tracing, "")
-            switch({**(modes[0].settings if modes else {}), **off})
-    return found

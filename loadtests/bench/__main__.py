@@ -1,5 +1,0 @@
-import sys
-
-from loadtests.bench.cli import main
-
-sys.exit(main())

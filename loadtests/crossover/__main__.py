@@ -1,5 +1,0 @@
-import sys
-
-from loadtests.crossover.cli import main
-
-sys.exit(main())
