@@ -37,6 +37,7 @@ SESSION_STORE = "session_store"
 STORES = ("session_store", "data_store")
 QUIET_CPU = 0.05  # CPUs' worth the services may use above idle and count as at rest
 QUIET_LIMIT_S = 5.0
+QUIET_SAMPLE_S = 0.05  # schedstat counts nanoseconds: 50 ms of CPU time is plenty to judge
 
 
 def chain_path(design: str, hops: int) -> str:
@@ -87,14 +88,14 @@ class Meter:
         self._credentials.clear()
 
     def quiesce(self, limit_s: float = QUIET_LIMIT_S) -> float:
-        """Wait until the services are at rest (together under QUIET_CPU of a CPU over a
-        tenth of a second): after an overloaded window they may still be working through
+        """Wait until the services are at rest (together under QUIET_CPU of a CPU over
+        QUIET_SAMPLE_S): after an overloaded window they may still be working through
         requests their clients gave up on, and that work must not land in the next window.
         Returns the seconds waited."""
         began = time.monotonic()
         before = cpu.read(self.pids)
         while time.monotonic() - began < limit_s:
-            time.sleep(0.1)  # the sampling period of the CPU reading
+            time.sleep(QUIET_SAMPLE_S)  # the sampling period of the CPU reading
             after = cpu.read(self.pids)
             busy = sum(cpu.rates(before, after).values()) - sum(self.idle_services.values())
             if busy < QUIET_CPU:

@@ -25,7 +25,7 @@ class Options:
     # Five runs: a t interval over three is +-2.5 standard deviations of one run, and one run's
     # knee on this machine moves by 5-15 % (its CPU's speed alone by 3 % from second to second).
     repeats: int = 5
-    start_rps: float = 900.0
+    start_rps: float = 1200.0
     factor: float = 1.5  # first repeat; later ones start at the median knee so far, step `near`
     near: float = 1.1
     refine_to: float = 0.05
@@ -48,11 +48,11 @@ class Options:
     # The chain of k verifying services (and the control), k = 1..5.
     chain_rps: float = 150.0  # a session chain of 5 relays stays near 0.7 of a CPU
     chain_repeats: int = 2
-    chain_window_s: float = 1.0
+    chain_window_s: float = 0.8
     # The session store at a distance.
     rtts_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)
     distance_rps: float = 150.0
-    distance_window_s: float = 0.8
+    distance_window_s: float = 0.6
     distance_repeats: int = 3  # windows per distance and design; the point is their median
     distance_groups: int = 0  # settings groups measured at a distance, 0: every one
     revocation_samples: int = 10

@@ -207,7 +207,7 @@ class Bench:
         servers = self.servers(config)
         isolation = self.pin_system()
         pids = self.service_pids()
-        idle, idle_services = at_rest(servers, pids, 1.5)
+        idle, idle_services = at_rest(servers, pids, 1.0)
         self.idle.append(
             {
                 "config": index,
