@@ -132,14 +132,14 @@ class Meter:
         method: str = "GET",
         body: str | None = None,
         histogram: bool = False,
-        requests: Sequence[Target] = (),
+        send: Sequence[Target] = (),
     ) -> Window:
         """`settle` + `seconds` of load at `rate`; the servers are read over the last
         `seconds`, the part whose requests the window counts. `histogram`: keep the window's
-        latency histogram (encoded), for figures merged over windows. `requests`: what to
+        latency histogram (encoded), for figures merged over windows. `send`: the requests to
         send in turn instead of `method path body` with each user's credential."""
         extra = {"Content-Type": "application/json"} if body is not None else {}
-        targets = tuple(requests) or tuple(
+        targets = tuple(send) or tuple(
             Target(url=self.gateway_url + path, method=method, headers={**h, **extra}, body=body)
             for h in self.credentials(design)
         )

@@ -366,7 +366,7 @@ class Bench:
                     o.settle_s,
                     1,
                     "POST",
-                    requests=meter.logins(name),
+                    send=meter.logins(name),
                 )
             )
             self.say(

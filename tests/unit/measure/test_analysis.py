@@ -318,10 +318,10 @@ def test_the_credential_sentence_names_the_largest_and_the_smallest() -> None:
 
 
 def test_no_credential_sentence_without_two_different_sizes() -> None:
-    same = {name: {"credential_bytes": 500} for name in Truth().credential_bytes}
-    assert "credential" not in {a.topic for a in advise_of(analysed(**same))}
-    missing = {name: {"credential_bytes": None} for name in Truth().credential_bytes}
-    assert "credential" not in {a.topic for a in advise_of(analysed(**missing))}
+    same: dict[str, Any] = {name: {"credential_bytes": 500} for name in Truth().credential_bytes}
+    assert "credential" not in {a.topic for a in advise_of(analysed(None, **same))}
+    missing: dict[str, Any] = {n: {"credential_bytes": None} for n in Truth().credential_bytes}
+    assert "credential" not in {a.topic for a in advise_of(analysed(None, **missing))}
 
 
 def advise_of(results: dict[str, Any]) -> list[analysis.Advice]:
