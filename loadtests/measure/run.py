@@ -51,8 +51,9 @@ from loadtests.modes import Mode, select, settings_groups
 RELAYS = max(HOPS)
 USER_PREFIX = "bench"
 PROBE_USER = "bench-probe"
-# Logins are not what the bench measures: its own accounts hash with argon2id at a tenth of the
-# OWASP cost (recorded in the results).
+# The bench's own accounts hash with argon2id at a tenth of the OWASP cost (recorded in the
+# results): the hash is what every design's login pays alike; what the login windows compare is
+# signing a JWT against creating a session.
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "2048"}
 JWKS_COOLDOWN_S = 2.0
 # What the verifiers of each design do per check, as the micro-benchmark names it: the relays
