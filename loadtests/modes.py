@@ -33,7 +33,7 @@ class Credential:
     echo the CSRF token the login answered in `X-CSRF-Token`.
     """
 
-    name: str  # the key of results.json's `login` and `credential_size`
+    name: str  # one per way of holding it: the designs that share it log in alike
     kind: Kind
     carrier: Carrier
     login_path: str

@@ -470,7 +470,7 @@ class Advice:
     """One sentence of "Which design when" and the designs it names, in the order it names
     them (what the tests check: the sentence follows the numbers)."""
 
-    topic: str  # capacity, cpu, per_hop, distance, revocation
+    topic: str  # capacity, cpu, per_hop, distance, revocation, credential
     designs: tuple[str, ...]
     sentence: str
 
@@ -602,6 +602,26 @@ def _advise_revocation(designs: Mapping[str, Mapping[str, Any]]) -> Advice | Non
     )
 
 
+def _advise_credential(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
+    """The largest credential against the smallest (one measurement each, exact: no
+    interval); the first named of equal sizes, in the file's order."""
+    sizes = [
+        (n, int(d["credential_bytes"])) for n, d in designs.items() if d.get("credential_bytes")
+    ]
+    if len(sizes) < 2:
+        return None
+    heavy, big = max(sizes, key=lambda ns: ns[1])
+    lean, small = min(sizes, key=lambda ns: ns[1])
+    if big == small:
+        return None
+    return Advice(
+        "credential",
+        (heavy, lean),
+        f"Every request carries {big:,} bytes of credential headers with {heavy}, "
+        f"{big / small:.1f}x the {small:,} bytes of {lean}.",
+    )
+
+
 def advise(results: Mapping[str, Any], fits: Mapping[str, stats.Fit | None]) -> list[Advice]:
     """ "Which design when", computed from the analysed figures: no sentence holds a conclusion
     the numbers did not give."""
@@ -612,6 +632,7 @@ def advise(results: Mapping[str, Any], fits: Mapping[str, stats.Fit | None]) -> 
         _advise_per_hop(designs, fits),
         _advise_distance(designs),
         _advise_revocation(designs),
+        _advise_credential(designs),
     ]
     return [a for a in found if a is not None]
 

@@ -53,6 +53,11 @@ def request(
         return Reply(error.code, error.headers, error.read())
 
 
+def header_bytes(headers: Mapping[str, str]) -> int:
+    """The bytes `headers` take in an HTTP/1.1 request: `name: value` and CRLF each."""
+    return sum(len(f"{name}: {value}\r\n".encode("latin-1")) for name, value in headers.items())
+
+
 def get_text(url: str, timeout: float = 5.0) -> str:
     reply = request("GET", url, timeout=timeout)
     if reply.status != 200:

@@ -10,6 +10,7 @@ during it. The idle baseline of the same start of the services is taken out.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from loadtests.load import Isolation, Plan, Schedule, Target, Workers
 from loadtests.load.generator import STARTUP_TIMEOUT
 from loadtests.measure import cpu
-from loadtests.measure.client import Gateway
+from loadtests.measure.client import PASSWORD, Gateway
 from loadtests.measure.schema import CONTROL, Window
 from loadtests.measure.servers import Idle, Servers
 from loadtests.modes import Mode
@@ -76,6 +77,23 @@ class Meter:
         self._credentials[design] = (time.monotonic(), headers)
         return headers
 
+    def logins(self, design: str) -> tuple[Target, ...]:
+        """`design`'s login request for each user whose credentials the windows take, with no
+        credential sent. Presenting a session ends it (fixation): that is more work than a
+        login, and would end the sessions the other windows send. One account per target:
+        each login holds a failure reservation until it succeeds, and LOGIN_MAX_FAILURES of
+        one account in flight at once would be refused with 429."""
+        credential = self.modes[design].credential
+        return tuple(
+            Target(
+                url=self.gateway_url + credential.login_path,
+                method="POST",
+                headers={"Content-Type": "application/json"},
+                body=json.dumps(credential.login_body(user, PASSWORD)),
+            )
+            for user in self.usernames[:CREDENTIALS]
+        )
+
     @property
     def stores(self) -> Servers:
         """The stores alone (their commands and CPU): what a window reads from the system."""
@@ -115,12 +133,14 @@ class Meter:
         method: str = "GET",
         body: str | None = None,
         histogram: bool = False,
+        send: Sequence[Target] = (),
     ) -> Window:
         """`settle` + `seconds` of load at `rate`; the servers are read over the last
         `seconds`, the part whose requests the window counts. `histogram`: keep the window's
-        latency histogram (encoded), for figures merged over windows."""
+        latency histogram (encoded), for figures merged over windows. `send`: the requests to
+        send in turn instead of `method path body` with each user's credential."""
         extra = {"Content-Type": "application/json"} if body is not None else {}
-        targets = tuple(
+        targets = tuple(send) or tuple(
             Target(url=self.gateway_url + path, method=method, headers={**h, **extra}, body=body)
             for h in self.credentials(design)
         )

@@ -44,6 +44,9 @@ STORE_OPS_FLOOR = 0.5
 DEFAULT_DISTANCE_HOPS = 1  # when the method does not say where the distance points ran
 MODELLED_PHASES = ("chain", "distance")  # the points the model is validated on
 CALIBRATION_HOPS = 1  # the chain point each design's edge is read off (not validated on)
+# Windows whose session-store commands say nothing of a check's: none at all (idle), or a
+# login's (a Lua script reserving a failure, a SET), dearer per command than a check's GET.
+NOT_CHECKS = ("idle", "login")
 
 
 def usable(windows: Iterable[Window], phase: str, design: str | None = None) -> list[Window]:
@@ -159,7 +162,7 @@ def _store_cpu_per_op(windows: Sequence[Window]) -> tuple[float, str, int]:
     per_op = [
         w["cpu_by_process"][STORE_PROCESS] / w["store_ops_per_request"]
         for w in windows
-        if w["phase"] not in (*MODELLED_PHASES, "idle")
+        if w["phase"] not in (*MODELLED_PHASES, *NOT_CHECKS)
         and not w.get("generator_limited", False)
         and (w["phase"] != "capacity" or w.get("held"))  # not an overloaded window
         and w["store_ops_per_request"] >= STORE_OPS_FLOOR
@@ -167,7 +170,9 @@ def _store_cpu_per_op(windows: Sequence[Window]) -> tuple[float, str, int]:
     ]
     if not per_op:
         return 0.0, "not measured outside the chain and distance phases: taken as 0", 0
-    phases = sorted({w["phase"] for w in windows if w["phase"] not in (*MODELLED_PHASES, "idle")})
+    phases = sorted(
+        {w["phase"] for w in windows if w["phase"] not in (*MODELLED_PHASES, *NOT_CHECKS)}
+    )
     return statistics.median(per_op), f"median over {'/'.join(phases)} windows", len(per_op)
 
 

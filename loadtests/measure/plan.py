@@ -45,6 +45,11 @@ class Options:
     # The write (POST /orders, an fsynced order), its own request type, once per design.
     post_rps: float = 100.0
     post_window_s: float = 1.5
+    # The login, its own request type, once per design: a modest rate, so no login waits for
+    # a password-hashing slot (shed with 503 after LOGIN_QUEUE_SECONDS) and no account has
+    # LOGIN_MAX_FAILURES attempts in flight at once (429).
+    login_rps: float = 50.0
+    login_window_s: float = 1.0
     # The chain of k verifying services (and the control), k = 1..5.
     chain_rps: float = 150.0  # a session chain of 5 relays stays near 0.7 of a CPU
     chain_repeats: int = 2
@@ -91,6 +96,7 @@ class Options:
             cpu_repeats=1,
             cpu_window_s=0.8,
             post_window_s=0.6,
+            login_window_s=0.5,
             chain_rps=100.0,
             chain_repeats=1,
             chain_window_s=0.5,

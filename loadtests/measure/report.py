@@ -318,6 +318,56 @@ def write_blocks(results: Results) -> list[Block]:
     ]
 
 
+def _credential_row(name: str, design: Design) -> tuple[str, ...]:
+    size = design.get("credential_bytes")
+    login = design.get("login") or {}
+    return (
+        name,
+        "-" if size is None else f"{size:,}",
+        us(login.get("cpu_us_per_request")),
+        ms(login.get("p50_ms")),
+        plain(login.get("failures", "-")),
+    )
+
+
+def credential_blocks(results: Results) -> list[Block]:
+    """What a client holds and what getting it costs: the credential's bytes on every request
+    and one login, per design."""
+    rows = [
+        _credential_row(name, design)
+        for name, design in ordered(results)
+        if design.get("login") or design.get("credential_bytes") is not None
+    ]
+    if not rows:
+        return []
+    method = results["method"]
+    at = f" at {rate(method['login_rps'])} req/s" if "login_rps" in method else ""
+    argon2 = f" ({plain(method['argon2'])})" if "argon2" in method else ""
+    return [
+        Heading(2, "The credential and the login"),
+        Para(
+            "Credential: the bytes of the headers that carry it on each GET /orders as the "
+            "bench sent them (`Authorization`, or `Cookie` and `X-CSRF-Token`), `name: value` "
+            f"and CRLF each, the median over the bench's users. Login: one window{at} of the "
+            "design's login through the gateway; CPU per login, every process and both stores. "
+            f"The bench's accounts hash their passwords with cheap argon2id settings{argon2}: a "
+            "real login's CPU is mostly its password hash, the same for every design; what "
+            "differs between designs is signing a JWT against creating a session."
+        ),
+        Table.of(
+            (
+                "design",
+                "credential (bytes per request)",
+                "login CPU (us)",
+                "login p50 (ms)",
+                "logins failed",
+            ),
+            rows,
+            id="credentials",
+        ),
+    ]
+
+
 def _statuses(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} x {status}" for status, n in sorted(counts.items())) or "-"
 
@@ -461,6 +511,7 @@ def blocks(results: Results, drawn: Collection[str]) -> list[Block]:
         Heading(2, "Comparisons"),
         Bullets(tuple(c["sentence"] for c in comparisons) or ("No comparisons in this file.",)),
         *write_blocks(results),
+        *credential_blocks(results),
         *chart_blocks(drawn),
         *model_blocks(results),
         *long_blocks(results),

@@ -27,7 +27,7 @@ from loadtests.load import Latency as LoadLatency
 from loadtests.load import Workers, histogram, isolate
 from loadtests.load.affinity import Isolation, available_cpus, kept_awake, pin, system_pids
 from loadtests.measure import capacity, long
-from loadtests.measure.client import Gateway, request
+from loadtests.measure.client import Gateway, header_bytes, request
 from loadtests.measure.cpu import group_of
 from loadtests.measure.meter import LISTED, NEW_ORDER, ORDERS, Meter, at_rest, chain_path
 from loadtests.measure.netns import RemoteStore, remote_store
@@ -51,8 +51,9 @@ from loadtests.modes import Mode, select, settings_groups
 RELAYS = max(HOPS)
 USER_PREFIX = "bench"
 PROBE_USER = "bench-probe"
-# Logins are not what the bench measures: its own accounts hash with argon2id at a tenth of the
-# OWASP cost (recorded in the results).
+# The bench's own accounts hash with argon2id at a tenth of the OWASP cost (recorded in the
+# results): the hash is what every design's login pays alike; what the login windows compare is
+# signing a JWT against creating a session.
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "2048"}
 JWKS_COOLDOWN_S = 2.0
 # What the verifiers of each design do per check, as the micro-benchmark names it: the relays
@@ -129,6 +130,7 @@ class Bench:
         self.outage: dict[str, Any] = {}
         self.distance_rtt: dict[float, list[float]] = {}
         self.notes: list[str] = []
+        self.credential_bytes: dict[str, int] = {}
         self.knees: dict[str, list[float | None]] = {}
         self.bounds: dict[str, list[bool]] = {}  # per run: the load generator ended the search
         self.config_index = 0
@@ -244,6 +246,7 @@ class Bench:
             return
         self.capacities(meter, config)
         self.cpu(meter, config)
+        self.logins(meter, config)
         self.chain(meter, config)
         group = [self.by_name[n] for n in config.designs]
         for mode in group:
@@ -342,6 +345,35 @@ class Bench:
             self.say(
                 f"post {name}: {window['cpu_us_per_request']:.0f} us/request at "
                 f"{o.post_rps:g} req/s, p50 {window['p50_ms']} ms, {window['failures']} failed"
+            )
+
+    def logins(self, meter: Meter, config: Config) -> None:
+        """What each design costs a client to hold and to get: the bytes of the headers that
+        carry its credential on every request (as the windows send them: the median over the
+        users, whose tokens differ in length), and its login, a request type of its own: one
+        window at `login_rps` through the gateway, each bench user logging in in turn."""
+        o = self.options
+        for name in config.designs:
+            sizes = [header_bytes(headers) for headers in meter.credentials(name)]
+            self.credential_bytes[name] = statistics.median_low(sizes)  # a size someone sent
+            path = self.by_name[name].credential.login_path
+            window = self.record(
+                meter.window(
+                    "login",
+                    name,
+                    path,
+                    o.login_rps,
+                    o.login_window_s,
+                    o.settle_s,
+                    1,
+                    "POST",
+                    send=meter.logins(name),
+                )
+            )
+            self.say(
+                f"login {name}: {window['cpu_us_per_request']:.0f} us/login at "
+                f"{o.login_rps:g} req/s, p50 {window['p50_ms']} ms, {window['failures']} failed; "
+                f"credential {self.credential_bytes[name]} bytes per request"
             )
 
     def chain(self, meter: Meter, config: Config) -> None:
@@ -477,6 +509,8 @@ class Bench:
             },
             "distance": self.distance_points(name),
             "post": self.post_figure(name),
+            "login": self.phase_figure("login", name, o.login_rps),
+            "credential_bytes": self.credential_bytes.get(name),
             "check_us": check_us,
         }
         if name in self.outage:
@@ -508,20 +542,25 @@ class Bench:
     def post_figure(self, name: str) -> dict[str, Any] | None:
         """POST /orders, its own request type (a write with fsync, checked at three
         services): CPU per request and latency at `post_rps`."""
-        posts = [
+        return self.phase_figure("post", name, self.options.post_rps)
+
+    def phase_figure(self, phase: str, name: str, offered_rps: float) -> dict[str, Any] | None:
+        """A request type of its own (`phase`'s windows of design `name`, taken at
+        `offered_rps`): CPU per request, latency, failures; None where none was taken."""
+        found = [
             w
             for w in self.windows
-            if w["phase"] == "post" and w["design"] == name and not w["generator_limited"]
+            if w["phase"] == phase and w["design"] == name and not w["generator_limited"]
         ]
-        if not posts:
+        if not found:
             return None
         return {
-            "offered_rps": self.options.post_rps,
-            "cpu_us_per_request": _median([w["cpu_us_per_request"] for w in posts]),
-            "p50_ms": _median([w["p50_ms"] for w in posts]),
-            "p99_ms": _median([w["p99_ms"] for w in posts]),
-            "failures": sum(w["failures"] for w in posts),
-            "cpu_by_process": posts[0]["cpu_by_process"],
+            "offered_rps": offered_rps,
+            "cpu_us_per_request": _median([w["cpu_us_per_request"] for w in found]),
+            "p50_ms": _median([w["p50_ms"] for w in found]),
+            "p99_ms": _median([w["p99_ms"] for w in found]),
+            "failures": sum(w["failures"] for w in found),
+            "cpu_by_process": found[0]["cpu_by_process"],
         }
 
     def distance_points(self, name: str) -> list[dict[str, float]]:
@@ -685,6 +724,7 @@ def measure(
         k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
         for k, v in asdict(options).items()
     }
+    logins = sorted({m.credential.login_path for m in modes})
     method.update(
         {
             "request": f"GET {ORDERS} through the gateway (capacity, CPU, latency, distance)",
@@ -692,6 +732,12 @@ def measure(
             "chain": f"GET /relay/private?hops=k through the gateway to k relays; the control "
             f"GET /relay/public?hops=k (no check anywhere); k = 1..{RELAYS}",
             "argon2": CHEAP_ARGON2,
+            "login": f"each design's login (POST {' or '.join(logins)}) through the gateway, "
+            "the bench's users in turn, no credential sent; their passwords hashed with the "
+            "argon2 settings above (a real login's CPU is mostly its password hash)",
+            "credential_bytes": "the headers that carry the credential on each GET /orders "
+            "(Authorization, or Cookie and X-CSRF-Token), `name: value` and CRLF each; the "
+            "median over the bench's users",
             "keys": f"verifiers take keys from auth's JWKS, refetch cooldown {JWKS_COOLDOWN_S:g} s",
             # The distance request (GET /orders) passes one verifying service behind the
             # gateway, as the chain at k = 1 does.

@@ -96,7 +96,7 @@ class ModelError(TypedDict):
 class Window(TypedDict):
     """One measured window, as the runner recorded it (every figure derives from these)."""
 
-    phase: str  # capacity, cpu, chain, distance, idle
+    phase: str  # capacity, cpu, post, login, chain, distance, idle
     design: str
     repeat: int  # 1, 2, 3 ...
     offered_rps: float
@@ -173,6 +173,10 @@ class Design(TypedDict):
     # p99_ms, failures at offered_rps
     post: NotRequired[dict[str, Any] | None]
     check_us: NotRequired[float | None]  # the per-check micro-benchmark, in-process
+    # The design's login (its own request type, cheap argon2: method.argon2), as `post`
+    login: NotRequired[dict[str, Any] | None]
+    # Bytes of the headers carrying the credential on each GET /orders, median over the users
+    credential_bytes: NotRequired[int | None]
 
 
 # -- --long: the experiments beside the measured curves (loadtests/measure/long.py) ----------

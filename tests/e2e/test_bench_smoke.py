@@ -53,6 +53,7 @@ def test_the_quick_bench_writes_every_figure(tmp_path: Path, redis_available: No
         assert set(design["hops"]) == {str(k) for k in HOPS}, name
         if name == CONTROL:
             assert design["capacity_rps"] is None and design["auth_cpu_us_per_hop"] is None
+            assert "login" not in design and "credential_bytes" not in design  # no credential
             continue
         capacity = design["capacity_rps"]
         assert capacity is not None and capacity["median"] > 0, name
@@ -65,6 +66,19 @@ def test_the_quick_bench_writes_every_figure(tmp_path: Path, redis_available: No
         assert post is not None and post["failures"] == 0 and post["cpu_us_per_request"] > 0
         # auth checks the caller's credential on a write: its CPU is in the figure.
         assert post["cpu_by_process"]["auth"] > 0, (name, post)
+        # The login, its own request type: every bench user's login answered 200 (no 429 from
+        # the failure limit, no 503 from shedding), and auth's work is in its CPU.
+        login = design.get("login")
+        assert login is not None and login["failures"] == 0, (name, login)
+        assert login["cpu_us_per_request"] > 0 and login["cpu_by_process"]["auth"] > 0, login
+        assert (design.get("credential_bytes") or 0) > 0, name
+
+    # A JWT (claims and an RS256 signature) is larger than a session id and its CSRF token.
+    session_bytes = designs["session"].get("credential_bytes") or 0
+    for mode in MODES:
+        if mode.credential.kind == "jwt":
+            size = designs[mode.name].get("credential_bytes") or 0
+            assert size > session_bytes, (mode.name, size, session_bytes)
 
     # The session store: the plain session asks it at the gateway and at orders on every
     # request (2 per GET /orders), and at the gateway and every relay of the chain (k + 1);

@@ -93,6 +93,30 @@ class Truth:
             jwt_cookie=(25.0, 56.0, 97.0),
         )
     )
+    # The headers carrying the credential on each request, bytes: a session cookie and its
+    # CSRF token; a bearer JWT; the same JWT (plus its csrf claim) as a cookie, with its token.
+    credential_bytes: Mapping[str, int] = field(
+        default_factory=lambda: _by_design(
+            session=116,
+            session_cached=116,
+            hybrid=116,
+            jwt_push=641,
+            jwt_off=641,
+            jwt_cookie=735,
+        )
+    )
+    # One login (cheap argon2 in every design), us: the JWTs' signs and writes a refresh token.
+    login_cpu_us: Mapping[str, float] = field(
+        default_factory=lambda: _by_design(
+            session=2400.0,
+            session_cached=2420.0,
+            hybrid=2410.0,
+            jwt_push=3150.0,
+            jwt_off=3140.0,
+            jwt_cookie=3190.0,
+        )
+    )
+    login_rps: float = 50.0
     knee_busy: float = 0.93  # the system CPU's busy share at the knee
     added_rtt_ms: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0)
     common_rps: float = 300.0  # well inside (<= 60 %) every capacity below
@@ -289,6 +313,15 @@ def build(truth: Truth | None = None) -> dict[str, Any]:
             else {"p50": lag[0], "p99": lag[1], "max": lag[2], "samples": 200},
             "distance": distance,
             "check_us": truth.check_us[name],
+            "credential_bytes": truth.credential_bytes[name],
+            "login": {
+                "offered_rps": truth.login_rps,
+                "cpu_us_per_request": truth.login_cpu_us[name],
+                "p50_ms": round(truth.login_cpu_us[name] / 1000 + 1.0, 3),
+                "p99_ms": round(truth.login_cpu_us[name] / 1000 * 2 + 1.0, 3),
+                "failures": 0,
+                "cpu_by_process": {"gateway": 300.0, "auth": truth.login_cpu_us[name] - 300.0},
+            },
             "marginal": {"points": marginal},
             "kind": mode.credential.kind,
             "carrier": mode.credential.carrier,
@@ -314,6 +347,7 @@ def build(truth: Truth | None = None) -> dict[str, Any]:
             "chain_repeats": truth.chain_repeats,
             "common_rps": truth.common_rps,
             "chain_rps": truth.chain_rps,
+            "login_rps": truth.login_rps,
             "distance_hops": 1,
         },
         "windows": windows,

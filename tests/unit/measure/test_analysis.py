@@ -248,7 +248,8 @@ def test_advice_names_the_designs_the_numbers_pick() -> None:
     assert advice(result, "per_hop") == ("session", "session-cached")
     assert advice(result, "distance")[0] == "session"
     assert advice(result, "revocation") == ("session", "jwt-off")
-    assert len(result["advice"]) == 5
+    assert advice(result, "credential") == ("jwt-cookie", "session")
+    assert len(result["advice"]) == 6
 
 
 def test_advice_follows_the_numbers_when_they_reverse() -> None:
@@ -302,3 +303,26 @@ def test_the_common_rate_must_be_well_inside_every_capacity() -> None:
     red = check(near, "common_rate_inside")
     assert not red["ok"]
     assert "capacity of session" in red["detail"] and "session 67% of 450" in red["detail"]
+
+
+def test_the_credential_sentence_names_the_largest_and_the_smallest() -> None:
+    result = analysed()
+    assert advice(result, "credential") == ("jwt-cookie", "session")  # the first of equals
+    (sentence,) = [s for s in result["advice"] if "bytes of credential" in s]
+    assert sentence == (
+        "Every request carries 735 bytes of credential headers with jwt-cookie, "
+        "6.3x the 116 bytes of session."
+    )
+    bigger = analysed(session_cached={"credential_bytes": 900})
+    assert advice(bigger, "credential") == ("session-cached", "session")
+
+
+def test_no_credential_sentence_without_two_different_sizes() -> None:
+    same: dict[str, Any] = {name: {"credential_bytes": 500} for name in Truth().credential_bytes}
+    assert "credential" not in {a.topic for a in advise_of(analysed(None, **same))}
+    missing: dict[str, Any] = {n: {"credential_bytes": None} for n in Truth().credential_bytes}
+    assert "credential" not in {a.topic for a in advise_of(analysed(None, **missing))}
+
+
+def advise_of(results: dict[str, Any]) -> list[analysis.Advice]:
+    return analysis.advise(results, analysis.chain_fits(results))

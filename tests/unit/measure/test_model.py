@@ -111,3 +111,30 @@ def test_windows_the_load_generator_limited_are_left_out() -> None:
     line = model.chain_fit(raw["windows"], CONTROL)
     assert line is not None
     assert (line.n, round(line.slope, 6), round(line.intercept, 6)) == (8, 300.0, 500.0)
+
+
+def test_login_windows_do_not_price_the_store_commands_of_a_check() -> None:
+    # A login's session-store commands (a Lua script reserving a failure, a SET) cost more
+    # each than a check's GET: the part the model multiplies by the checks' commands.
+    raw = synthetic.build(Truth(noise=0, store_us_per_op=45.0))
+    for design in ("session", "jwt-push"):
+        raw["windows"].append(
+            {
+                "phase": "login",
+                "design": design,
+                "repeat": 1,
+                "offered_rps": 50.0,
+                "served_rps": 50.0,
+                "p50_ms": 3.0,
+                "p99_ms": 6.0,
+                "failures": 0,
+                "cpu_us_per_request": 3000.0,
+                "cpu_ms_per_s": 150.0,
+                "cpu_by_process": {"auth": 2400.0, "session_store": 900.0},
+                "store_ops_per_request": 3.0,
+                "generator_limited": False,
+            }
+        )
+    store = analysis.analyse(cast(Results, raw))["model"]["parts"]["store"]
+    assert store["cpu_us_per_op"] == 45.0
+    assert store["cpu_from"] == "median over capacity/cpu windows"

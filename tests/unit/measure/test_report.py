@@ -8,12 +8,15 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from loadtests.measure import report
+from loadtests.measure import analysis, report
 from loadtests.measure.charts import CHARTS
 from loadtests.measure.schema import CONTROL, Results, load
+from tests.unit.measure import synthetic
+from tests.unit.measure.synthetic import Truth
 
 FIXTURE = Path(__file__).parents[2] / "data" / "measure_analysed.json"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -328,3 +331,31 @@ def test_the_long_experiments_are_a_section_with_their_numbers(tmp_path: Path) -
     assert "redis-cli is not on PATH" in page and "redis-cli is not on PATH" in markdown
     # A default run's file has no such section.
     assert not any(key.startswith("long-") for key in parsed(render(fixture(), tmp_path)[0]).tables)
+
+
+def test_the_credential_and_the_login_are_a_table_with_their_numbers(tmp_path: Path) -> None:
+    truth = Truth(noise=0)
+    results = analysis.analyse(cast(Results, synthetic.build(truth)))
+    results["designs"]["jwt-off"]["login"]["failures"] = 3  # type: ignore[index]
+    results["method"]["argon2"] = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "2048"}
+    page, markdown = render(results, tmp_path)
+    table = parsed(page).tables["credentials"]
+    rows = {row[0]: row[1:] for row in table[1:]}
+    assert set(rows) == set(truth.credential_bytes)  # the control holds no credential: no row
+    for name, size in truth.credential_bytes.items():
+        cpu = truth.login_cpu_us[name]
+        failed = "3" if name == "jwt-off" else "0"
+        p50 = results["designs"][name]["login"]["p50_ms"]  # type: ignore[index]
+        assert rows[name] == [f"{size:,}", f"{cpu:,.0f}", f"{p50:.1f}", failed], name
+    assert md_table_after(markdown, "## The credential and the login") == table
+    # The figure says how cheap the bench's password hash was, and at what rate it logged in.
+    assert "ARGON2_TIME_COST: 1; ARGON2_MEMORY_KIB: 2048" in markdown
+    assert f"one window at {truth.login_rps:,.0f} req/s" in markdown
+    section = markdown.index("## The credential and the login")
+    assert markdown.index("## Comparisons") < section < markdown.index("## Charts")
+
+
+def test_a_file_without_credential_or_login_figures_has_no_such_section(tmp_path: Path) -> None:
+    page, markdown = render(fixture(), tmp_path)  # recorded before they were measured
+    assert "credentials" not in parsed(page).tables
+    assert "The credential and the login" not in markdown
