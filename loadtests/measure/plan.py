@@ -41,10 +41,10 @@ class Options:
     # CPU per request: one rate common to every design, well inside every capacity.
     common_rps: float = 400.0
     cpu_repeats: int = 5
-    cpu_window_s: float = 1.5
+    cpu_window_s: float = 1.2
     # The write (POST /orders, an fsynced order), its own request type, once per design.
     post_rps: float = 100.0
-    post_window_s: float = 1.5
+    post_window_s: float = 1.0
     # The login, its own request type, once per design: a modest rate, so no login waits for
     # a password-hashing slot (shed with 503 after LOGIN_QUEUE_SECONDS) and no account has
     # LOGIN_MAX_FAILURES attempts in flight at once (429).
@@ -85,11 +85,11 @@ class Options:
         base = cls(
             quick=True,
             repeats=1,
-            start_rps=300.0,
+            start_rps=600.0,
             factor=2.0,
             refine_to=0.25,
             confirm=1,
-            settle_s=0.3,
+            settle_s=0.2,
             warmup_s=0.4,
             window_s=0.7,
             common_rps=200.0,
