@@ -60,7 +60,6 @@ class Meter:
     idle_services: Mapping[str, float]  # the services' CPU per second at rest
     workers: Workers  # the load processes, kept between windows
     isolation: Isolation | None = None
-    _stores: Servers | None = None
     _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
 
     def credentials(self, design: str) -> tuple[dict[str, str], ...]:
@@ -93,13 +92,6 @@ class Meter:
             )
             for user in self.usernames[:CREDENTIALS]
         )
-
-    @property
-    def stores(self) -> Servers:
-        """The stores alone (their commands and CPU): what a window reads from the system."""
-        if self._stores is None:
-            self._stores = Servers({}, dict(self.servers.stores))
-        return self._stores
 
     def forget(self) -> None:
         """Drop the kept credentials (the services restarted: sessions may be gone)."""
@@ -175,13 +167,14 @@ class Meter:
             # request behind it (p99 10-30 ms at a third of capacity, against 3-4 ms without).
             # Their CPU comes from the kernel, what they served from the load's own count;
             # only the stores are asked (INFO, microseconds inside redis).
-            before = self.stores.snapshot()
+            stores = Servers({}, dict(self.servers.stores))  # what a window reads
+            before = stores.snapshot()
             cpu_before = cpu.read(self.pids)
             steal_before = cpu.steal_seconds(system_cpus)
             time.sleep(max(0.0, start[0] + settle + seconds - time.time()))
             steal = cpu.steal_seconds(system_cpus) - steal_before
             cpu_after = cpu.read(self.pids)
-            after = self.stores.snapshot()
+            after = stores.snapshot()
             measured = running.result()
         wall = cpu_after.at - cpu_before.at
         # What the system served inside the measured part (answers that arrived in it), over

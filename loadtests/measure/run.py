@@ -128,7 +128,6 @@ class Bench:
         self.windows: list[Window] = [] if windows is None else windows
         self.revocation: dict[str, Any] = {}
         self.outage: dict[str, Any] = {}
-        self.distance_rtt: dict[float, list[float]] = {}
         self.notes: list[str] = []
         self.credential_bytes: dict[str, int] = {}
         self.knees: dict[str, list[float | None]] = {}
@@ -409,7 +408,6 @@ class Bench:
                 for rtt in o.rtts_ms:
                     self.store.set_rtt(rtt)
                     measured = round(self.store.measured_rtt_ms(), 3)
-                    self.distance_rtt.setdefault(rtt, []).append(measured)
                     for name in config.designs:
                         window = meter.window(
                             "distance",

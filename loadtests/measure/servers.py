@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -69,13 +68,6 @@ def requests_on_route(metrics_text: str, route: str) -> int:
             if sample.name == "http_requests_total" and sample.labels.get("route") == route:
                 total += sample.value
     return int(total)
-
-
-def growth_per_second(
-    before: Mapping[str, float], after: Mapping[str, float], wall: float
-) -> dict[str, float]:
-    """How fast each counter grew over `wall` seconds (never below zero)."""
-    return {k: max(v - before.get(k, 0.0), 0.0) / wall for k, v in after.items()}
 
 
 @dataclass(frozen=True, slots=True)
