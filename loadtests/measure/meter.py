@@ -60,6 +60,11 @@ class Meter:
     idle_services: Mapping[str, float]  # the services' CPU per second at rest
     workers: Workers  # the load processes, kept between windows
     isolation: Isolation | None = None
+    # The other starts of the services running beside this one on the same CPUs (the designs'
+    # windows take turns across them): their processes by group, and what they burn at rest.
+    # A window waits for them to be at rest too, or their backlog would be this window's load.
+    neighbours: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    neighbours_idle: float = 0.0
     _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
 
     def credentials(self, design: str) -> tuple[dict[str, str], ...]:
@@ -98,16 +103,19 @@ class Meter:
         self._credentials.clear()
 
     def quiesce(self, limit_s: float = QUIET_LIMIT_S) -> float:
-        """Wait until the services are at rest (together under QUIET_CPU of a CPU over
-        QUIET_SAMPLE_S): after an overloaded window they may still be working through
-        requests their clients gave up on, and that work must not land in the next window.
+        """Wait until the services and their neighbours are at rest (together under QUIET_CPU
+        of a CPU over QUIET_SAMPLE_S): after an overloaded window they may still be working
+        through requests their clients gave up on, and that work must not land in the next
+        window.
         Returns the seconds waited."""
         began = time.monotonic()
-        before = cpu.read(self.pids)
+        watched = {**self.pids, **self.neighbours}
+        at_rest = sum(self.idle_services.values()) + self.neighbours_idle
+        before = cpu.read(watched)
         while time.monotonic() - began < limit_s:
             time.sleep(QUIET_SAMPLE_S)  # the sampling period of the CPU reading
-            after = cpu.read(self.pids)
-            busy = sum(cpu.rates(before, after).values()) - sum(self.idle_services.values())
+            after = cpu.read(watched)
+            busy = sum(cpu.rates(before, after).values()) - at_rest
             if busy < QUIET_CPU:
                 break
             before = after

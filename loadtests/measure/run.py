@@ -46,7 +46,7 @@ from loadtests.measure.schema import (
     dump,
 )
 from loadtests.measure.servers import Servers, StoreAddress
-from loadtests.modes import Mode, select, settings_groups
+from loadtests.modes import Mode, revealed_settings, select, settings_groups
 
 RELAYS = max(HOPS)
 USER_PREFIX = "bench"
@@ -202,11 +202,10 @@ class Bench:
             self.notes.append(note[:400])
             self.say(note)
 
-    def configuration(self, index: int, config: Config) -> None:
-        o = self.options
-        self.config_index = index
+    def prepare(self, index: int, config: Config, isolation: Isolation) -> Meter:
+        """A meter on the current stack (`self.stack`, started with `config`'s settings): its
+        services' processes and their idle baseline, taken now."""
         servers = self.servers(config)
-        isolation = self.pin_system()
         pids = self.service_pids()
         idle, idle_services = at_rest(servers, pids, 1.0)
         self.idle.append(
@@ -220,7 +219,7 @@ class Bench:
                 },
             }
         )
-        meter = Meter(
+        return Meter(
             self.stack.gateway_url,
             self.by_name,
             self.usernames,
@@ -231,43 +230,93 @@ class Bench:
             self.workers,
             isolation,
         )
-        where = "distant store" if config.distant else "local store"
+
+    def placed(self, isolation: Isolation, what: str) -> None:
         self.say(
-            f"configuration {index + 1}: {', '.join(config.designs)} ({where}); load on CPU "
-            f"{list(isolation.generator_cpus)}, system on {list(isolation.system_cpus)}"
+            f"{what}; load on CPU {list(isolation.generator_cpus)}, system on "
+            f"{list(isolation.system_cpus)}"
             + ("" if isolation.isolated else " (shared: not isolated)")
         )
+
+    def side_by_side(self, starts: Sequence[tuple[int, Config, Stack]]) -> None:
+        """Every settings group's start of the services at once, all on the system's CPUs,
+        and every design's capacity and CPU windows in turn across them.
+
+        This machine's speed wanders by 5-15 % over tens of seconds. One design measured after
+        another, start by start, gave each design its own stretch of it: a slow minute was one
+        design's capacity, and two runs disagreed by as much. Taken in turn, every design's
+        repeats sample the same stretches. A start whose windows are not running costs the
+        others nothing but memory: its processes sleep."""
+        isolation = self.pin_system()
+        meters: dict[int, Meter] = {}
+        for index, _config, stack in starts:
+            self.stack = stack
+            meters[index] = self.prepare(index, _config, isolation)
+        for index, meter in meters.items():
+            others = {i: m for i, m in meters.items() if i != index}
+            meter.neighbours = {
+                f"{i}:{group}": pids for i, m in others.items() for group, pids in m.pids.items()
+            }
+            meter.neighbours_idle = sum(sum(m.idle_services.values()) for m in others.values())
+        where = {name: index for index, config, _stack in starts for name in config.designs}
+        self.placed(
+            isolation,
+            "side by side: "
+            + "; ".join(f"{', '.join(config.designs)}" for _i, config, _s in starts),
+        )
+        o = self.options
+        for name, index in where.items():
+            # Not a figure: the services' pools and caches grow here.
+            meters[index].window("warmup", name, ORDERS, o.warmup_rps, o.warmup_s, o.settle_s)
+        for _index, config, stack in starts:
+            running(stack, [self.by_name[n] for n in config.designs])
+        self.capacities(meters, where)
+        self.cpu(meters, where)
+        for index, config, stack in starts:
+            self.stack, self.config_index = stack, index
+            meter = meters[index]
+            self.post(meter, config)
+            self.logins(meter, config)
+            self.chain(meter, config)
+            group = [self.by_name[n] for n in config.designs]
+            for mode in group:
+                self.guarded(f"revocation of {mode.name}", lambda m=mode: self.revoke(m))  # type: ignore[misc]
+            if self.options.outage:
+                self.guarded("store outage", lambda g=group: self.store_outage(g))  # type: ignore[misc]
+
+    def configuration(self, index: int, config: Config) -> None:
+        """One start of the services on its own: the session store at a distance."""
+        o = self.options
+        self.config_index = index
+        isolation = self.pin_system()
+        meter = self.prepare(index, config, isolation)
+        where = "distant store" if config.distant else "local store"
+        self.placed(isolation, f"configuration {index + 1}: {', '.join(config.designs)} ({where})")
         for name in config.designs:
-            warmup = meter.window("warmup", name, ORDERS, o.warmup_rps, o.warmup_s, o.settle_s)
-            del warmup  # not a figure: the services' pools and caches grow here
-        if config.distant:
-            self.distance(meter, config)
-            return
-        self.capacities(meter, config)
-        self.cpu(meter, config)
-        self.logins(meter, config)
-        self.chain(meter, config)
-        group = [self.by_name[n] for n in config.designs]
-        for mode in group:
-            self.guarded(f"revocation of {mode.name}", lambda m=mode: self.revoke(m))  # type: ignore[misc]
-        if self.options.outage:
-            self.guarded("store outage", lambda: self.store_outage(group))
+            meter.window("warmup", name, ORDERS, o.warmup_rps, o.warmup_s, o.settle_s)
+        self.distance(meter, config)
 
     # -- the windows ------------------------------------------------------------------------
 
-    def record(self, window: Window) -> Window:
-        window = {**window, "config": self.config_index}
+    def record(self, window: Window, config: int | None = None) -> Window:
+        window = {**window, "config": self.config_index if config is None else config}
         self.windows.append(window)
         return window
 
-    def capacities(self, meter: Meter, config: Config) -> None:
+    def capacities(self, meters: dict[int, Meter], where: dict[str, int]) -> None:
+        """Each design's knee, `repeats` times, the designs in turn (`where`: the start of the
+        services each one's windows go to)."""
         o = self.options
         guess: dict[str, float] = {}
+        names = tuple(where)
         for repeat in range(1, o.repeats + 1):
-            order = config.designs if repeat % 2 else tuple(reversed(config.designs))
+            order = names if repeat % 2 else tuple(reversed(names))
             for name in order:
+                meter = meters[where[name]]
 
-                def judge(rate: float, name: str = name, repeat: int = repeat) -> bool | None:
+                def judge(
+                    rate: float, name: str = name, repeat: int = repeat, meter: Meter = meter
+                ) -> bool | None:
                     # A rate holds when `confirm` windows in a row hold: near the knee one
                     # short window's p99 passes or fails by chance, and a rate passed once by
                     # luck would pull the whole search up. A window the load generator limited
@@ -278,7 +327,7 @@ class Bench:
                             "capacity", name, ORDERS, rate, o.window_s, o.settle_s, repeat
                         )
                         held = capacity.holds(window, o.slo_ms, o.shortfall)
-                        self.record({**window, "held": held})
+                        self.record({**window, "held": held}, where[name])
                         if held is None:
                             limited += 1
                             if limited < 2:
@@ -313,13 +362,15 @@ class Bench:
                 self.knees.setdefault(name, []).append(knee.held_rps)
                 self.bounds.setdefault(name, []).append(knee.generator_bound)
 
-    def cpu(self, meter: Meter, config: Config) -> None:
+    def cpu(self, meters: dict[int, Meter], where: dict[str, int]) -> None:
+        """CPU per request at the common rate, `cpu_repeats` times, the designs in turn."""
         o = self.options
+        names = tuple(where)
         for repeat in range(1, o.cpu_repeats + 1):
-            order = config.designs if repeat % 2 else tuple(reversed(config.designs))
+            order = names if repeat % 2 else tuple(reversed(names))
             for name in order:
                 window = self.record(
-                    meter.window(
+                    meters[where[name]].window(
                         "cpu",
                         name,
                         ORDERS,
@@ -328,12 +379,17 @@ class Bench:
                         o.settle_s,
                         repeat,
                         histogram=True,
-                    )
+                    ),
+                    where[name],
                 )
                 self.say(
                     f"cpu {name} run {repeat}: {window['cpu_us_per_request']:.0f} us/request at "
                     f"{o.common_rps:g} req/s, p50 {window['p50_ms']} ms"
                 )
+
+    def post(self, meter: Meter, config: Config) -> None:
+        """The write, its own request type, once per design."""
+        o = self.options
         method, path, body = NEW_ORDER
         for name in config.designs:
             window = self.record(
@@ -600,6 +656,40 @@ def merged_latency(windows: Sequence[Window], offered_rps: float) -> Latency | N
     }
 
 
+def running(stack: Stack, group: Sequence[Mode]) -> None:
+    """Fail unless `stack`'s gateway shows the settings of `group` (what its /metrics can show
+    once the group's requests have passed it): a start with other settings would measure
+    another design under this one's name."""
+    reply = request("GET", stack.gateway_url + "/metrics")
+    revealed = revealed_settings(reply.body.decode(errors="replace"))
+    for mode in group:
+        wrong = mode.mismatches(revealed)
+        if reply.status != 200 or wrong:
+            raise RuntimeError(
+                f"the services for {mode.name} run other settings: /metrics {reply.status}, "
+                + ", ".join(f"{k}={v[0]} (wanted {v[1]})" for k, v in wrong.items())
+            )
+
+
+def distinct_ports(taken: set[int]) -> Ports:
+    """Free ports for one more stack, none of them one an earlier stack of the run took (a
+    free port is free until someone binds it: the earlier stacks may not have yet)."""
+    for _ in range(100):
+        ports = Ports.free(relays=RELAYS)
+        mine = [
+            ports.gateway,
+            ports.auth,
+            *ports.orders,
+            ports.session_store,
+            ports.data_store,
+            *ports.relays,
+        ]
+        if len(set(mine)) == len(mine) and not taken & set(mine):
+            taken |= set(mine)
+            return ports
+    raise RuntimeError("no distinct free ports for another stack")
+
+
 def seed_orders(gateway: Gateway, mode: Mode, usernames: Sequence[str]) -> None:
     """Give every user LISTED orders before anything is measured, so that GET ORDERS answers
     the same LISTED orders in every window of every design. Without them the first start's
@@ -659,6 +749,7 @@ def measure(
     began = time.monotonic()
     load_average = [round(v, 2) for v in os.getloadavg()]
     modes = select(options.designs)
+    by_name = {m.name: m for m in modes}
     plan = configs(settings_groups(modes), options.rtts_ms, options.distance_groups)
     say(
         f"{len(modes)} designs and the control in {len(plan)} configurations of the services"
@@ -671,37 +762,51 @@ def measure(
     )
     store = cleanup.enter_context(remote_store(workdir / "remote"))
     say(f"the distant session store: {store.method}: {store.note}")
-    ports = Ports.free(relays=RELAYS)
     stack_log = (workdir / "stack.log").open("w")
     cleanup.callback(stack_log.close)
-    stack = Stack(
-        ports=ports,
-        workdir=workdir / "stack",
-        keys_dir=workdir / "keys",
-        log=stack_log,
-        env={
-            "LOG_LEVEL": "WARNING",
-            **CHEAP_ARGON2,
-            "JWT_JWKS_URL": f"http://127.0.0.1:{ports.auth}/.well-known/jwks.json",
-            "JWKS_COOLDOWN_SECONDS": f"{JWKS_COOLDOWN_S:g}",
-        },
-        relays=RELAYS,
-    )
-    cleanup.callback(stack.stop)
-    bench = Bench(options, modes, workdir, say, stack, store, windows)
+    local = [(index, config) for index, config in enumerate(plan) if not config.distant]
+    distant = [(index, config) for index, config in enumerate(plan) if config.distant]
+    stacks: dict[int, Stack] = {}
+    taken: set[int] = set()
+    for n, (index, config) in enumerate(local):
+        ports = distinct_ports(taken)
+        stacks[index] = Stack(
+            ports=ports,
+            workdir=workdir / ("stack" if n == 0 else f"stack-{n}"),
+            keys_dir=workdir / ("keys" if n == 0 else f"keys-{n}"),
+            log=stack_log,
+            env={
+                "LOG_LEVEL": "WARNING",
+                **CHEAP_ARGON2,
+                "JWT_JWKS_URL": f"http://127.0.0.1:{ports.auth}/.well-known/jwks.json",
+                "JWKS_COOLDOWN_SECONDS": f"{JWKS_COOLDOWN_S:g}",
+                # The group's settings: a stack's services take its env as it is built.
+                **by_name[config.designs[0]].settings,
+            },
+            relays=RELAYS,
+        )
+        cleanup.callback(stacks[index].stop)
+    first = stacks[local[0][0]]
+    bench = Bench(options, modes, workdir, say, first, store, windows)
     cleanup.callback(bench.workers.close)
     cleanup.callback(bench.awake.close)
     cleanup.callback(bench.release)
-    stack.env.update(bench.settings_of(plan[0]))
-    stack.start()
-    gateway = Gateway(stack.gateway_url)
-    for user in [*bench.usernames, PROBE_USER]:
-        gateway.ensure_user(user)
-    seed_orders(gateway, modes[0], bench.usernames)
-    for index, config in enumerate(plan):
-        if index:
-            bench.release()
-            stack.reconfigure(60.0, **bench.settings_of(config))
+    for index, config in local:
+        stack = stacks[index]
+        stack.start()
+        gateway = Gateway(stack.gateway_url)
+        for user in [*bench.usernames, PROBE_USER]:
+            gateway.ensure_user(user)
+        seed_orders(gateway, bench.by_name[config.designs[0]], bench.usernames)
+    say(f"{len(local)} starts of the services side by side")
+    bench.side_by_side([(index, config, stacks[index]) for index, config in local])
+    for stack in stacks.values():
+        if stack is not first:
+            stack.stop()
+    bench.stack = first
+    for index, config in distant:
+        bench.release()
+        first.reconfigure(60.0, **bench.settings_of(config))
         bench.configuration(index, config)
     extra = long.experiments(bench, PROBE_USER) if options.long else None
     isolation = bench.isolation
