@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from loadtests.load import Isolation, Plan, Schedule, Target, Workers
-from loadtests.load.gauge import SLOW, Gauge
 from loadtests.load.generator import STARTUP_TIMEOUT
 from loadtests.measure import cpu
 from loadtests.measure.client import PASSWORD, Gateway
@@ -66,12 +65,6 @@ class Meter:
     # A window waits for them to be at rest too, or their backlog would be this window's load.
     neighbours: Mapping[str, Sequence[int]] = field(default_factory=dict)
     neighbours_idle: float = 0.0
-    # This machine's speed (loadtests/load/gauge.py): a window taken while it ran slow is
-    # measured again, up to `redo` times, once the machine is back; the slow ones go to
-    # `discarded` (the run's one list), not into any figure.
-    gauge: Gauge | None = None
-    redo: int = 2
-    discarded: list[dict[str, object]] = field(default_factory=list)
     _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
 
     def credentials(self, design: str) -> tuple[dict[str, str], ...]:
@@ -145,46 +138,7 @@ class Meter:
         """`settle` + `seconds` of load at `rate`; the servers are read over the last
         `seconds`, the part whose requests the window counts. `histogram`: keep the window's
         latency histogram (encoded), for figures merged over windows. `send`: the requests to
-        send in turn instead of `method path body` with each user's credential.
-
-        A window the gauge found slow (its `slowdown` above SLOW) is taken again once the
-        machine is back, up to `redo` times; the last one taken is returned whatever it was."""
-        tries = 0 if phase == "warmup" else self.redo
-        while True:
-            window = self._window(
-                phase, design, path, rate, seconds, settle, repeat, method, body, histogram, send
-            )
-            slowdown = window.get("slowdown")
-            if tries <= 0 or self.gauge is None or slowdown is None or slowdown <= SLOW:
-                return window
-            tries -= 1
-            waited = self.gauge.wait_back()
-            self.discarded.append(
-                {
-                    "phase": phase,
-                    "design": design,
-                    "offered_rps": rate,
-                    "slowdown": slowdown,
-                    "p99_ms": window["p99_ms"],
-                    "cpu_us_per_request": window["cpu_us_per_request"],
-                    "waited_s": round(waited, 2),
-                }
-            )
-
-    def _window(
-        self,
-        phase: str,
-        design: str,
-        path: str,
-        rate: float,
-        seconds: float,
-        settle: float,
-        repeat: int = 1,
-        method: str = "GET",
-        body: str | None = None,
-        histogram: bool = False,
-        send: Sequence[Target] = (),
-    ) -> Window:
+        send in turn instead of `method path body` with each user's credential."""
         extra = {"Content-Type": "application/json"} if body is not None else {}
         targets = tuple(send) or tuple(
             Target(url=self.gateway_url + path, method=method, headers={**h, **extra}, body=body)
@@ -223,13 +177,11 @@ class Meter:
             # only the stores are asked (INFO, microseconds inside redis).
             stores = Servers({}, dict(self.servers.stores))  # what a window reads
             before = stores.snapshot()
-            speed_before = self.gauge.read() if self.gauge else None
             cpu_before = cpu.read(self.pids)
             steal_before = cpu.steal_seconds(system_cpus)
             time.sleep(max(0.0, start[0] + settle + seconds - time.time()))
             steal = cpu.steal_seconds(system_cpus) - steal_before
             cpu_after = cpu.read(self.pids)
-            speed_after = self.gauge.read() if self.gauge else None
             after = stores.snapshot()
             measured = running.result()
         wall = cpu_after.at - cpu_before.at
@@ -271,10 +223,6 @@ class Meter:
             "rest_s": round(rested, 2),
             "steal_pct": round(steal / max(wall, 1e-9) / max(len(system_cpus), 1) * 100, 1),
         }
-        if self.gauge is not None and speed_before is not None and speed_after is not None:
-            slowdown = self.gauge.slowdown(speed_before, speed_after)
-            window["slowdown"] = None if slowdown is None else round(slowdown, 3)
-            self.gauge.note(speed_before, speed_after)
         if histogram:
             window["histogram"] = measured.histogram
         return window

@@ -58,17 +58,13 @@ class Options:
     rtts_ms: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)
     distance_rps: float = 150.0
     distance_window_s: float = 0.6
-    distance_repeats: int = 2  # windows per distance and design; the point is their median
+    distance_repeats: int = 3  # windows per distance and design; the point is their median
     distance_groups: int = 0  # settings groups measured at a distance, 0: every one
     revocation_samples: int = 10
     revocation_limit_s: float = 1.5
     outage: bool = True
     # The system's CPUs kept out of halt (loadtests.load.affinity.kept_awake) while measuring.
     keep_awake: bool = True
-    # The machine's speed gauged on the load's CPU (loadtests/load/gauge.py); a window taken
-    # while it ran slow is taken again.
-    gauge: bool = True
-    redo: int = 2  # times a window is taken again when the machine ran slow
     microbench_n: int = 1000
     users: int = 8
     # --long (loadtests/measure/long.py): windows beside the curves, none of them a curve's.
@@ -107,7 +103,6 @@ class Options:
             rtts_ms=(0.0, 2.0),
             distance_window_s=0.6,
             distance_repeats=1,
-            redo=0,  # the slowdown is recorded, nothing taken again: the smoke keeps its time
             distance_groups=1,
             revocation_samples=2,
             revocation_limit_s=1.0,

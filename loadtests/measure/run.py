@@ -26,7 +26,6 @@ from loadtests import microbench
 from loadtests.load import Latency as LoadLatency
 from loadtests.load import Workers, histogram, isolate
 from loadtests.load.affinity import Isolation, available_cpus, kept_awake, pin, system_pids
-from loadtests.load.gauge import BACK, SLOW, Gauge, gauge
 from loadtests.measure import capacity, long
 from loadtests.measure.client import Gateway, header_bytes, request
 from loadtests.measure.cpu import group_of
@@ -142,9 +141,6 @@ class Bench:
         self.workers = Workers()
         self.awake = contextlib.ExitStack()  # the spinners that keep the system's CPUs awake
         self.spinners: tuple[int, ...] | None = None
-        self.speed: Gauge | None = None  # the machine's speed, on the load's CPU
-        self.speed_started = False
-        self.discarded: list[dict[str, object]] = []  # windows taken again: the machine was slow
 
     # -- configurations ---------------------------------------------------------------------
 
@@ -175,21 +171,12 @@ class Bench:
     def pin_system(self) -> Isolation:
         """Every process this run started on the system's CPUs, this one (it reads the
         counters and logs in) beside the load generator."""
-        exclude = [
-            *self.workers.pids,
-            *(self.spinners or ()),
-            *([self.speed.process.pid] if self.speed and self.speed.process else []),
-        ]
+        exclude = [*self.workers.pids, *(self.spinners or ())]
         isolation = isolate(system_pids(exclude=exclude), generator_count=1, cpus=self.cpus)
         if isolation.isolated:
             pin([os.getpid()], isolation.generator_cpus)
             if self.options.keep_awake and self.spinners is None:
                 self.spinners = self.awake.enter_context(kept_awake(isolation.system_cpus))
-            if self.options.gauge and not self.speed_started:
-                self.speed_started = True
-                self.speed = self.awake.enter_context(gauge(isolation.generator_cpus))
-                if self.speed is not None:
-                    self.speed.calibrate()
         self.isolation = isolation
         return isolation
 
@@ -242,9 +229,6 @@ class Bench:
             idle_services,
             self.workers,
             isolation,
-            gauge=self.speed,
-            redo=self.options.redo,
-            discarded=self.discarded,
         )
 
     def placed(self, isolation: Isolation, what: str) -> None:
@@ -474,8 +458,8 @@ class Bench:
         o = self.options
         try:
             # The distances in turn, `distance_repeats` times over: one window at a distance
-            # is 100 requests; a window the gauge finds slow is taken again (every process of
-            # such a window pays up to 1.5x), and the point is the median of the repeats.
+            # is 150 requests, and a second when this machine's CPU runs slow would be the
+            # point (every process of such a window pays up to 1.5x).
             for repeat in range(1, o.distance_repeats + 1):
                 for rtt in o.rtts_ms:
                     self.store.set_rtt(rtt)
@@ -865,14 +849,6 @@ def measure(
             "distance_note": store.note,
             "microbench": microbench_rows,
             "idle": bench.idle,
-            "gauge": {
-                "slow": SLOW,
-                "back": BACK,
-                "calibrated_ns_per_piece": bench.speed.calibrated_ns if bench.speed else None,
-                "typical_ns_per_piece": bench.speed.typical_ns if bench.speed else None,
-                "windows": len(bench.speed.typical) if bench.speed else 0,
-            },
-            "discarded": bench.discarded,
         }
     )
     results: Results = {

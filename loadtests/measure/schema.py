@@ -115,10 +115,6 @@ class Window(TypedDict):
     histogram: NotRequired[str]
     rest_s: NotRequired[float]  # seconds waited before the window for the services to be at rest
     steal_pct: NotRequired[float]  # CPU time the hypervisor took from the system's CPUs
-    # The speed gauge's time per piece of work over the window against the run's typical
-    # (loadtests/load/gauge.py): above gauge.SLOW the machine ran slow, and the window was
-    # taken again (the slow one is in method.discarded); None: no gauge, or nothing measured.
-    slowdown: NotRequired[float | None]
     # capacity: served within 2 % of offered, p99 within the SLO; None: the generator's limit
     held: NotRequired[bool | None]
     hops: NotRequired[int]  # chain: verifying services behind the gateway
