@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.measure.schema import CONTROL, HOPS, SCHEMA_VERSION, load
-from loadtests.modes import MODES
+from loadtests.modes import MODES, settings_groups
 from services.common.settings import REPO_ROOT
 
 
@@ -106,6 +106,18 @@ def test_the_quick_bench_writes_every_figure(tmp_path: Path, redis_available: No
     points = {p["added_rtt_ms"]: p for p in designs["session"]["distance"]}
     assert set(points) == {0.0, 2.0}
     assert points[2.0]["p50_ms"] - points[0.0]["p50_ms"] >= 2 * 1.5
+
+    # Side by side: one start of the services per settings group, all running at once, and
+    # each design's capacity and CPU windows on the start of its own group (a design measured
+    # on another group's start would be that group's design under its name).
+    idle = results["method"]["idle"]
+    starts = {i["config"]: set(i["designs"]) for i in idle}
+    local = [i["config"] for i in idle if not i["distant_store"]]
+    assert len(local) == len(settings_groups(MODES)), starts
+    measured = [w for w in results["windows"] if w["phase"] in ("capacity", "cpu")]
+    assert {w.get("config") for w in measured} == set(local)
+    for window in measured:
+        assert window["design"] in starts[window["config"]], window["design"]
 
     # The analysis ran: checks, comparisons, advice and the model's points are there.
     assert {c["name"] for c in results.get("checks", [])} >= {
