@@ -41,6 +41,9 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--out", type=Path, default=None, help="default reports/<timestamp>/")
     parser.add_argument("--designs", default="", help="comma-separated designs (default all)")
     parser.add_argument("--rtts", default=None, help="store RTTs in ms (default 0,0.5,1,2,5)")
+    parser.add_argument(
+        "--traced-designs", default="", help="--long: designs traced (default every one run)"
+    )
     known = {f.name for f in fields(Options)}
     for name, (kind, text) in TUNING.items():
         assert name in known, name
@@ -52,6 +55,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     given["out"] = args.out
     given["long"] = args.long
     given["designs"] = tuple(d.strip() for d in args.designs.split(",") if d.strip())
+    given["traced_designs"] = tuple(d.strip() for d in args.traced_designs.split(",") if d.strip())
     if args.rtts is not None:
         given["rtts_ms"] = tuple(float(r) for r in args.rtts.split(",") if r.strip())
     base = Options.quick_run() if args.quick else Options()
