@@ -38,6 +38,7 @@ class Options:
     warmup_rps: float = 1800.0
     warmup_s: float = 0.7
     window_s: float = 1.0
+    idle_s: float = 1.0  # each start's idle baseline: its services' and stores' CPU at rest
     # CPU per request: one rate common to every design, well inside every capacity.
     common_rps: float = 400.0
     cpu_repeats: int = 5
@@ -89,9 +90,10 @@ class Options:
             factor=2.0,
             refine_to=0.25,
             confirm=1,
-            settle_s=0.2,
-            warmup_s=0.4,
-            window_s=0.7,
+            settle_s=0.15,
+            warmup_s=0.3,
+            window_s=0.5,
+            idle_s=0.5,
             common_rps=200.0,
             cpu_repeats=1,
             cpu_window_s=0.8,
@@ -99,7 +101,7 @@ class Options:
             login_window_s=0.5,
             chain_rps=100.0,
             chain_repeats=1,
-            chain_window_s=0.5,
+            chain_window_s=0.35,
             rtts_ms=(0.0, 2.0),
             distance_window_s=0.6,
             distance_repeats=1,

@@ -207,7 +207,7 @@ class Bench:
         services' processes and their idle baseline, taken now."""
         servers = self.servers(config)
         pids = self.service_pids()
-        idle, idle_services = at_rest(servers, pids, 1.0)
+        idle, idle_services = at_rest(servers, pids, self.options.idle_s)
         self.idle.append(
             {
                 "config": index,

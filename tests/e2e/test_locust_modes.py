@@ -240,7 +240,7 @@ def test_every_class_runs_against_a_stack_with_its_settings(
     for group in settings_groups(MODES):
         design_stack.reconfigure(60.0, **group[0].settings)
         # The group's classes run side by side, each in a Locust of its own.
-        runs = {mode.name: start(mode, 8, mode.name) for mode in group}
+        runs = {mode.name: start(mode, 6, mode.name) for mode in group}
         stranger = strangers.get(group[0].name)
         if stranger is not None:
             # It starts once the group's class is served: the gateway has then shown, in its
