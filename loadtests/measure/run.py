@@ -229,6 +229,7 @@ class Bench:
             idle_services,
             self.workers,
             isolation,
+            start=index,
         )
 
     def placed(self, isolation: Isolation, what: str) -> None:
@@ -274,6 +275,8 @@ class Bench:
         self.cpu(meters, where)
         for index, config, stack in starts:
             self.stack, self.config_index = stack, index
+            # A store the previous start's outage restarted inherited this process's CPU.
+            self.pin_system()
             meter = meters[index]
             self.post(meter, config)
             self.logins(meter, config)
@@ -298,8 +301,9 @@ class Bench:
 
     # -- the windows ------------------------------------------------------------------------
 
-    def record(self, window: Window, config: int | None = None) -> Window:
-        window = {**window, "config": self.config_index if config is None else config}
+    def record(self, window: Window) -> Window:
+        """Keep a window; its `config` is the start of the services its meter measured."""
+        window = {"config": self.config_index, **window}
         self.windows.append(window)
         return window
 
@@ -327,7 +331,7 @@ class Bench:
                             "capacity", name, ORDERS, rate, o.window_s, o.settle_s, repeat
                         )
                         held = capacity.holds(window, o.slo_ms, o.shortfall)
-                        self.record({**window, "held": held}, where[name])
+                        self.record({**window, "held": held})
                         if held is None:
                             limited += 1
                             if limited < 2:
@@ -379,8 +383,7 @@ class Bench:
                         o.settle_s,
                         repeat,
                         histogram=True,
-                    ),
-                    where[name],
+                    )
                 )
                 self.say(
                     f"cpu {name} run {repeat}: {window['cpu_us_per_request']:.0f} us/request at "
@@ -768,9 +771,12 @@ def measure(
     distant = [(index, config) for index, config in enumerate(plan) if config.distant]
     stacks: dict[int, Stack] = {}
     taken: set[int] = set()
+    bench: Bench | None = None
     for n, (index, config) in enumerate(local):
+        # Each stack's ports are found just before it starts: a port found free stays free
+        # only until something binds it (the earlier stacks' connections among them).
         ports = distinct_ports(taken)
-        stacks[index] = Stack(
+        stack = Stack(
             ports=ports,
             workdir=workdir / ("stack" if n == 0 else f"stack-{n}"),
             keys_dir=workdir / ("keys" if n == 0 else f"keys-{n}"),
@@ -785,19 +791,20 @@ def measure(
             },
             relays=RELAYS,
         )
-        cleanup.callback(stacks[index].stop)
-    first = stacks[local[0][0]]
-    bench = Bench(options, modes, workdir, say, first, store, windows)
-    cleanup.callback(bench.workers.close)
-    cleanup.callback(bench.awake.close)
-    cleanup.callback(bench.release)
-    for index, config in local:
-        stack = stacks[index]
+        cleanup.callback(stack.stop)
+        stacks[index] = stack
+        if bench is None:
+            bench = Bench(options, modes, workdir, say, stack, store, windows)
+            cleanup.callback(bench.workers.close)
+            cleanup.callback(bench.awake.close)
+            cleanup.callback(bench.release)
         stack.start()
         gateway = Gateway(stack.gateway_url)
         for user in [*bench.usernames, PROBE_USER]:
             gateway.ensure_user(user)
         seed_orders(gateway, bench.by_name[config.designs[0]], bench.usernames)
+    assert bench is not None, "every settings group has a start with its store near"
+    first = stacks[local[0][0]]
     say(f"{len(local)} starts of the services side by side")
     bench.side_by_side([(index, config, stacks[index]) for index, config in local])
     for stack in stacks.values():

@@ -122,16 +122,22 @@ def test_the_quick_bench_writes_every_figure(quick_long: tuple[Path, float]) -> 
     assert points[2.0]["p50_ms"] - points[0.0]["p50_ms"] >= 2 * 1.5
 
     # Side by side: one start of the services per settings group, all running at once, and
-    # each design's capacity and CPU windows on the start of its own group (a design measured
-    # on another group's start would be that group's design under its name).
+    # each design's capacity and CPU windows on the start of its own group. A window's
+    # `config` is the start its meter measured (a design measured on another group's start
+    # would be that group's design under its name); every capacity and CPU window, of every
+    # start, comes before the first write window (started one after another, the first start's
+    # writes came before the next start's capacity).
     idle = results["method"]["idle"]
     starts = {i["config"]: set(i["designs"]) for i in idle}
     local = [i["config"] for i in idle if not i["distant_store"]]
     assert len(local) == len(settings_groups(MODES)), starts
-    measured = [w for w in results["windows"] if w["phase"] in ("capacity", "cpu")]
-    assert {w.get("config") for w in measured} == set(local)
-    for window in measured:
-        assert window["design"] in starts[window["config"]], window["design"]
+    windows = results["windows"]
+    measured = [n for n, w in enumerate(windows) if w["phase"] in ("capacity", "cpu")]
+    assert {windows[n]["config"] for n in measured} == set(local)
+    for n in measured:
+        assert windows[n]["design"] in starts[windows[n]["config"]], windows[n]["design"]
+    first_post = min(n for n, w in enumerate(windows) if w["phase"] == "post")
+    assert max(measured) < first_post
 
     # The analysis ran: checks, comparisons, advice and the model's points are there.
     assert {c["name"] for c in results.get("checks", [])} >= {
