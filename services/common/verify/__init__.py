@@ -21,6 +21,7 @@ from services.common.verify.errors import (
     LoginRefused,
     MissingCredential,
     RefreshRefused,
+    RevocationsUnavailable,
     UnknownKey,
 )
 from services.common.verify.principal import Principal
@@ -37,6 +38,7 @@ __all__ = [
     "MissingCredential",
     "Principal",
     "RefreshRefused",
+    "RevocationsUnavailable",
     "UnknownKey",
     "Verifier",
     "carried_by_cookie",

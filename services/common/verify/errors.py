@@ -72,6 +72,16 @@ class AccountGone(AuthError):
         super().__init__("account gone", detail=ACCOUNT_GONE)
 
 
+class RevocationsUnavailable(ProblemError):
+    """The revocation list (JWT_REVOCATION=push) has not been loaded yet: a token cannot be
+    judged against it, so it is neither accepted nor refused as revoked: 503, not 200 or 401."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503, "The token revocation list is not loaded yet.", headers={"Retry-After": "1"}
+        )
+
+
 class KeysUnavailable(ProblemError):
     """No verification key has been loaded yet (JWKS never reached): 503, not 401."""
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.common.keyspace import REVOKED_CHANNEL, REVOKED_SET
 from services.common.observability import Metrics
@@ -80,6 +81,9 @@ class RevocationList:
         self.clock = clock
         self.revoked: dict[str, float] = {}
         self.connected = asyncio.Event()
+        # Loaded from the durable record at least once: until then no token can be judged
+        # against the list (a restarted verifier would accept every revoked token).
+        self.loaded = False
         self._last_prune = clock()
 
     def __contains__(self, jti: str) -> bool:
@@ -101,7 +105,13 @@ class RevocationList:
         return Follower(REVOKED_CHANNEL, self.apply, on_connect=self.reload, on_lost=self.lost)
 
     async def start(self) -> None:
+        """Open the durable record and load it once now, so that a verifier starting while the
+        session store (the stream that reloads it on connect) is down can still judge tokens."""
         self.durable = make_redis(self.durable_url, self.timeout)
+        try:
+            await self._load()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("revocation record not loaded at start: %s", type(exc).__name__)
 
     async def close(self) -> None:
         if self.durable is not None:
@@ -109,6 +119,10 @@ class RevocationList:
 
     async def reload(self) -> None:
         """Replace the list with the durable record; on failure the old list stays."""
+        await self._load()
+        self.connected.set()
+
+    async def _load(self) -> None:
         assert self.durable is not None
         entries = await self.durable.zrangebyscore(
             REVOKED_SET, self.clock(), "+inf", withscores=True
@@ -117,7 +131,7 @@ class RevocationList:
         for jti, score in cast(list[tuple[bytes, float]], entries):
             revoked[jti.decode()] = float(score)
         self.revoked = revoked
-        self.connected.set()
+        self.loaded = True
 
     def lost(self) -> None:
         # Keep what we have (it is still true); reload() on reconnect adds what was missed.

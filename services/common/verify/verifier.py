@@ -26,6 +26,7 @@ from services.common.verify.errors import (
     InvalidToken,
     KeysUnavailable,
     MissingCredential,
+    RevocationsUnavailable,
     UnknownKey,
 )
 from services.common.verify.jwt import TokenCache, decode_access_token
@@ -60,12 +61,15 @@ class Verifier:
             settings.data_store_url, settings.store_timeout_seconds, clock
         )
         self.sessions: Sessions | None = None
+        # Whether tokens are judged against the pushed revocation list (then it must be loaded).
+        self.follows_revocations = False
         # One subscription feeds whatever this verifier keeps in memory from the session store.
         self.stream = PushStream(settings.session_store_url, settings.store_timeout_seconds)
         if session_redis is not None:
             self.sessions = Sessions(session_redis, metrics, settings, clock)
             if settings.revocation == "push":
                 self.stream.follow(self.revocations.follower())
+                self.follows_revocations = True
             if self.sessions.cache is not None:
                 self.stream.follow(self.sessions.cache.follower())
         self._cache = TokenCache(settings.token_cache_size)
@@ -217,6 +221,8 @@ class Verifier:
         else:
             tracing.annotate("cache", "hit")
         assert principal.jti is not None
+        if self.follows_revocations and not self.revocations.loaded:
+            raise RevocationsUnavailable()
         if principal.jti in self.revocations:
             raise InvalidToken("token revoked")
         return principal
@@ -232,9 +238,12 @@ class Verifier:
     # -- readiness ----------------------------------------------------------------------------
 
     async def keys_ready(self) -> None:
-        """Ready to verify tokens: the keys are loaded."""
+        """Ready to verify tokens: the keys are loaded, and the revocation list where tokens
+        are judged against it."""
         if not self.keystore.keys:
             raise RuntimeError("no verification keys")
+        if self.follows_revocations and not self.revocations.loaded:
+            raise RuntimeError("revocation list not loaded")
 
     async def ready(self) -> None:
         """Ready to verify every credential: the keys are loaded and the session store answers."""
