@@ -7,8 +7,9 @@ at the start and comes back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -22,11 +23,10 @@ from tests.conftest import AUDIENCE, ISSUER, KeyMaterial
 from tests.integration.conftest import Stores
 
 
-async def test_no_token_is_judged_before_the_revocation_record_is_loaded(
-    stores: Stores, key_material: KeyMaterial, make_token: Callable[..., str]
-) -> None:
-    revoked_jti = "revoked-before-the-restart"
-    stores.data.stop()  # the durable record cannot be read
+@contextlib.asynccontextmanager
+async def push_verifier(stores: Stores, key_material: KeyMaterial) -> AsyncIterator[Verifier]:
+    """A verifier judging tokens against the pushed revocation list, started (whatever the
+    stores' state) and closed afterwards."""
     config = VerifierSettings(
         issuer=ISSUER,
         audience=AUDIENCE,
@@ -40,6 +40,18 @@ async def test_no_token_is_judged_before_the_revocation_record_is_loaded(
     verifier = Verifier(config, Metrics("loaded"), redis, static_keys=keys)
     await verifier.start()
     try:
+        yield verifier
+    finally:
+        await verifier.close()
+        await redis.aclose()
+
+
+async def test_no_token_is_judged_before_the_revocation_record_is_loaded(
+    stores: Stores, key_material: KeyMaterial, make_token: Callable[..., str]
+) -> None:
+    revoked_jti = "revoked-before-the-restart"
+    stores.data.stop()  # the durable record cannot be read
+    async with push_verifier(stores, key_material) as verifier:
         good, revoked = make_token(), make_token(jti=revoked_jti)
         with pytest.raises(RuntimeError, match="revocation list"):
             await verifier.keys_ready()
@@ -62,9 +74,6 @@ async def test_no_token_is_judged_before_the_revocation_record_is_loaded(
         assert verifier.verify_token(good).jti is not None
         with pytest.raises(InvalidToken):
             verifier.verify_token(revoked)
-    finally:
-        await verifier.close()
-        await redis.aclose()
 
 
 async def test_a_record_readable_at_start_is_loaded_before_the_stream_connects(
@@ -78,24 +87,9 @@ async def test_a_record_readable_at_start_is_loaded_before_the_stream_connects(
     finally:
         await record.aclose()
     stores.sessions.stop()
-    config = VerifierSettings(
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        session_store_url=stores.sessions.url,
-        data_store_url=stores.data.url,
-        revocation="push",
-        store_timeout_seconds=0.5,
-    )
-    redis = make_session_store(stores.sessions.url, 0.5)
-    keys = {key_material.kid: key_material.private.public_key()}
-    verifier = Verifier(config, Metrics("loaded"), redis, static_keys=keys)
-    await verifier.start()
-    try:
+    async with push_verifier(stores, key_material) as verifier:
         assert verifier.revocations.loaded
         await verifier.keys_ready()
         assert verifier.verify_token(make_token()).jti is not None
         with pytest.raises(InvalidToken):
             verifier.verify_token(make_token(jti="gone"))
-    finally:
-        await verifier.close()
-        await redis.aclose()
