@@ -169,9 +169,9 @@ def test_distributed_master_and_worker(
 def design_stack(
     tmp_path_factory: pytest.TempPathFactory, redis_available: None
 ) -> Iterator[Stack]:
-    """A stack of its own, reconfigured group by group; access tokens live 33 s, so the JWT
-    classes refresh (30 s before expiry) every few seconds of a short run."""
-    yield from running(tmp_path_factory.mktemp("designs"), ACCESS_TOKEN_SECONDS="33")
+    """A stack of its own, reconfigured group by group; access tokens live 32 s, so the JWT
+    classes refresh (30 s before expiry) every 2 s of a short run."""
+    yield from running(tmp_path_factory.mktemp("designs"), ACCESS_TOKEN_SECONDS="32")
 
 
 def start_headless(
@@ -240,7 +240,7 @@ def test_every_class_runs_against_a_stack_with_its_settings(
     for group in settings_groups(MODES):
         design_stack.reconfigure(60.0, **group[0].settings)
         # The group's classes run side by side, each in a Locust of its own.
-        runs = {mode.name: start(mode, 6, mode.name) for mode in group}
+        runs = {mode.name: start(mode, 5, mode.name) for mode in group}
         stranger = strangers.get(group[0].name)
         if stranger is not None:
             # It starts once the group's class is served: the gateway has then shown, in its
@@ -259,7 +259,7 @@ def test_every_class_runs_against_a_stack_with_its_settings(
             assert int(total["Request Count"]) >= 20, (mode.name, log)
             assert int(rows["/orders"]["Request Count"]) >= 2, (mode.name, rows)
             if mode.credential.kind == "jwt":
-                # The access token lives 33 s: the class refreshed it, by its carrier.
+                # The access token lives 32 s: the class refreshed it, by its carrier.
                 name = "/auth/refresh (cookie)" if mode is JWT_COOKIE else "/auth/refresh"
                 assert int(rows[name]["Request Count"]) >= 1, (mode.name, rows)
         if group[0] is HYBRID:
