@@ -184,8 +184,13 @@ def comparisons(designs: Mapping[str, Mapping[str, Any]]) -> list[Comparison]:
 # The self-checks -------------------------------------------------------------------------
 
 
-def _check(name: str, ok: bool, detail: str) -> Check:
-    return {"name": name, "ok": ok, "detail": detail}
+def _check(name: str, ok: bool, detail: str, judged: bool = True) -> Check:
+    return {"name": name, "ok": ok and judged, "detail": detail, "judged": judged}
+
+
+def judged(check: Check) -> bool:
+    """Whether the run could judge the check (files from before `judged` could, always)."""
+    return check.get("judged", True)
 
 
 def check_control_cheapest(
@@ -257,7 +262,7 @@ def check_same_check_agree(
     if len(members) < 2:
         return _check(name, False, f"fewer than two of {', '.join(SAME_CHECK)} measured")
 
-    def judged(design: str, figure: str) -> bool:
+    def has_interval(design: str, figure: str) -> bool:
         value = designs[design].get(figure)
         if not value:
             return False
@@ -267,14 +272,15 @@ def check_same_check_agree(
         mine, control = fits.get(design), fits.get(_control_of(design))
         return bool(mine and control and mine.has_interval and control.has_interval)
 
-    ok, parts = True, []
+    ok, unjudged, parts = True, False, []
     for figure in ("capacity_rps", "cpu_us_per_request", "auth_cpu_us_per_hop"):
-        values = [(n, designs[n].get(figure)) for n in members]
-        missing = [n for n in members if not judged(n, figure)]
+        missing = [n for n in members if not has_interval(n, figure)]
+        values = [(n, designs[n].get(figure)) for n in members if n not in missing]
         if missing:
-            ok = False
+            unjudged = True
             parts.append(f"{figure}: no interval for {', '.join(missing)}: cannot judge")
-            continue
+            if len(values) < 2:
+                continue
         shown = ", ".join(_describe(n, cast(Mapping[str, Any], v)) for n, v in values)
         apart = [
             f"{a} and {b}"
@@ -287,7 +293,9 @@ def check_same_check_agree(
         ok = ok and not apart
         verdict = f"{'; '.join(apart)} do not overlap" if apart else "overlap"
         parts.append(f"{figure}: {shown}: {verdict}")
-    return _check(name, ok, "; ".join(parts))
+    # A pair apart is a failure whatever else lacks an interval; with none apart, a figure
+    # without one leaves the check unjudged.
+    return _check(name, ok, "; ".join(parts), judged=not ok or not unjudged)
 
 
 def check_session_hop_vs_jwt(
@@ -405,7 +413,7 @@ def check_intervals_tight(designs: Mapping[str, Mapping[str, Any]]) -> Check:
             if not value:
                 continue
             if not stats.has_interval(value):
-                loose.append(f"{design} {figure}: one run, no interval")
+                loose.append(f"{design} {figure}: {stats.ONE_RUN}")
                 continue
             spread = stats.spread_pct(value)
             spreads.append((spread, f"{design} {figure}"))
@@ -417,9 +425,11 @@ def check_intervals_tight(designs: Mapping[str, Mapping[str, Any]]) -> Check:
     detail = f"every interval within +-{SPREAD_PCT:g} % of its median"
     if widest:
         detail += f"; widest {widest[1]} +-{widest[0]:.1f} %"
+    wide = [item for item in loose if not item.endswith(stats.ONE_RUN)]
     if loose:
         detail = "NOT " + detail + "; beyond: " + ", ".join(loose)
-    return _check(name, not loose, detail)
+    # Only figures of one run beyond: nothing to judge by, not a wide interval.
+    return _check(name, not loose, detail, judged=bool(wide or not loose))
 
 
 def check_model(designs: Mapping[str, Mapping[str, Any]], built: bottom_up.Output) -> Check:
@@ -475,6 +485,21 @@ class Advice:
     sentence: str
 
 
+def _ci(figure: Mapping[str, Any], fmt: str) -> str:
+    """A repeated figure's interval as the sentences give it; a single run has none."""
+    if not _judged(figure):
+        return stats.ONE_RUN
+    lo, hi = figure["ci95"]
+    return f"95 % CI {fmt.format(lo)}-{fmt.format(hi)}"
+
+
+def _ci_of_ratio(a: Mapping[str, Any], b: Mapping[str, Any], bounds: Sequence[float]) -> str:
+    """The interval of a / b (stats.ratio's), or why there is none."""
+    if not (_judged(a) and _judged(b)):
+        return stats.ONE_RUN
+    return f"95 % CI {bounds[0]:.2f}-{bounds[1]:.2f}"
+
+
 def _advise_capacity(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
     rated = [(n, d["capacity_rps"]) for n, d in designs.items() if d.get("capacity_rps")]
     if len(rated) < 2:
@@ -484,16 +509,15 @@ def _advise_capacity(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
     if top["median"] <= 0:
         return None
     ties = [n for n, f in rated if n != best and not distinguishable(f, top)]
-    lo, hi = top["ci95"]
-    sentence = f"{best} serves the most, {top['median']:,.0f} req/s (95 % CI {lo:,.0f}-{hi:,.0f})"
+    sentence = f"{best} serves the most, {top['median']:,.0f} req/s ({_ci(top, '{:,.0f}')})"
     if ties:
         verb = "is" if len(ties) == 1 else "are"
         sentence += f"; {', '.join(ties)} {verb} not distinguishable from it at this precision"
     if bottom["median"] > 0 and min(bottom["runs"]) > 0:
-        ratio, (r_lo, r_hi) = stats.ratio(bottom["runs"], top["runs"])
+        ratio, bounds = stats.ratio(bottom["runs"], top["runs"])
         sentence += (
             f"; {worst} serves the least, {bottom['median']:,.0f} req/s "
-            f"({ratio:.2f}x, 95 % CI {r_lo:.2f}-{r_hi:.2f})."
+            f"({ratio:.2f}x, {_ci_of_ratio(bottom, top, bounds)})."
         )
     else:
         sentence += f"; {worst} served nothing within the SLO."
@@ -510,18 +534,19 @@ def _advise_cpu(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
     dear, high = max(rated, key=lambda nf: nf[1]["median"])
     if low["median"] <= 0:
         return None
-    value, (lo, hi) = stats.ratio(high["runs"], low["runs"])
-    verdict = (
-        ""
-        if distinguishable(high, low)
-        else "; their own intervals overlap, so no difference is claimed at this precision"
-    )
+    value, bounds = stats.ratio(high["runs"], low["runs"])
+    if distinguishable(high, low):
+        verdict = ""
+    elif _judged(high) and _judged(low):
+        verdict = "; their own intervals overlap, so no difference is claimed at this precision"
+    else:
+        verdict = "; no difference is claimed without intervals"
     return Advice(
         "cpu",
         (cheap, dear),
         f"At {low['offered_rps']:,.0f} req/s {cheap} costs the least CPU per request, "
         f"{low['median']:,.0f} us, and {dear} the most, {high['median']:,.0f} us: "
-        f"{value:.2f}x (95 % CI {lo:.2f}-{hi:.2f}){verdict}.",
+        f"{value:.2f}x ({_ci_of_ratio(high, low, bounds)}){verdict}.",
     )
 
 
@@ -692,7 +717,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     analysed = analyse(load(args.path))
     dump(analysed, args.path)
     for check in analysed.get("checks", []):
-        print(f"{'ok ' if check['ok'] else 'RED'} {check['name']}: {check['detail']}")
+        verdict = "ok " if check["ok"] else "RED" if judged(check) else "-- "
+        print(f"{verdict} {check['name']}: {check['detail']}")
     for sentence in analysed.get("advice", []):
         print(f"- {sentence}")
     return 0

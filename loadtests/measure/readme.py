@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from loadtests.measure.analysis import judged
 from loadtests.measure.charts import CHARTS
-from loadtests.measure.report import headline, markdown_table, run_line
+from loadtests.measure.report import NOT_JUDGED, headline, markdown_table, run_line
 from loadtests.measure.schema import Results, load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,14 +50,19 @@ def block(results: Results, reference: Path = REFERENCE) -> str:
 def checks_line(results: Results) -> str:
     """The self-checks as the report's banner states them: which failed, by name."""
     checks = results.get("checks") or []
-    failed = [c["name"] for c in checks if not c["ok"]]
+    failed = [c["name"] for c in checks if judged(c) and not c["ok"]]
+    unjudged = [c["name"] for c in checks if not judged(c)]
     if not checks:
         return "No self-checks in this results file."
+    aside = f" Not judged ({NOT_JUDGED}): {', '.join(unjudged)}." if unjudged else ""
     if not failed:
-        return f"Self-checks: all {len(checks)} pass."
+        judged_pass = (
+            f"all {len(checks) - len(unjudged)} judged" if unjudged else f"all {len(checks)}"
+        )
+        return f"Self-checks: {judged_pass} pass.{aside}"
     return (
-        f"Self-checks: {len(checks) - len(failed)} of {len(checks)} pass; **failed: "
-        f"{', '.join(failed)}** (the report's banner says why)."
+        f"Self-checks: {len(checks) - len(failed) - len(unjudged)} of {len(checks)} pass; "
+        f"**failed: {', '.join(failed)}** (the report's banner says why).{aside}"
     )
 
 

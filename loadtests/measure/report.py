@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtests.measure import stats
+from loadtests.measure.analysis import judged
 from loadtests.measure.charts import CHARTS, draw, per_core
 from loadtests.measure.schema import CONTROL, Design, Results, load
 
@@ -59,14 +61,18 @@ class Image:
 
 @dataclass(frozen=True)
 class Banner:
-    """The self-checks: red with every failed one, green when all passed."""
+    """The self-checks: red with every failed one, green when all passed; those the run had
+    no intervals to judge (one run per figure) listed apart, neither failed nor passed."""
 
     failed: tuple[tuple[str, str], ...]  # (name, detail)
     passed: tuple[str, ...]
     checked: bool = True  # False: the file holds no self-checks at all
+    unjudged: tuple[tuple[str, str], ...] = ()  # (name, detail)
 
 
 Block = Heading | Para | Bullets | Table | Image | Banner
+
+NOT_JUDGED = "one run per figure: no intervals to judge by"
 
 # -- numbers, formatted once for every table ------------------------------------------------------
 
@@ -92,6 +98,11 @@ def ops(value: float | None) -> str:
 def span(bounds: Sequence[float], fmt: Any) -> str:
     """A 95 % interval [lo, hi] as `lo to hi` (a dash would read as a minus sign)."""
     return f"{fmt(bounds[0])} to {fmt(bounds[1])}"
+
+
+def interval(figure: Mapping[str, Any], fmt: Any) -> str:
+    """A repeated figure's 95 % interval; a figure of one run has none (its ci95 is [x, x])."""
+    return span(figure["ci95"], fmt) if stats.has_interval(figure) else stats.ONE_RUN  # type: ignore[arg-type]
 
 
 def plain(value: object) -> str:
@@ -141,10 +152,10 @@ def headline_row(results: Results, name: str, design: Design) -> tuple[str, ...]
     return (
         name,
         rate(capacity["median"]) if capacity else "-",
-        span(capacity["ci95"], rate) if capacity else "-",
+        interval(capacity, rate) if capacity else "-",
         rate(per_core(results, capacity["median"])) if capacity else "-",
         us(cpu["median"]) if cpu else "-",
-        span(cpu["ci95"], us) if cpu else "-",
+        interval(cpu, us) if cpu else "-",
         rate(cpu["offered_rps"]) if cpu else "-",
         f"{ms(latency['p50'])} / {ms(latency['p99'])} at {rate(latency['offered_rps'])}"
         if latency
@@ -177,8 +188,9 @@ def banner(results: Results) -> Banner:
     if checks is None:
         return Banner((), (), checked=False)
     return Banner(
-        tuple((c["name"], c["detail"]) for c in checks if not c["ok"]),
+        tuple((c["name"], c["detail"]) for c in checks if judged(c) and not c["ok"]),
         tuple(c["name"] for c in checks if c["ok"]),
+        unjudged=tuple((c["name"], c["detail"]) for c in checks if not judged(c)),
     )
 
 
@@ -550,12 +562,18 @@ def to_markdown(content: Sequence[Block], images: Mapping[str, Path]) -> str:
             out.append(f"![{CHARTS[block.key][1]}]({images[block.key].name})")
         elif not block.checked:
             out.append("> No self-checks in this results file.")
-        elif block.failed:
-            lines = [f"> **{len(block.failed)} self-check(s) failed**"]
-            lines += [f"> - **{name}**: {detail}" for name, detail in block.failed]
-            out.append("\n".join(lines))
         else:
-            out.append(f"> All {len(block.passed)} self-checks passed: {', '.join(block.passed)}.")
+            if block.failed:
+                lines = [f"> **{len(block.failed)} self-check(s) failed**"]
+                lines += [f"> - **{name}**: {detail}" for name, detail in block.failed]
+            else:
+                which = "judged " if block.unjudged else ""
+                passed = ", ".join(block.passed)
+                lines = [f"> All {len(block.passed)} {which}self-checks passed: {passed}."]
+            if block.unjudged:
+                lines += [">", f"> {len(block.unjudged)} not judged ({NOT_JUDGED}):"]
+                lines += [f"> - **{name}**: {detail}" for name, detail in block.unjudged]
+            out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
 
 
@@ -584,24 +602,35 @@ def _inline(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
+def _checks_html(checks: Sequence[tuple[str, str]]) -> str:
+    return "".join(
+        f'<li><strong class="check">{html.escape(name)}</strong>: {_inline(detail)}</li>'
+        for name, detail in checks
+    )
+
+
 def _banner_html(block: Banner) -> str:
     if not block.checked:
         return (
             '<div class="banner none" id="self-checks">No self-checks in this results file.</div>'
         )
+    unjudged = (
+        f'<div class="banner none" id="unjudged-checks"><strong>{len(block.unjudged)} not '
+        f"judged ({NOT_JUDGED})</strong><ul>{_checks_html(block.unjudged)}</ul>"
+        "</div>"
+        if block.unjudged
+        else ""
+    )
     if not block.failed:
         names = html.escape(", ".join(block.passed))
         return (
-            f'<div class="banner passed" id="self-checks">All {len(block.passed)} self-checks '
-            f"passed: {names}.</div>"
+            f'<div class="banner passed" id="self-checks">All {len(block.passed)} '
+            f"{'judged ' if block.unjudged else ''}self-checks passed: {names}.</div>" + unjudged
         )
-    items = "".join(
-        f'<li><strong class="check">{html.escape(name)}</strong>: {_inline(detail)}</li>'
-        for name, detail in block.failed
-    )
     return (
         f'<div class="banner failed" id="self-checks" role="alert"><strong>'
-        f"{len(block.failed)} self-check(s) failed</strong><ul>{items}</ul></div>"
+        f"{len(block.failed)} self-check(s) failed</strong><ul>{_checks_html(block.failed)}</ul>"
+        "</div>" + unjudged
     )
 
 

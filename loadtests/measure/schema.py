@@ -136,6 +136,9 @@ class Check(TypedDict):
     name: str
     ok: bool
     detail: str
+    # False: the run has no intervals to judge it by (one run per figure, as --quick takes);
+    # then `ok` is false too, and the report lists it as not judged, not as failed.
+    judged: NotRequired[bool]
 
 
 class ModelPoint(TypedDict):

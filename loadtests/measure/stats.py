@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from loadtests.measure.schema import Interval
 
 Z975 = 1.959964  # the normal distribution's 0.975 quantile: t's limit
+ONE_RUN = "one run, no interval"  # what the report says where a figure has a single run
 
 
 def _incomplete_beta(a: float, b: float, x: float) -> float:

@@ -133,6 +133,53 @@ def test_one_run_is_never_distinguishable_nor_tight() -> None:
     assert "one run, no interval" in check(result, "intervals_tight")["detail"]
 
 
+def test_checks_that_need_intervals_are_not_judged_on_one_run() -> None:
+    """One run per figure (--quick): the checks that compare intervals are neither passed nor
+    failed; those that judge the chains' fits (several windows each) still are."""
+    result = analysed(Truth(noise=0.01, repeats=1))
+    for name in ("intervals_tight", "same_check_agree"):
+        found = check(result, name)
+        assert found["judged"] is False and found["ok"] is False, found
+    for name in ("control_cheapest", "session_hop_vs_jwt"):
+        assert check(result, name)["judged"] is True, name
+    # Repeated figures are judged, whatever their verdict.
+    assert all(c["judged"] for c in analysed(Truth(noise=0.01))["checks"])
+
+
+def test_a_wide_interval_fails_even_beside_figures_of_one_run() -> None:
+    result = analysed(
+        Truth(noise=0.01, repeats=1), session={"capacity_rps": {"runs": [600.0, 700.0, 800.0]}}
+    )
+    found = check(result, "intervals_tight")
+    assert found["judged"] is True and found["ok"] is False
+    assert "session capacity_rps +-" in found["detail"]
+
+
+def test_jwt_designs_apart_fail_even_beside_figures_of_one_run() -> None:
+    """Two repeated JWT capacities that do not overlap are a judged failure, though the
+    others have one run."""
+    result = analysed(
+        Truth(noise=0.01, repeats=1),
+        jwt_push={"capacity_rps": {"runs": [1500.0, 1510.0, 1520.0]}},
+        jwt_off={"capacity_rps": {"runs": [2000.0, 2010.0, 2020.0]}},
+    )
+    found = check(result, "same_check_agree")
+    assert found["judged"] is True and found["ok"] is False
+    assert "jwt-push and jwt-off do not overlap" in found["detail"]
+
+
+def test_sentences_give_no_interval_for_figures_of_one_run() -> None:
+    """A single run's ci95 is [x, x]: the sentences say there is no interval instead of
+    printing it, and claim no difference."""
+    result = analysed(Truth(noise=0.01, repeats=1))
+    sentences = {a.topic: a.sentence for a in advise_of(result)}
+    for topic in ("capacity", "cpu"):
+        assert "95 % CI" not in sentences[topic], sentences[topic]
+        assert stats.ONE_RUN in sentences[topic], sentences[topic]
+    repeated = {a.topic: a.sentence for a in advise_of(analysed(Truth(noise=0.01)))}
+    assert all("95 % CI" in repeated[topic] for topic in ("capacity", "cpu")), repeated
+
+
 def test_a_design_that_served_nothing_is_reported_not_compared() -> None:
     result = analysed(hybrid={"capacity_rps": {"runs": [0.0, 0.0, 0.0]}})
     assert result["designs"]["hybrid"]["capacity_rps"]["median"] == 0.0

@@ -64,3 +64,18 @@ def test_a_readme_without_markers_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="reference:begin"):
         readme.main(["--readme", str(page), "--results", str(FIXTURE)])
     assert page.read_text() == "# no block here\n"
+
+
+def test_the_checks_line_names_failed_and_unjudged_checks_apart() -> None:
+    results = load(FIXTURE)
+    results["checks"] = [
+        {"name": "a", "ok": True, "detail": "", "judged": True},
+        {"name": "b", "ok": False, "detail": "", "judged": True},
+        {"name": "c", "ok": False, "detail": "", "judged": False},
+    ]
+    line = readme.checks_line(results)
+    failed = line.split("**failed: ")[1].split("**")[0]
+    assert failed == "b"
+    assert line.endswith(": c.") and "1 of 3 pass" in line
+    results["checks"] = [c for c in results["checks"] if c["name"] != "b"]
+    assert readme.checks_line(results).startswith("Self-checks: all 1 judged pass.")

@@ -145,6 +145,29 @@ def test_all_checks_passing_gives_the_green_line(tmp_path: Path) -> None:
     assert "self-checks passed" in markdown and "failed" not in markdown.split("##")[0]
 
 
+def test_checks_not_judged_are_listed_apart_from_failed_ones(tmp_path: Path) -> None:
+    """A one-run file (--quick): the checks it had no intervals for are neither red nor
+    green, and its headline prints no interval (a single run's ci95 is [x, x])."""
+    raw = synthetic.build(Truth(noise=0.01, repeats=1))
+    results = analysis.analyse(cast(Results, raw))
+    unjudged = {c["name"] for c in results["checks"] if not analysis.judged(c)}
+    failed = {c["name"] for c in results["checks"] if analysis.judged(c) and not c["ok"]}
+    assert unjudged >= {"intervals_tight", "same_check_agree"}
+    page, markdown = render(results, tmp_path)
+    apart = re.search(r'<div class="banner none" id="unjudged-checks">(.*?)</div>', page, re.S)
+    assert apart is not None
+    assert set(re.findall(r'class="check">([^<]*)<', apart.group(1))) == unjudged
+    red = re.search(r'<div class="banner failed"[^>]*>(.*?)</div>', page, re.S)
+    shown_failed = set(re.findall(r'class="check">([^<]*)<', red.group(1))) if red else set()
+    assert shown_failed == failed
+    listed = set(re.findall(r"^> - \*\*(.+?)\*\*:", markdown, re.M))
+    assert listed == failed | unjudged
+    rows = {row[0]: row for row in parsed(page).tables["headline"][1:]}
+    for name, design in results["designs"].items():
+        if design["capacity_rps"]:
+            assert " to " not in rows[name][2] and " to " not in rows[name][5], rows[name]
+
+
 def test_one_embedded_png_per_chart_and_nothing_fetched(rendered: tuple[Path, str, str]) -> None:
     out, page, _ = rendered
     links = parsed(page).links
