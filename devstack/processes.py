@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from services.common.settings import REPO_ROOT
@@ -96,10 +98,61 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
             process.wait(timeout)
 
 
-def free_port() -> int:
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+PORT_SPAN = 16384  # how many ports free_port chooses among, under the ephemeral range
+_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+_random = random.SystemRandom()  # two processes never walk the same sequence
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux's default where
+    it cannot be read)."""
+    try:
+        low, high = (int(x) for x in EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def port_span(offset: int = 0) -> tuple[int, int]:
+    """Where free_port chooses [lo, hi): under the ephemeral range (above it where the range
+    leaves too little room under), so that neither a port nor port + `offset` is in it."""
+    low, high = ephemeral_range()
+    if low - offset - 1024 >= 1024:
+        return max(1024, low - offset - PORT_SPAN), low - offset
+    return high + 1, 65536 - offset
+
+
+def free_port(offset: int | None = None) -> int:
+    """A loopback port that nothing listens on and that this process has not handed out
+    before; with `offset`, port + offset is such a port too (a Redis Cluster node's bus port),
+    and both are taken.
+
+    Not from the kernel's ephemeral range: a port found free there can become the local port
+    of an outgoing connection (a service's to its store) before the server meant for it binds
+    it, and the kernel hands a port just released out again, so two ports of one stack could
+    be the same. Either way the server fails to start, or, worse, another one answers on its
+    port (a gateway whose auth port an orders replica held: `POST /auth/users` 404)."""
+    lo, hi = port_span(offset or 0)
+    with _ports_lock:
+        for _ in range(2000):
+            port = _random.randrange(lo, hi)
+            wanted = [port] if offset is None else [port, port + offset]
+            if _handed_out.intersection(wanted) or not all(map(_bindable, wanted)):
+                continue
+            _handed_out.update(wanted)
+            return port
+    raise StackError(f"no free port in {lo}-{hi - 1}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
