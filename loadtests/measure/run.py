@@ -674,25 +674,6 @@ def running(stack: Stack, group: Sequence[Mode]) -> None:
             )
 
 
-def distinct_ports(taken: set[int]) -> Ports:
-    """Free ports for one more stack, none of them one an earlier stack of the run took (a
-    free port is free until someone binds it: the earlier stacks may not have yet)."""
-    for _ in range(100):
-        ports = Ports.free(relays=RELAYS)
-        mine = [
-            ports.gateway,
-            ports.auth,
-            *ports.orders,
-            ports.session_store,
-            ports.data_store,
-            *ports.relays,
-        ]
-        if len(set(mine)) == len(mine) and not taken & set(mine):
-            taken |= set(mine)
-            return ports
-    raise RuntimeError("no distinct free ports for another stack")
-
-
 def seed_orders(gateway: Gateway, mode: Mode, usernames: Sequence[str]) -> None:
     """Give every user LISTED orders before anything is measured, so that GET ORDERS answers
     the same LISTED orders in every window of every design. Without them the first start's
@@ -770,12 +751,11 @@ def measure(
     local = [(index, config) for index, config in enumerate(plan) if not config.distant]
     distant = [(index, config) for index, config in enumerate(plan) if config.distant]
     stacks: dict[int, Stack] = {}
-    taken: set[int] = set()
     bench: Bench | None = None
     for n, (index, config) in enumerate(local):
-        # Each stack's ports are found just before it starts: a port found free stays free
-        # only until something binds it (the earlier stacks' connections among them).
-        ports = distinct_ports(taken)
+        # Each stack's ports are found just before it starts (free_port never hands out one
+        # twice, nor one an outgoing connection could take meanwhile).
+        ports = Ports.free(relays=RELAYS)
         stack = Stack(
             ports=ports,
             workdir=workdir / ("stack" if n == 0 else f"stack-{n}"),
