@@ -99,7 +99,8 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
 
 
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-PORT_SPAN = 16384  # how many ports free_port chooses among, under the ephemeral range
+LOWEST_PORT = 20000  # above every fixed port the project uses (8080, 9090, 16686, 6379, ...)
+MIN_SPAN = 2048  # fewer ports than this outside the ephemeral range: the kernel picks
 _handed_out: set[int] = set()
 _ports_lock = threading.Lock()
 _random = random.SystemRandom()  # two processes never walk the same sequence
@@ -115,13 +116,17 @@ def ephemeral_range() -> tuple[int, int]:
     return low, high
 
 
-def port_span(offset: int = 0) -> tuple[int, int]:
-    """Where free_port chooses [lo, hi): under the ephemeral range (above it where the range
-    leaves too little room under), so that neither a port nor port + `offset` is in it."""
+def port_span(offset: int = 0) -> tuple[int, int] | None:
+    """Where free_port chooses, [lo, hi): from LOWEST_PORT up to the ephemeral range, or above
+    it, so that neither a port nor port + `offset` falls in it; None where neither side has
+    MIN_SPAN ports (a range widened to 1024-65535, as load machines often are)."""
     low, high = ephemeral_range()
-    if low - offset - 1024 >= 1024:
-        return max(1024, low - offset - PORT_SPAN), low - offset
-    return high + 1, 65536 - offset
+    below = (LOWEST_PORT, low - offset)
+    above = (max(high + 1, LOWEST_PORT), 65536 - offset)
+    for lo, hi in (below, above):
+        if hi - lo >= MIN_SPAN:
+            return lo, hi
+    return None
 
 
 def free_port(offset: int | None = None) -> int:
@@ -129,21 +134,33 @@ def free_port(offset: int | None = None) -> int:
     before; with `offset`, port + offset is such a port too (a Redis Cluster node's bus port),
     and both are taken.
 
-    Not from the kernel's ephemeral range: a port found free there can become the local port
-    of an outgoing connection (a service's to its store) before the server meant for it binds
-    it, and the kernel hands a port just released out again, so two ports of one stack could
-    be the same. Either way the server fails to start, or, worse, another one answers on its
-    port (a gateway whose auth port an orders replica held: `POST /auth/users` 404)."""
-    lo, hi = port_span(offset or 0)
+    Outside the kernel's ephemeral range where there is room (port_span): a port found free
+    in it can become the local port of an outgoing connection (a service's to its store)
+    before the server meant for it binds it. And never one handed out before: the kernel hands
+    a port just released out again, so two ports of one stack could be the same. Either way a
+    server fails to start or, worse, another one answers on its port (a gateway whose auth
+    port an orders replica held: `POST /auth/users` 404)."""
+    span = port_span(offset or 0)
     with _ports_lock:
         for _ in range(2000):
-            port = _random.randrange(lo, hi)
+            port = _random.randrange(*span) if span else _kernel_port()
             wanted = [port] if offset is None else [port, port + offset]
-            if _handed_out.intersection(wanted) or not all(map(_bindable, wanted)):
+            if (
+                wanted[-1] > 65535
+                or _handed_out.intersection(wanted)
+                or not all(map(_bindable, wanted))
+            ):
                 continue
             _handed_out.update(wanted)
             return port
-    raise StackError(f"no free port in {lo}-{hi - 1}")
+    where = f"{span[0]}-{span[1] - 1}" if span else "the kernel's ephemeral range"
+    raise StackError(f"no free port in {where}")
+
+
+def _kernel_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _bindable(port: int) -> bool:

@@ -122,14 +122,14 @@ def _per_hop(name: str, fits: Mapping[str, stats.Fit | None]) -> PerHop | None:
     return {"median": _r(diff, 1), "ci95": [_r(lo, 1), _r(hi, 1)]}
 
 
-def _judged(figure: Mapping[str, Any]) -> bool:
+def _repeated(figure: Mapping[str, Any]) -> bool:
     """Whether a repeated figure has an interval at all (more than one run)."""
     return stats.has_interval(cast(Interval, figure))
 
 
 def distinguishable(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """The one rule: both have intervals and they do not overlap."""
-    return _judged(a) and _judged(b) and not stats.overlap(a["ci95"], b["ci95"])
+    return _repeated(a) and _repeated(b) and not stats.overlap(a["ci95"], b["ci95"])
 
 
 def compare(figure: str, a: str, b: str, fa: Interval, fb: Interval) -> Comparison:
@@ -137,7 +137,7 @@ def compare(figure: str, a: str, b: str, fa: Interval, fb: Interval) -> Comparis
     label = FIGURES[figure]
     size = f"{value:.2f}x (95 % CI {lo:.2f}-{hi:.2f})"
     distinct = distinguishable(fa, fb)
-    if not (_judged(fa) and _judged(fb)):
+    if not (_repeated(fa) and _repeated(fb)):
         sentence = f"{a} against {b}, {label}: {value:.2f}x from one run, no interval"
     elif not distinct:
         sentence = f"{a} and {b} are not distinguishable at this precision in {label}: " + (
@@ -184,13 +184,22 @@ def comparisons(designs: Mapping[str, Mapping[str, Any]]) -> list[Comparison]:
 # The self-checks -------------------------------------------------------------------------
 
 
-def _check(name: str, ok: bool, detail: str, judged: bool = True) -> Check:
-    return {"name": name, "ok": ok and judged, "detail": detail, "judged": judged}
+def _check(name: str, ok: bool, detail: str, decided: bool = True) -> Check:
+    return {"name": name, "ok": ok and decided, "detail": detail, "judged": decided}
 
 
 def judged(check: Check) -> bool:
     """Whether the run could judge the check (files from before `judged` could, always)."""
     return check.get("judged", True)
+
+
+def one_run_each(results: Mapping[str, Any]) -> bool:
+    """Whether the run was set to one run per figure (--quick): only then is a figure of one
+    run no failure. In a run of repeats, a figure left with one (the others held nothing, or
+    the load generator limited them) is a failure of that run."""
+    method = results.get("method") or {}
+    repeats = method.get("repeats")
+    return repeats == 1 and method.get("cpu_repeats", repeats) == 1
 
 
 def check_control_cheapest(
@@ -253,10 +262,13 @@ def _describe(name: str, figure: Mapping[str, Any]) -> str:
 
 
 def check_same_check_agree(
-    designs: Mapping[str, Mapping[str, Any]], fits: Mapping[str, stats.Fit | None]
+    designs: Mapping[str, Mapping[str, Any]],
+    fits: Mapping[str, stats.Fit | None],
+    single: bool = False,
 ) -> Check:
     """(b) The designs that run the same verification agree within their intervals in
-    capacity, CPU per request and auth CPU per hop."""
+    capacity, CPU per request and auth CPU per hop. `single`: the run took one run per figure
+    (a figure of one run leaves the check unjudged, rather than failed)."""
     name = "same_check_agree"
     members = [n for n in SAME_CHECK if n in designs]
     if len(members) < 2:
@@ -267,17 +279,24 @@ def check_same_check_agree(
         if not value:
             return False
         if figure != "auth_cpu_us_per_hop":
-            return _judged(value)
+            return _repeated(value)
         # a slope difference has an interval when both fits have residual degrees of freedom
         mine, control = fits.get(design), fits.get(_control_of(design))
         return bool(mine and control and mine.has_interval and control.has_interval)
+
+    def one_run(design: str, figure: str) -> bool:
+        value = designs[design].get(figure)
+        return bool(single and value and figure in FIGURES and len(value["runs"]) == 1)
 
     ok, unjudged, parts = True, False, []
     for figure in ("capacity_rps", "cpu_us_per_request", "auth_cpu_us_per_hop"):
         missing = [n for n in members if not has_interval(n, figure)]
         values = [(n, designs[n].get(figure)) for n in members if n not in missing]
         if missing:
-            unjudged = True
+            if all(one_run(n, figure) for n in missing):
+                unjudged = True
+            else:
+                ok = False
             parts.append(f"{figure}: no interval for {', '.join(missing)}: cannot judge")
             if len(values) < 2:
                 continue
@@ -293,9 +312,9 @@ def check_same_check_agree(
         ok = ok and not apart
         verdict = f"{'; '.join(apart)} do not overlap" if apart else "overlap"
         parts.append(f"{figure}: {shown}: {verdict}")
-    # A pair apart is a failure whatever else lacks an interval; with none apart, a figure
-    # without one leaves the check unjudged.
-    return _check(name, ok, "; ".join(parts), judged=not ok or not unjudged)
+    # A pair apart, or a figure missing, is a failure whatever else has one run; with
+    # neither, a figure of one run (as the run was set to take) leaves the check unjudged.
+    return _check(name, ok, "; ".join(parts), decided=not ok or not unjudged)
 
 
 def check_session_hop_vs_jwt(
@@ -403,33 +422,35 @@ def check_common_rate_inside(designs: Mapping[str, Mapping[str, Any]]) -> Check:
     return _check(name, not near, f"the common rate is {verdict}: " + "; ".join(parts))
 
 
-def check_intervals_tight(designs: Mapping[str, Mapping[str, Any]]) -> Check:
-    """(e) Every capacity and CPU-per-request interval within +-10 % of its median."""
+def check_intervals_tight(designs: Mapping[str, Mapping[str, Any]], single: bool = False) -> Check:
+    """(e) Every capacity and CPU-per-request interval within +-10 % of its median.
+    `single`: the run took one run per figure; its figures of one run leave the check
+    unjudged (in a run of repeats they fail it)."""
     name = "intervals_tight"
-    spreads, loose = [], []
+    spreads, wide, alone = [], [], []
     for design, figures in designs.items():
         for figure in FIGURES:
             value = figures.get(figure)
             if not value:
                 continue
             if not stats.has_interval(value):
-                loose.append(f"{design} {figure}: {stats.ONE_RUN}")
+                alone.append(f"{design} {figure}: {stats.ONE_RUN}")
                 continue
             spread = stats.spread_pct(value)
             spreads.append((spread, f"{design} {figure}"))
             if spread > SPREAD_PCT:
-                loose.append(f"{design} {figure} +-{spread:.1f} %")
-    if not spreads and not loose:
+                wide.append(f"{design} {figure} +-{spread:.1f} %")
+    if not spreads and not alone:
         return _check(name, False, "no interval measured: cannot judge")
     widest = max(spreads, default=None)
     detail = f"every interval within +-{SPREAD_PCT:g} % of its median"
     if widest:
         detail += f"; widest {widest[1]} +-{widest[0]:.1f} %"
-    wide = [item for item in loose if not item.endswith(stats.ONE_RUN)]
-    if loose:
-        detail = "NOT " + detail + "; beyond: " + ", ".join(loose)
-    # Only figures of one run beyond: nothing to judge by, not a wide interval.
-    return _check(name, not loose, detail, judged=bool(wide or not loose))
+    if wide or (alone and not single):
+        return _check(name, False, "NOT " + detail + "; beyond: " + ", ".join(wide + alone))
+    if alone:  # one run per figure, as the run was set to take: nothing to judge by
+        return _check(name, False, f"{detail}: {', '.join(alone)}", decided=False)
+    return _check(name, True, detail)
 
 
 def check_model(designs: Mapping[str, Mapping[str, Any]], built: bottom_up.Output) -> Check:
@@ -461,12 +482,13 @@ def checks(
     results: Mapping[str, Any], fits: Mapping[str, stats.Fit | None], built: bottom_up.Output
 ) -> list[Check]:
     designs = results["designs"]
+    single = one_run_each(results)
     return [
         check_control_cheapest(designs, fits),
-        check_same_check_agree(designs, fits),
+        check_same_check_agree(designs, fits, single),
         check_session_hop_vs_jwt(designs, fits),
         check_capacity_cross_check(results),
-        check_intervals_tight(designs),
+        check_intervals_tight(designs, single),
         check_common_rate_inside(designs),
         check_model(designs, built),
     ]
@@ -487,7 +509,7 @@ class Advice:
 
 def _ci(figure: Mapping[str, Any], fmt: str) -> str:
     """A repeated figure's interval as the sentences give it; a single run has none."""
-    if not _judged(figure):
+    if not _repeated(figure):
         return stats.ONE_RUN
     lo, hi = figure["ci95"]
     return f"95 % CI {fmt.format(lo)}-{fmt.format(hi)}"
@@ -495,7 +517,7 @@ def _ci(figure: Mapping[str, Any], fmt: str) -> str:
 
 def _ci_of_ratio(a: Mapping[str, Any], b: Mapping[str, Any], bounds: Sequence[float]) -> str:
     """The interval of a / b (stats.ratio's), or why there is none."""
-    if not (_judged(a) and _judged(b)):
+    if not (_repeated(a) and _repeated(b)):
         return stats.ONE_RUN
     return f"95 % CI {bounds[0]:.2f}-{bounds[1]:.2f}"
 
@@ -537,7 +559,7 @@ def _advise_cpu(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
     value, bounds = stats.ratio(high["runs"], low["runs"])
     if distinguishable(high, low):
         verdict = ""
-    elif _judged(high) and _judged(low):
+    elif _repeated(high) and _repeated(low):
         verdict = "; their own intervals overlap, so no difference is claimed at this precision"
     else:
         verdict = "; no difference is claimed without intervals"

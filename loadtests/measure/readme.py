@@ -55,6 +55,8 @@ def checks_line(results: Results) -> str:
     if not checks:
         return "No self-checks in this results file."
     aside = f" Not judged ({NOT_JUDGED}): {', '.join(unjudged)}." if unjudged else ""
+    if len(unjudged) == len(checks):
+        return f"Self-checks: none judged.{aside}"
     if not failed:
         judged_pass = (
             f"all {len(checks) - len(unjudged)} judged" if unjudged else f"all {len(checks)}"

@@ -566,6 +566,8 @@ def to_markdown(content: Sequence[Block], images: Mapping[str, Path]) -> str:
             if block.failed:
                 lines = [f"> **{len(block.failed)} self-check(s) failed**"]
                 lines += [f"> - **{name}**: {detail}" for name, detail in block.failed]
+            elif not block.passed:
+                lines = ["> No self-check could be judged."]
             else:
                 which = "judged " if block.unjudged else ""
                 passed = ", ".join(block.passed)
@@ -621,6 +623,11 @@ def _banner_html(block: Banner) -> str:
         if block.unjudged
         else ""
     )
+    if not block.failed and not block.passed:
+        return (
+            '<div class="banner none" id="self-checks">No self-check could be judged.</div>'
+            + unjudged
+        )
     if not block.failed:
         names = html.escape(", ".join(block.passed))
         return (

@@ -461,7 +461,7 @@ class Bench:
         o = self.options
         try:
             # The distances in turn, `distance_repeats` times over: one window at a distance
-            # is 150 requests, and a second when this machine's CPU runs slow would be the
+            # is 90 requests, and a second when this machine's CPU runs slow would be the
             # point (every process of such a window pays up to 1.5x).
             for repeat in range(1, o.distance_repeats + 1):
                 for rtt in o.rtts_ms:

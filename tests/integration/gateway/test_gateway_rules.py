@@ -14,7 +14,7 @@ import contextlib
 import json
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -80,6 +80,16 @@ class Scripted:
             pass
         finally:
             writer.close()
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port bound for the whole test and never listening: every connection to it is
+    refused, and nothing else (a server started meanwhile, the gateway's own outgoing
+    connection) can take it, as it could a port found free and let go."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
 
 
 @contextlib.asynccontextmanager
@@ -168,11 +178,9 @@ async def test_a_keyed_order_is_sent_again_and_an_unkeyed_one_is_not(
 
 @pytest.mark.parametrize("front", PATHS)
 async def test_a_request_never_sent_goes_to_the_next_replica_whatever_its_method(
-    upstream: Upstream, front: bool
+    upstream: Upstream, front: bool, refused_port: int
 ) -> None:
-    with socket.socket() as closed:  # a port nobody listens on: connection refused
-        closed.bind(("127.0.0.1", 0))
-        refused = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    refused = f"http://127.0.0.1:{refused_port}"
     async with scripted("ok") as (live,):
         env = {
             "AUTH_UPSTREAMS": f"{refused},{live.url}",
@@ -189,11 +197,9 @@ async def test_a_request_never_sent_goes_to_the_next_replica_whatever_its_method
 
 @pytest.mark.parametrize("front", PATHS)
 async def test_no_replica_to_send_to_is_503_with_retry_after(
-    upstream: Upstream, front: bool
+    upstream: Upstream, front: bool, refused_port: int
 ) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        refused = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    refused = f"http://127.0.0.1:{refused_port}"
     async with gateway_for(upstream, front, AUTH_UPSTREAMS=refused) as gateway:
         status, headers, body = await call(gateway, "POST", "/auth/token", json={})
     assert status == 503, body
@@ -337,13 +343,11 @@ async def readyz(gateway: Served) -> int:
 
 
 async def test_readiness_is_the_gateways_own(
-    upstream: Upstream, stores: Stores, key_material: KeyMaterial
+    upstream: Upstream, stores: Stores, key_material: KeyMaterial, refused_port: int
 ) -> None:
     """Keys loaded: ready, with every auth replica refused and the session store gone; the
     replicas down show in /metrics instead (tests/e2e/test_faults.py: JWT requests go on)."""
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+    port = refused_port
     nowhere = f"http://127.0.0.1:{port}"
     env = stores.env(
         key_material,

@@ -146,6 +146,22 @@ def test_checks_that_need_intervals_are_not_judged_on_one_run() -> None:
     assert all(c["judged"] for c in analysed(Truth(noise=0.01))["checks"])
 
 
+def test_a_figure_left_with_one_run_fails_a_run_of_repeats() -> None:
+    """Five repeats asked, one left (the others held nothing, or the generator limited them):
+    that run failed, and says so; a figure missing altogether fails too."""
+    result = analysed(
+        Truth(noise=0.01),
+        jwt_push={"capacity_rps": {"runs": [1500.0]}},
+        jwt_off={"cpu_us_per_request": {"runs": [700.0], "offered_rps": 300.0}},
+    )
+    for name in ("intervals_tight", "same_check_agree"):
+        found = check(result, name)
+        assert found["judged"] is True and found["ok"] is False, found
+    missing = analysed(Truth(noise=0.01), jwt_cookie={"capacity_rps": None})
+    found = check(missing, "same_check_agree")
+    assert found["judged"] is True and found["ok"] is False, found
+
+
 def test_a_wide_interval_fails_even_beside_figures_of_one_run() -> None:
     result = analysed(
         Truth(noise=0.01, repeats=1), session={"capacity_rps": {"runs": [600.0, 700.0, 800.0]}}
