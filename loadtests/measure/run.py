@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
@@ -753,8 +754,8 @@ def measure(
     stacks: dict[int, Stack] = {}
     bench: Bench | None = None
     for n, (index, config) in enumerate(local):
-        # Each stack's ports are found just before it starts (free_port never hands out one
-        # twice, nor one an outgoing connection could take meanwhile).
+        # Distinct ports for every stack, none an outgoing connection could take before its
+        # server binds it (free_port), so the stacks can start at once.
         ports = Ports.free(relays=RELAYS)
         stack = Stack(
             ports=ports,
@@ -778,12 +779,24 @@ def measure(
             cleanup.callback(bench.workers.close)
             cleanup.callback(bench.awake.close)
             cleanup.callback(bench.release)
+    assert bench is not None, "every settings group has a start with its store near"
+
+    def start(stack: Stack, mode: Mode, usernames: Sequence[str]) -> None:
         stack.start()
         gateway = Gateway(stack.gateway_url)
-        for user in [*bench.usernames, PROBE_USER]:
+        for user in [*usernames, PROBE_USER]:
             gateway.ensure_user(user)
-        seed_orders(gateway, bench.by_name[config.designs[0]], bench.usernames)
-    assert bench is not None, "every settings group has a start with its store near"
+        seed_orders(gateway, mode, usernames)
+
+    # All at once: a start is mostly its processes importing Python, and they use every CPU
+    # (nothing is pinned yet) while one start alone waits on the slowest of its own.
+    with ThreadPoolExecutor(len(local)) as pool:
+        starting = [
+            pool.submit(start, stacks[index], bench.by_name[config.designs[0]], bench.usernames)
+            for index, config in local
+        ]
+        for future in starting:
+            future.result()
     first = stacks[local[0][0]]
     say(f"{len(local)} starts of the services side by side")
     bench.side_by_side([(index, config, stacks[index]) for index, config in local])
