@@ -65,7 +65,7 @@ class Meter:
     # A window waits for them to be at rest too, or their backlog would be this window's load.
     neighbours: Mapping[str, Sequence[int]] = field(default_factory=dict)
     neighbours_idle: float = 0.0
-    start: int | None = None  # which start of the services (results' `config`), where known
+    start_index: int | None = None  # the start of the services measured (windows' `config`)
     _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
 
     def credentials(self, design: str) -> tuple[dict[str, str], ...]:
@@ -224,8 +224,8 @@ class Meter:
             "rest_s": round(rested, 2),
             "steal_pct": round(steal / max(wall, 1e-9) / max(len(system_cpus), 1) * 100, 1),
         }
-        if self.start is not None:
-            window["config"] = self.start
+        if self.start_index is not None:
+            window["config"] = self.start_index
         if histogram:
             window["histogram"] = measured.histogram
         return window

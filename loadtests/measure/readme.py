@@ -12,9 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadtests.measure.analysis import judged
 from loadtests.measure.charts import CHARTS
-from loadtests.measure.report import NOT_JUDGED, headline, markdown_table, run_line
+from loadtests.measure.report import NOT_JUDGED, banner, headline, markdown_table, run_line
 from loadtests.measure.schema import Results, load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,22 +48,20 @@ def block(results: Results, reference: Path = REFERENCE) -> str:
 
 def checks_line(results: Results) -> str:
     """The self-checks as the report's banner states them: which failed, by name."""
-    checks = results.get("checks") or []
-    failed = [c["name"] for c in checks if judged(c) and not c["ok"]]
-    unjudged = [c["name"] for c in checks if not judged(c)]
-    if not checks:
+    block = banner(results)
+    total = len(block.failed) + len(block.passed) + len(block.unjudged)
+    if not total:
         return "No self-checks in this results file."
+    unjudged = [name for name, _ in block.unjudged]
     aside = f" Not judged ({NOT_JUDGED}): {', '.join(unjudged)}." if unjudged else ""
-    if len(unjudged) == len(checks):
+    if not block.failed and not block.passed:
         return f"Self-checks: none judged.{aside}"
-    if not failed:
-        judged_pass = (
-            f"all {len(checks) - len(unjudged)} judged" if unjudged else f"all {len(checks)}"
-        )
+    if not block.failed:
+        judged_pass = f"all {len(block.passed)} judged" if unjudged else f"all {total}"
         return f"Self-checks: {judged_pass} pass.{aside}"
     return (
-        f"Self-checks: {len(checks) - len(failed) - len(unjudged)} of {len(checks)} pass; "
-        f"**failed: {', '.join(failed)}** (the report's banner says why).{aside}"
+        f"Self-checks: {len(block.passed)} of {total} pass; **failed: "
+        f"{', '.join(name for name, _ in block.failed)}** (the report's banner says why).{aside}"
     )
 
 

@@ -133,7 +133,6 @@ class Bench:
         self.credential_bytes: dict[str, int] = {}
         self.knees: dict[str, list[float | None]] = {}
         self.bounds: dict[str, list[bool]] = {}  # per run: the load generator ended the search
-        self.config_index = 0
         self.idle: list[dict[str, Any]] = []
         self.isolation: Isolation | None = None
         self.usernames = [f"{USER_PREFIX}-{i}" for i in range(options.users)]
@@ -230,7 +229,7 @@ class Bench:
             idle_services,
             self.workers,
             isolation,
-            start=index,
+            start_index=index,
         )
 
     def placed(self, isolation: Isolation, what: str) -> None:
@@ -275,7 +274,7 @@ class Bench:
         self.capacities(meters, where)
         self.cpu(meters, where)
         for index, config, stack in starts:
-            self.stack, self.config_index = stack, index
+            self.stack = stack
             # A store the previous start's outage restarted inherited this process's CPU.
             self.pin_system()
             meter = meters[index]
@@ -291,7 +290,6 @@ class Bench:
     def configuration(self, index: int, config: Config) -> None:
         """One start of the services on its own: the session store at a distance."""
         o = self.options
-        self.config_index = index
         isolation = self.pin_system()
         meter = self.prepare(index, config, isolation)
         where = "distant store" if config.distant else "local store"
@@ -303,8 +301,8 @@ class Bench:
     # -- the windows ------------------------------------------------------------------------
 
     def record(self, window: Window) -> Window:
-        """Keep a window; its `config` is the start of the services its meter measured."""
-        window = {"config": self.config_index, **window}
+        """Keep a window (its `config`, the start of the services it measured, is its
+        meter's)."""
         self.windows.append(window)
         return window
 
@@ -752,7 +750,6 @@ def measure(
     local = [(index, config) for index, config in enumerate(plan) if not config.distant]
     distant = [(index, config) for index, config in enumerate(plan) if config.distant]
     stacks: dict[int, Stack] = {}
-    bench: Bench | None = None
     for n, (index, config) in enumerate(local):
         # Distinct ports for every stack, none an outgoing connection could take before its
         # server binds it (free_port), so the stacks can start at once.
@@ -774,12 +771,11 @@ def measure(
         )
         cleanup.callback(stack.stop)
         stacks[index] = stack
-        if bench is None:
-            bench = Bench(options, modes, workdir, say, stack, store, windows)
-            cleanup.callback(bench.workers.close)
-            cleanup.callback(bench.awake.close)
-            cleanup.callback(bench.release)
-    assert bench is not None, "every settings group has a start with its store near"
+    first = stacks[local[0][0]]
+    bench = Bench(options, modes, workdir, say, first, store, windows)
+    cleanup.callback(bench.workers.close)
+    cleanup.callback(bench.awake.close)
+    cleanup.callback(bench.release)
 
     def start(stack: Stack, mode: Mode, usernames: Sequence[str]) -> None:
         stack.start()
@@ -797,7 +793,6 @@ def measure(
         ]
         for future in starting:
             future.result()
-    first = stacks[local[0][0]]
     say(f"{len(local)} starts of the services side by side")
     bench.side_by_side([(index, config, stacks[index]) for index, config in local])
     for stack in stacks.values():
