@@ -5,7 +5,9 @@
 a bare redis-py asyncio GET and the Verifier's session path (a store read), a bare dict look-up
 and the Verifier's session path on a cache hit (SESSION_CACHE=push, the push stream connected);
 plus the two login primitives (RS256 signing vs creating a session). Each figure is the median
-of several rounds.
+of several rounds. The rows "(paced)" make the checks the bench's designs run one every
+`--gap-ms` (a relay's pace in the bench's chain), the process idle between as a service's is,
+less the same loop with no check: the bench's per-check figure (check_us).
 
 A session check and the bare GET it is compared with both wait for redis-server, which shares
 the machine's cores: measured one after the other, a change in the machine's speed between the
@@ -20,17 +22,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import secrets
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import jwt
 from cryptography.hazmat.primitives import hashes
@@ -38,6 +42,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from devstack.stores import RedisServer
 from loadtests import instructions
+from loadtests.load.affinity import available_cpus, kept_awake, pin, split
+from loadtests.measure.plan import Options
 from services.common import keys as keylib
 from services.common.keyspace import session_key
 from services.common.observability import Metrics
@@ -159,14 +165,60 @@ async def _measure_paired(
     )
 
 
-async def run(n: int = 2000, rounds: int = 5, instruction_calls: int = 200) -> list[Row]:
+async def _measure_paced(
+    calls: Mapping[str, Callable[[], Awaitable[object]]], gap_s: float, n: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """Wall-clock and CPU us of each of `calls` made `gap_s` apart, the process idle between
+    (as a service's is between the requests it serves), less the same loop making no call.
+
+    In a tight loop every call finds the caches, the branch predictors and the event loop as the
+    previous call left them; in a service each check follows a wait. Each round runs a block of
+    `n` calls of every kind and of the empty loop, the order rotated each round; a call's figure
+    is the median over the rounds of its block less that round's empty block."""
+
+    async def nothing() -> None:
+        return None
+
+    series = [("", nothing), *calls.items()]
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in series}
+    for turn in range(rounds):
+        shift = turn % len(series)
+        for name, call in series[shift:] + series[:shift]:
+            w, c = time.perf_counter(), time.process_time()
+            for _ in range(n):
+                await asyncio.sleep(gap_s)
+                await call()
+            figures[name].append(
+                ((time.perf_counter() - w) / n * 1e6, (time.process_time() - c) / n * 1e6)
+            )
+    empty = figures.pop("")
+    return {
+        name: (
+            statistics.median(f[0] - e[0] for f, e in zip(each, empty, strict=True)),
+            statistics.median(f[1] - e[1] for f, e in zip(each, empty, strict=True)),
+        )
+        for name, each in figures.items()
+    }
+
+
+PACED = " (paced)"  # the suffix of a row measured by _measure_paced
+PACED_ROWS = (
+    "Verifier JWT, cache hit",
+    "Verifier session lookup",
+    "Verifier session lookup, cache hit",
+)
+
+
+async def run(
+    n: int = 2000, rounds: int = 5, instruction_calls: int = 200, gap_s: float | None = None
+) -> list[Row]:
     """The rows; instruction_calls > 0 also counts the session check and its GET in
     instructions (where valgrind is installed)."""
     with tempfile.TemporaryDirectory(prefix="authscale-microbench-") as tmp:
         redis_server = RedisServer(Path(tmp))
         redis_server.start()
         try:
-            rows = await _run(redis_server.url, n, rounds)
+            rows = await _run(redis_server.url, n, rounds, gap_s)
             if instruction_calls > 0:
                 figures, note = await asyncio.to_thread(
                     instructions.count, redis_server.url, instruction_calls
@@ -192,7 +244,7 @@ def with_instructions(
     return [replace(r, instructions=counted.get(r.name)) for r in rows]
 
 
-async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
+async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list[Row]:
     private = keylib.generate_private_key()
     public = private.public_key()
     kid = keylib.thumbprint(public)
@@ -325,10 +377,49 @@ async def _run(redis_url: str, n: int, rounds: int) -> list[Row]:
         await _measure_async(create_session, n, rounds),
         "login: RS256 sign (PyJWT encode)",
     )
+    if gap_s is not None:
+        paced = await _measure_paced(
+            {
+                "Verifier JWT, cache hit": lambda: _async(warm.verify_token, access),
+                "Verifier session lookup": lambda: warm.authenticate_session(sid),
+                "Verifier session lookup, cache hit": lambda: cached.authenticate_session(sid),
+            },
+            gap_s,
+            paced_calls(n),
+            rounds,
+        )
+        for name in PACED_ROWS:
+            add(name + PACED, paced[name], name)
     await cached.close()
     await warm.close()
     await redis.aclose()
     return rows
+
+
+@contextlib.contextmanager
+def placed_as_the_system(keep_awake: bool = True) -> Iterator[dict[str, Any]]:
+    """This process, and the redis-server a run inside the block starts, on the CPUs the bench
+    gives the system (affinity.split), kept out of halt as the bench keeps them: where and how
+    a relay and its store make their checks in the bench's windows. Yields the placement, as
+    results.json records it (method.microbench_placement)."""
+    before = available_cpus()
+    system = split(before).system_cpus
+    try:
+        with contextlib.ExitStack() as awake:
+            pin([os.getpid()], system)
+            spinners = awake.enter_context(kept_awake(system)) if keep_awake else ()
+            yield {"cpus": list(system), "kept_awake": bool(spinners)}
+    finally:
+        pin([os.getpid()], before)
+
+
+def paced_calls(n: int) -> int:
+    """Calls per paced block for `n` per tight block: each one waits the gap."""
+    return max(n // 25, 8)
+
+
+async def _async(fn: Callable[..., object], *args: object) -> object:
+    return fn(*args)
 
 
 def _us(value: float) -> str:
@@ -360,9 +451,24 @@ def main() -> None:
     )
     parser.add_argument("-n", type=int, default=2000, help="calls per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=1e3 / Options().chain_rps,
+        help="the paced rows' wait between calls (default: a relay's in the bench's chain)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--anywhere",
+        action="store_true",
+        help="run where the OS puts it (default: on the bench system's CPUs, kept awake)",
+    )
     args = parser.parse_args()
-    rows = asyncio.run(run(args.n, args.rounds))
+    with contextlib.ExitStack() as placement:
+        if not args.anywhere:
+            where = placement.enter_context(placed_as_the_system())
+            print(f"on CPUs {where['cpus']}, kept awake: {where['kept_awake']}", file=sys.stderr)
+        rows = asyncio.run(run(args.n, args.rounds, gap_s=args.gap_ms / 1e3))
     print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json else render(rows))
 
 

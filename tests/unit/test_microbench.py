@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
 import pytest
@@ -79,3 +80,45 @@ def test_counted_instructions_go_to_their_rows_the_lower_round_each() -> None:
     assert "1.14x in instructions" in render(counted)
     assert counted[1].as_dict()["instructions"] == 330_000
     assert microbench.with_instructions(rows, None, "valgrind not on PATH") == rows
+
+
+def test_paced_calls_wait_the_gap_and_lose_the_empty_loops_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each call follows a wait of the gap; what the wait itself costs (the wake-up, 20 us
+    here) is measured in a block with no call and taken out, round by round."""
+    clock = Clock()
+    monkeypatch.setattr(
+        microbench, "time", SimpleNamespace(perf_counter=clock.read, process_time=clock.read)
+    )
+    waits: list[float] = []
+    order: list[str] = []
+
+    async def wait(gap_s: float) -> None:
+        waits.append(gap_s)
+        clock.spend(20)
+
+    monkeypatch.setattr(microbench, "asyncio", SimpleNamespace(sleep=wait))
+
+    def costing(name: str, us: float) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            order.append(name)
+            clock.spend(us)
+            if len(order) == 7:  # one block of the first round runs on a 3x slower machine
+                clock.speed = 3.0
+            elif len(order) == 9:
+                clock.speed = 1.0
+
+        return call
+
+    paced = asyncio.run(
+        microbench._measure_paced(
+            {"session": costing("session", 100), "jwt": costing("jwt", 2)}, 0.004, 3, 3
+        )
+    )
+    assert waits == [0.004] * (3 * 3 * 3)  # every call of every block, the empty one's too
+    assert paced["session"] == pytest.approx((100.0, 100.0))
+    assert paced["jwt"] == pytest.approx((2.0, 2.0))
+    # the order turns each round (the empty block first, last, then between the calls)
+    blocks = [order[i] for i in range(0, len(order), 3)]
+    assert blocks == ["session", "jwt", "session", "jwt", "jwt", "session"]
