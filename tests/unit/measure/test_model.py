@@ -23,7 +23,7 @@ def test_the_parts_are_measured_apart_and_come_back_exactly() -> None:
     assert (forwarding["cpu_base_us"], forwarding["cpu_us_per_hop"]) == (500.0, 300.0)
     assert (forwarding["p50_base_ms"], forwarding["p50_ms_per_hop"]) == (1.0, 0.5)
     assert parts["store"]["cpu_us_per_op"] == 45.0
-    assert parts["store"]["cpu_from"] == "median over capacity/cpu windows"  # not the chain's
+    assert parts["store"]["cpu_from"] == "median over cpu windows"  # not the chain's
     assert parts["store"]["rtt_ms"] == 0.1
     # the hybrid: a cached session at the edge, the bearer JWT's check at every relay
     assert parts["checks"]["hybrid"] == {
@@ -137,4 +137,23 @@ def test_login_windows_do_not_price_the_store_commands_of_a_check() -> None:
         )
     store = analysis.analyse(cast(Results, raw))["model"]["parts"]["store"]
     assert store["cpu_us_per_op"] == 45.0
-    assert store["cpu_from"] == "median over capacity/cpu windows"
+    assert store["cpu_from"] == "median over cpu windows"
+
+
+def test_the_stores_cost_per_operation_is_read_at_the_common_rate_not_at_the_knee() -> None:
+    """Near the knee the store batches commands and each costs less (10 us here against 45 at
+    the common rate): the capacity windows, three of every four store windows, do not set the
+    part the model prices a chain's commands with; without windows at the common rate they
+    are what there is."""
+    raw = synthetic.build(Truth(noise=0, store_us_per_op=45.0))
+    for window in raw["windows"]:
+        if window["phase"] == "capacity" and window["store_ops_per_request"] >= 0.5:
+            ops = window["store_ops_per_request"]
+            window["cpu_by_process"]["session_store"] = 10.0 * ops
+    counted = [w for w in raw["windows"] if w["store_ops_per_request"] >= 0.5]
+    assert sum(w["phase"] == "capacity" for w in counted) > sum(w["phase"] == "cpu" for w in counted)
+    store = analysis.analyse(cast(Results, raw))["model"]["parts"]["store"]
+    assert (store["cpu_us_per_op"], store["cpu_from"]) == (45.0, "median over cpu windows")
+    raw["windows"] = [w for w in raw["windows"] if w["phase"] != "cpu"]
+    store = analysis.analyse(cast(Results, raw))["model"]["parts"]["store"]
+    assert (store["cpu_us_per_op"], store["cpu_from"]) == (10.0, "median over capacity windows")
