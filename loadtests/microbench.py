@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import NotRequired, TypedDict, cast
 
 import jwt
 from cryptography.hazmat.primitives import hashes
@@ -179,8 +179,12 @@ async def _measure_paced(
     async def nothing() -> None:
         return None
 
-    series = [("", nothing), *calls.items()]
-    figures: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in series}
+    empty_name = object()  # the empty loop's key: no call's name can be it
+    series: list[tuple[object, Callable[[], Awaitable[object]]]] = [
+        (empty_name, nothing),
+        *calls.items(),
+    ]
+    figures: dict[object, list[tuple[float, float]]] = {name: [] for name, _ in series}
     for turn in range(rounds):
         shift = turn % len(series)
         for name, call in series[shift:] + series[:shift]:
@@ -191,9 +195,9 @@ async def _measure_paced(
             figures[name].append(
                 ((time.perf_counter() - w) / n * 1e6, (time.process_time() - c) / n * 1e6)
             )
-    empty = figures.pop("")
+    empty = figures.pop(empty_name)
     return {
-        name: (
+        cast(str, name): (
             statistics.median(f[0] - e[0] for f, e in zip(each, empty, strict=True)),
             statistics.median(f[1] - e[1] for f, e in zip(each, empty, strict=True)),
         )
@@ -201,12 +205,26 @@ async def _measure_paced(
     }
 
 
-PACED = " (paced)"  # the suffix of a row measured by _measure_paced
-PACED_ROWS = (
-    "Verifier JWT, cache hit",
-    "Verifier session lookup",
-    "Verifier session lookup, cache hit",
-)
+# The checks the bench's designs make: rows measured back to back and, as paced(name), paced.
+JWT_HIT = "Verifier JWT, cache hit"
+SESSION_LOOKUP = "Verifier session lookup"
+SESSION_HIT = "Verifier session lookup, cache hit"
+
+
+PACED_CHECKS = (JWT_HIT, SESSION_LOOKUP, SESSION_HIT)  # what `run` also measures paced
+
+
+def paced(name: str) -> str:
+    """The name of a check's row measured by _measure_paced."""
+    return f"{name} (paced)"
+
+
+class MicrobenchPlacement(TypedDict):
+    """Where the micro-benchmark ran (results.json: method.microbench_placement)."""
+
+    cpus: list[int]  # the CPUs it was pinned to; empty where nothing could be pinned
+    kept_awake: bool  # an idle-priority spinner on each of them
+    gap_ms: NotRequired[float]  # the paced rows' wait between calls
 
 
 async def run(
@@ -338,7 +356,7 @@ async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list
     )
     warm.verify_token(access)
     add(
-        "Verifier JWT, cache hit",
+        JWT_HIT,
         _measure_sync(lambda: warm.verify_token(access), n * 20, rounds),
         "PyJWT decode (bare)",
     )
@@ -351,7 +369,7 @@ async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list
     )
     add("redis-py asyncio GET (bare)", lookup.baseline)
     add(
-        "Verifier session lookup",
+        SESSION_LOOKUP,
         lookup.call,
         "redis-py asyncio GET (bare)",
         lookup.ratio,
@@ -359,7 +377,7 @@ async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list
     table = {f"session-{i}": i for i in range(1000)} | {sid: 1}
     add("bare dict look-up", _measure_sync(lambda: table.get(sid), n * 20, rounds))
     add(
-        "Verifier session lookup, cache hit",
+        SESSION_HIT,
         await _measure_async(lambda: cached.authenticate_session(sid), n * 20, rounds),
         "bare dict look-up",
     )
@@ -378,18 +396,24 @@ async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list
         "login: RS256 sign (PyJWT encode)",
     )
     if gap_s is not None:
-        paced = await _measure_paced(
-            {
-                "Verifier JWT, cache hit": lambda: _async(warm.verify_token, access),
-                "Verifier session lookup": lambda: warm.authenticate_session(sid),
-                "Verifier session lookup, cache hit": lambda: cached.authenticate_session(sid),
-            },
+
+        async def jwt_hit() -> None:
+            warm.verify_token(access)
+
+        checks: dict[str, Callable[[], Awaitable[object]]] = {
+            JWT_HIT: jwt_hit,
+            SESSION_LOOKUP: lambda: warm.authenticate_session(sid),
+            SESSION_HIT: lambda: cached.authenticate_session(sid),
+        }
+        assert tuple(checks) == PACED_CHECKS
+        figures = await _measure_paced(
+            checks,
             gap_s,
             paced_calls(n),
             rounds,
         )
-        for name in PACED_ROWS:
-            add(name + PACED, paced[name], name)
+        for name, measured in figures.items():
+            add(paced(name), measured, name)
     await cached.close()
     await warm.close()
     await redis.aclose()
@@ -397,29 +421,29 @@ async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list
 
 
 @contextlib.contextmanager
-def placed_as_the_system(keep_awake: bool = True) -> Iterator[dict[str, Any]]:
+def placed_as_the_system(keep_awake: bool = True) -> Iterator[MicrobenchPlacement]:
     """This process, and the redis-server a run inside the block starts, on the CPUs the bench
-    gives the system (affinity.split), kept out of halt as the bench keeps them: where and how
-    a relay and its store make their checks in the bench's windows. Yields the placement, as
-    results.json records it (method.microbench_placement)."""
+    gives the system (affinity.split), kept out of halt where the bench keeps them (only when
+    load and system have CPUs of their own): where and how a relay and its store make their
+    checks in the bench's windows. Yields the placement, as results.json records it
+    (method.microbench_placement); every thread of this process gets its CPUs back after."""
     before = available_cpus()
-    system = split(before).system_cpus
+    plan = split(before)
     try:
-        with contextlib.ExitStack() as awake:
-            pin([os.getpid()], system)
-            spinners = awake.enter_context(kept_awake(system)) if keep_awake else ()
-            yield {"cpus": list(system), "kept_awake": bool(spinners)}
+        pinned = pin([os.getpid()], plan.system_cpus)
+        awake = keep_awake and pinned and plan.isolated
+        with kept_awake(plan.system_cpus) if awake else contextlib.nullcontext(()) as spinners:
+            yield {"cpus": list(plan.system_cpus) if pinned else [], "kept_awake": bool(spinners)}
     finally:
         pin([os.getpid()], before)
 
 
+PACED_SHARE = 25  # a paced block makes 1/25 of a tight block's calls: each waits the gap
+
+
 def paced_calls(n: int) -> int:
-    """Calls per paced block for `n` per tight block: each one waits the gap."""
-    return max(n // 25, 8)
-
-
-async def _async(fn: Callable[..., object], *args: object) -> object:
-    return fn(*args)
+    """Calls per paced block for `n` per tight block (at least 8)."""
+    return max(n // PACED_SHARE, 8)
 
 
 def _us(value: float) -> str:
@@ -449,13 +473,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("-n", type=int, default=2000, help="calls per round")
+    parser.add_argument(
+        "-n", type=int, default=2000, help="calls per round (a paced block: 1/25 of them)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--gap-ms",
         type=float,
-        default=1e3 / Options().chain_rps,
-        help="the paced rows' wait between calls (default: a relay's in the bench's chain)",
+        default=round(1e3 / Options().chain_rps, 3),
+        help="the paced rows' wait between calls, > 0 (default: %(default)s, a relay's in the "
+        "bench's chain)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
@@ -464,6 +491,8 @@ def main() -> None:
         help="run where the OS puts it (default: on the bench system's CPUs, kept awake)",
     )
     args = parser.parse_args()
+    if not args.gap_ms > 0:
+        parser.error("--gap-ms must be above 0")
     with contextlib.ExitStack() as placement:
         if not args.anywhere:
             where = placement.enter_context(placed_as_the_system())

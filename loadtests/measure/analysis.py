@@ -339,7 +339,11 @@ def check_session_hop_vs_jwt(
     windows = results.get("windows", [])
     ops = [bottom_up.chain_fit(windows, n, "store_ops_per_request") for n in (session, jwt)]
     store_us = float(built.parts.get("store", {}).get("cpu_us_per_op", 0.0))
-    ops_per_hop = (ops[0].slope if ops[0] else 0.0) - (ops[1].slope if ops[1] else 0.0)
+    if ops[0] is None or ops[1] is None or store_us <= 0:
+        return _check(
+            name, False, "the store's operations per hop or its CPU per operation not measured"
+        )
+    ops_per_hop = ops[0].slope - ops[1].slope
     # The control's slope cancels out of (session - control) - (jwt - control).
     measured, (lo, hi) = stats.difference_of_slopes(fit_s, fit_j)
     checks_us = float(us_s) - float(us_j)

@@ -4,10 +4,9 @@ predicted from parts measured apart, and its error on every measured chain and d
 The parts:
 - forwarding: the control chain's lines (no credential checked anywhere), CPU and p50 against
   the hops: a base and a cost per hop, fitted to the control's own windows;
-- the check at each relay: the design's in-process micro-benchmark figure (`check_us`, made at
-  the chain's pace); the
-  hybrid's relays check an internal JWT, so theirs is the bearer JWT design's with the same
-  revocation; the control checks nowhere;
+- the check at each relay: the design's in-process micro-benchmark figure (`check_us`, made
+  at the chain's pace); the hybrid's relays check an internal JWT, so theirs is the bearer JWT
+  design's with the same revocation; the control checks nowhere;
 - the session store: its CPU per operation (cpu_by_process["session_store"] over the store
   operations per request, in the windows at the common rate, never the validated ones) times the
   operations each point counted (a count from the store, not a fitted cost); every operation is
@@ -166,9 +165,10 @@ def _store_cpu_per_op(windows: Sequence[Window]) -> tuple[float, str, int]:
     window outside the validated phases.
 
     The common rate is well inside every capacity, as the chain's and the distance's rates
-    are. Near the knee the store batches commands and one costs less: about 10 us here in the
-    capacity windows, against 16-20 us at 400 req/s and in the chain at 150 req/s. A median
-    over every window, most of them capacity windows, took the knee's figure for a chain's."""
+    are. Near the knee the store batches commands and one costs less: in seven default runs
+    here 10-11 us in the capacity windows, 15-20 us at the common rate, 16-20 us in the chain.
+    A median over every window, most of them capacity windows, took the knee's figure for a
+    chain's."""
 
     def counted(w: Window) -> bool:
         return (
@@ -182,18 +182,17 @@ def _store_cpu_per_op(windows: Sequence[Window]) -> tuple[float, str, int]:
     def per_op(w: Window) -> float:
         return float(w["cpu_by_process"][STORE_PROCESS]) / float(w["store_ops_per_request"])
 
-    at_rate = [per_op(w) for w in windows if counted(w) and w["phase"] == STORE_PHASE]
-    if at_rate:
-        return statistics.median(at_rate), f"median over {STORE_PHASE} windows", len(at_rate)
-    others = [w for w in windows if counted(w)]
-    if not others:
+    chosen = [w for w in windows if counted(w) and w["phase"] == STORE_PHASE]
+    chosen = chosen or [w for w in windows if counted(w)]
+    if not chosen:
         return 0.0, "not measured outside the chain and distance phases: taken as 0", 0
-    phases = "/".join(sorted({w["phase"] for w in others}))
-    return (
-        statistics.median(per_op(w) for w in others),
-        f"median over {phases} windows",
-        len(others),
-    )
+    phases = "/".join(sorted({w["phase"] for w in chosen}))
+    return statistics.median(per_op(w) for w in chosen), store_from(phases), len(chosen)
+
+
+def store_from(phases: str) -> str:
+    """How model.parts.store.cpu_from names the windows the store's price was read in."""
+    return f"median over {phases} windows"
 
 
 def _base_rtt(

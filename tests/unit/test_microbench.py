@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -86,7 +87,8 @@ def test_paced_calls_wait_the_gap_and_lose_the_empty_loops_cost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Each call follows a wait of the gap; what the wait itself costs (the wake-up, 20 us
-    here) is measured in a block with no call and taken out, round by round."""
+    here) is measured in a block with no call and taken out; a block the machine ran slow in
+    does not move the median."""
     clock = Clock()
     monkeypatch.setattr(
         microbench, "time", SimpleNamespace(perf_counter=clock.read, process_time=clock.read)
@@ -99,15 +101,16 @@ def test_paced_calls_wait_the_gap_and_lose_the_empty_loops_cost(
         clock.spend(20)
 
     monkeypatch.setattr(microbench, "asyncio", SimpleNamespace(sleep=wait))
+    # Series [empty, session, jwt], rotated each round: round 1 runs empty, session, jwt;
+    # round 2 session, jwt, empty; round 3 jwt, empty, session. The machine runs 3x slower
+    # for round 2's session block alone (calls 7 to 9): that round reads 300 us, not 100.
+    speeds = {6: 3.0, 9: 1.0}  # calls made so far -> the machine's speed from there on
 
     def costing(name: str, us: float) -> Callable[[], Awaitable[None]]:
         async def call() -> None:
             order.append(name)
             clock.spend(us)
-            if len(order) == 7:  # one block of the first round runs on a 3x slower machine
-                clock.speed = 3.0
-            elif len(order) == 9:
-                clock.speed = 1.0
+            clock.speed = speeds.get(len(order), clock.speed)
 
         return call
 
@@ -119,6 +122,49 @@ def test_paced_calls_wait_the_gap_and_lose_the_empty_loops_cost(
     assert waits == [0.004] * (3 * 3 * 3)  # every call of every block, the empty one's too
     assert paced["session"] == pytest.approx((100.0, 100.0))
     assert paced["jwt"] == pytest.approx((2.0, 2.0))
-    # the order turns each round (the empty block first, last, then between the calls)
     blocks = [order[i] for i in range(0, len(order), 3)]
     assert blocks == ["session", "jwt", "session", "jwt", "jwt", "session"]
+
+
+def test_the_bench_takes_each_designs_check_from_a_paced_row_the_benchmark_makes() -> None:
+    from loadtests.measure.run import CHECK_ROW
+
+    made = {microbench.paced(n) for n in microbench.PACED_CHECKS}
+    assert set(CHECK_ROW.values()) <= made
+    assert CHECK_ROW["session"] == "Verifier session lookup (paced)"
+
+
+@pytest.mark.parametrize(
+    ("cpus", "pinnable", "expected"),
+    [
+        ((0, 1), True, {"cpus": [0], "kept_awake": True}),  # the system's CPU, as the bench's
+        ((0,), True, {"cpus": [0], "kept_awake": False}),  # one CPU: the windows' not kept
+        ((0, 1), False, {"cpus": [], "kept_awake": False}),  # no affinity: placed nowhere
+    ],
+)
+def test_the_placement_is_the_bench_systems_and_is_undone(
+    monkeypatch: pytest.MonkeyPatch,
+    cpus: tuple[int, ...],
+    pinnable: bool,
+    expected: dict[str, object],
+) -> None:
+    pinned: list[tuple[int, ...]] = []
+    awake: list[tuple[int, ...]] = []
+
+    def pin(pids: object, to: tuple[int, ...]) -> bool:
+        pinned.append(tuple(to))
+        return pinnable
+
+    @contextlib.contextmanager
+    def kept_awake(on: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+        awake.append(tuple(on))
+        yield (4242,)
+
+    monkeypatch.setattr(microbench, "available_cpus", lambda: cpus)
+    monkeypatch.setattr(microbench, "pin", pin)
+    monkeypatch.setattr(microbench, "kept_awake", kept_awake)
+    with pytest.raises(RuntimeError), microbench.placed_as_the_system() as placement:
+        assert placement == expected
+        raise RuntimeError("the benchmark failed")
+    assert pinned[-1] == cpus  # every CPU back, though the block raised
+    assert awake == ([(0,)] if expected["kept_awake"] else [])

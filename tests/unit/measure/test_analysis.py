@@ -273,6 +273,14 @@ def test_session_hop_vs_jwt_expects_the_checks_and_the_stores_operation() -> Non
     assert "0.92x" in detail
 
 
+def test_session_hop_vs_jwt_cannot_judge_without_the_stores_price() -> None:
+    raw = synthetic.build(Truth(noise=0))
+    for window in raw["windows"]:  # the session store's CPU was not recorded anywhere
+        window["cpu_by_process"].pop("session_store", None)
+    found = check(cast(dict[str, Any], analysis.analyse(cast(Results, raw))), "session_hop_vs_jwt")
+    assert not found["ok"] and "not measured" in found["detail"]
+
+
 def test_session_hop_vs_jwt_counts_the_stores_cpu_on_both_sides() -> None:
     """A dear store makes a session hop dear in the chain and in the expectation alike; were
     the store's CPU left out of the expectation, 420 us against 100 us would be red (4.2x)."""
