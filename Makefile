@@ -26,9 +26,12 @@ $(UV):
 	$(PYTHON) -m venv $(UV_DIR)
 	$(UV_DIR)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
+# --compile-bytecode: every package's .pyc at install time. Without it each module is compiled
+# on its first import, by every process that imports it before a .pyc exists: the services of
+# four stacks start at once, and a fresh clone's `make test` ran 40-50 s longer than a warm one.
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	@$(MAKE) --no-print-directory check-lock
-	$(UV) sync --locked --extra test --python $(PYTHON) --quiet
+	$(UV) sync --locked --extra test --python $(PYTHON) --compile-bytecode --quiet
 	@touch $(STAMP)
 
 check-lock: $(UV)
