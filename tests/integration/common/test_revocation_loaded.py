@@ -50,6 +50,14 @@ async def test_no_token_is_judged_before_the_revocation_record_is_loaded(
     stores: Stores, key_material: KeyMaterial, make_token: Callable[..., str]
 ) -> None:
     revoked_jti = "revoked-before-the-restart"
+    # Revoked while the data store was up (its append-only file keeps it across the restart):
+    # written after the store came back, the record could be loaded, empty, by the stream's
+    # reconnect before the write landed, and the verifier would never hear of it.
+    record = Redis(port=stores.data.port)
+    try:
+        await record.zadd(REVOKED_SET, {revoked_jti: time.time() + 300})
+    finally:
+        await record.aclose()
     stores.data.stop()  # the durable record cannot be read
     async with push_verifier(stores, key_material) as verifier:
         good, revoked = make_token(), make_token(jti=revoked_jti)
@@ -61,11 +69,6 @@ async def test_no_token_is_judged_before_the_revocation_record_is_loaded(
             assert refused.value.status == 503
 
         stores.data.start()
-        record = Redis(port=stores.data.port)
-        try:
-            await record.zadd(REVOKED_SET, {revoked_jti: time.time() + 300})
-        finally:
-            await record.aclose()
         deadline = time.monotonic() + 15
         while not verifier.revocations.loaded:  # the stream's next connect reloads it
             assert time.monotonic() < deadline, "the revocation record was never loaded"
