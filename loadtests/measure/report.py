@@ -15,12 +15,12 @@ import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from loadtests.measure import stats
 from loadtests.measure.analysis import judged
 from loadtests.measure.charts import CHARTS, draw, per_core
-from loadtests.measure.schema import CONTROL, Design, Results, load
+from loadtests.measure.schema import CONTROL, Design, Interval, Results, load
 
 TITLE = "authscale: which design when, measured"
 DEFINITIONS = "docs/results.md"
@@ -102,7 +102,8 @@ def span(bounds: Sequence[float], fmt: Any) -> str:
 
 def interval(figure: Mapping[str, Any], fmt: Any) -> str:
     """A repeated figure's 95 % interval; a figure of one run has none (its ci95 is [x, x])."""
-    return span(figure["ci95"], fmt) if stats.has_interval(figure) else stats.ONE_RUN  # type: ignore[arg-type]
+    repeated = stats.has_interval(cast(Interval, figure))
+    return span(figure["ci95"], fmt) if repeated else stats.ONE_RUN
 
 
 def plain(value: object) -> str:
