@@ -5,7 +5,8 @@ services' own server (services/common/runtime.py `serving`) with the fast path i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,16 @@ from services.gateway.app import create_app
 from services.gateway.settings import Settings
 
 PATHS = ["aiohttp", "fast"]
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port bound for the whole test and never listening: every connection to it is
+    refused, and nothing else (a server started meanwhile, the gateway's own outgoing
+    connection) can take it, as it could a port found free and let go."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
 
 
 @dataclass

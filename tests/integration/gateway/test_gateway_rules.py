@@ -14,7 +14,7 @@ import contextlib
 import json
 import socket
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -80,16 +80,6 @@ class Scripted:
             pass
         finally:
             writer.close()
-
-
-@pytest.fixture
-def refused_port() -> Iterator[int]:
-    """A port bound for the whole test and never listening: every connection to it is
-    refused, and nothing else (a server started meanwhile, the gateway's own outgoing
-    connection) can take it, as it could a port found free and let go."""
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        yield held.getsockname()[1]
 
 
 @contextlib.asynccontextmanager

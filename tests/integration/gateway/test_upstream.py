@@ -366,12 +366,11 @@ async def test_a_cancelled_request_drops_its_connection(
     await server.until(lambda: server.closed == 1)  # closed, not leaked
 
 
-async def test_nothing_listening_is_a_connect_failure(client: UpstreamClient) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # bound, not listening: the connect is refused
-        with pytest.raises(ConnectFailed):
-            await ask(client, Address("127.0.0.1", port))
+async def test_nothing_listening_is_a_connect_failure(
+    client: UpstreamClient, refused_port: int
+) -> None:
+    with pytest.raises(ConnectFailed):
+        await ask(client, Address("127.0.0.1", refused_port))
 
 
 async def test_an_unreachable_upstream_is_a_connect_failure_in_time() -> None:
