@@ -47,6 +47,8 @@ from loadtests.measure.schema import (
 # Every design is compared with these two: the plain session and the bearer JWT.
 REFERENCES = (modes.SESSION.name, modes.JWT_PUSH.name)
 FIGURES = {"capacity_rps": "capacity", "cpu_us_per_request": "CPU per request"}
+# The request types of their own beside GET /orders, each design's as a RequestType.
+REQUEST_TYPES = {"post": ("The write", "request"), "login": ("The login", "login")}
 # Designs that run the same verification (a JWT checked in-process) must agree.
 SAME_CHECK = tuple(mode.name for mode in modes.MODES if mode.credential.kind == "jwt")
 # A session hop against a JWT hop, for the micro-benchmark cross-check.
@@ -179,6 +181,72 @@ def comparisons(designs: Mapping[str, Mapping[str, Any]]) -> list[Comparison]:
                 done.add(pair)
                 out.append(compare(figure, name, reference, mine, theirs))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """A request type's CPU per request across the designs: the cheapest and the dearest, the
+    ratio of the dearest to the cheapest with its interval, whether they can be told apart,
+    and the designs that cannot be told from the cheapest."""
+
+    kind: str
+    cheapest: str
+    dearest: str
+    ratio: float
+    ci95: tuple[float, float]
+    repeated: bool  # every design's figure has an interval
+    distinguishable: bool
+    ties: tuple[str, ...]
+
+    @property
+    def sentence(self) -> str:
+        label, unit = REQUEST_TYPES[self.kind]
+        if not self.repeated:
+            return f"{label}: one run per design, no interval: the designs are not compared."
+        if not self.distinguishable:
+            return (
+                f"{label}: no two designs are distinguishable at this precision in CPU per "
+                f"{unit} (the cheapest, {self.cheapest}, and the dearest, {self.dearest}, "
+                "have overlapping intervals)."
+            )
+        lo, hi = self.ci95
+        return (
+            f"{label}: {self.dearest} costs the most CPU per {unit}, {self.ratio:.2f}x "
+            f"{self.cheapest}'s (95 % CI {lo:.2f}-{hi:.2f})"
+            + (
+                f"; {', '.join(self.ties)} not distinguishable from {self.cheapest}"
+                if self.ties
+                else ""
+            )
+            + "."
+        )
+
+
+def request_type_spread(designs: Mapping[str, Mapping[str, Any]], kind: str) -> Spread | None:
+    """A request type's CPU across the designs (`kind`: one of REQUEST_TYPES); None with fewer
+    than two designs measured."""
+    rated = [
+        (name, cast(Interval, figure))
+        for name, design in designs.items()
+        if (found := design.get(kind))
+        and (figure := found.get("cpu_us_per_request"))
+        and figure["median"] > 0
+    ]
+    if len(rated) < 2:
+        return None
+    cheap, low = min(rated, key=lambda item: item[1]["median"])
+    dear, high = max(rated, key=lambda item: item[1]["median"])
+    value, (lo, hi) = stats.ratio(high["runs"], low["runs"])
+    return Spread(
+        kind=kind,
+        cheapest=cheap,
+        dearest=dear,
+        ratio=_r(value, 4),
+        ci95=(_r(lo, 4), _r(hi, 4)),
+        repeated=all(_repeated(figure) for _name, figure in rated),
+        distinguishable=distinguishable(low, high),
+        ties=tuple(n for n, f in rated if n != cheap and not distinguishable(f, low)),
+    )
 
 
 # The self-checks -------------------------------------------------------------------------
@@ -330,8 +398,7 @@ def check_session_hop_vs_jwt(
     designs: Mapping[str, Mapping[str, Any]] = results["designs"]
     session, jwt = HOP_PAIR
     fit_s, fit_j = fits.get(session), fits.get(jwt)
-    us_s = designs.get(session, {}).get("check_us")
-    us_j = designs.get(jwt, {}).get("check_us")
+    us_s, us_j = bottom_up.check_us(designs, session), bottom_up.check_us(designs, jwt)
     if fit_s is None or fit_j is None:
         return _check(name, False, f"no chain over two hop counts for {session} or {jwt}")
     if us_s is None or us_j is None:
@@ -346,7 +413,7 @@ def check_session_hop_vs_jwt(
     ops_per_hop = ops[0].slope - ops[1].slope
     # The control's slope cancels out of (session - control) - (jwt - control).
     measured, (lo, hi) = stats.difference_of_slopes(fit_s, fit_j)
-    checks_us = float(us_s) - float(us_j)
+    checks_us = us_s - us_j
     expected = checks_us + ops_per_hop * store_us
     factor = measured / expected if expected > 0 else float("nan")
     low, high = HOP_CHECK_FACTOR
@@ -650,20 +717,30 @@ def _advise_distance(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
 
 
 def _advise_revocation(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
+    """The bound every revoking design met (the slowest one's p99 over its logouts: a few
+    samples each, so no ranking among them), and the designs whose credential outlived the
+    logout (measured). Names the slowest revoking design, then those."""
     lags = [
         (float(d["revocation_lag_ms"]["p99"]), n)
         for n, d in designs.items()
         if d.get("revocation_lag_ms")
     ]
-    if len(lags) < 2:
+    lasting = tuple(n for n, d in designs.items() if d.get("revoked_until_exp"))
+    if not lags:
         return None
-    (fast, quick), (slow, laggard) = min(lags), max(lags)
-    return Advice(
-        "revocation",
-        (quick, laggard),
-        f"A logged-out credential is refused within {fast:,.0f} ms (p99) with {quick}, "
-        f"but only after {slow:,.0f} ms with {laggard}.",
+    slow, laggard = max(lags)
+    every = "every design" + (f" but {', '.join(lasting)}" if lasting else "")
+    sentence = (
+        f"A logged-out credential is refused at every hop within {slow:,.1f} ms (p99; the "
+        f"slowest, {laggard}) with {every}"
     )
+    if lasting:
+        verb = "is" if len(lasting) == 1 else "are"
+        sentence += (
+            f"; {', '.join(lasting)} {verb} measured accepting it after the logout: it works "
+            "until it expires"
+        )
+    return Advice("revocation", (laggard, *lasting), sentence + ".")
 
 
 def _advise_credential(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
@@ -729,6 +806,11 @@ def analyse(results: Results) -> Results:
     for name, design in designs.items():
         design["capacity_rps"] = _interval(design.get("capacity_rps"))
         design["cpu_us_per_request"] = _rate_figure(design.get("cpu_us_per_request"))
+        for kind in REQUEST_TYPES:
+            if design.get(kind):
+                design[kind]["cpu_us_per_request"] = _rate_figure(
+                    design[kind]["cpu_us_per_request"]
+                )
         if "marginal" in design:
             design["marginal"] = _marginal(design["marginal"])
         design["auth_cpu_us_per_hop"] = _per_hop(name, fits)

@@ -108,9 +108,12 @@ class Output:
     notes: list[str] = field(default_factory=list)
 
 
-def _check_us(designs: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
+def check_us(designs: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
+    """The design's per-check CPU; a figure below zero (a cached check of about a microsecond,
+    less the empty loop's own scatter of a microsecond or two) is a check too cheap to
+    resolve, and costs nothing in the model: no part of it is negative."""
     value = designs.get(name, {}).get("check_us")
-    return None if value is None else float(value)
+    return None if value is None else max(float(value), 0.0)
 
 
 def _sibling(mode: modes.Mode, edge: bool) -> str | None:
@@ -138,14 +141,14 @@ def checks(designs: Mapping[str, Mapping[str, Any]], name: str) -> Checks | None
     figure it needs was not measured."""
     if name == CONTROL:
         return Checks(0.0, "no check", 0.0, "no check")
-    own = _check_us(designs, name)
+    own = check_us(designs, name)
     mode = modes.BY_NAME.get(name)
     if mode is None or not mode.exchanges:
         return None if own is None else Checks(own, name, own, name)
     found: list[tuple[float, str]] = []
     for edge in (True, False):
         sibling = _sibling(mode, edge)
-        value = None if sibling is None else _check_us(designs, sibling)
+        value = None if sibling is None else check_us(designs, sibling)
         if value is not None and sibling is not None:
             found.append((value, sibling))
         elif own is not None:

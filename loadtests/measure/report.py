@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from loadtests.measure import stats
-from loadtests.measure.analysis import judged
+from loadtests.measure.analysis import judged, request_type_spread
 from loadtests.measure.charts import CHARTS, draw, per_core
 from loadtests.measure.schema import CONTROL, Design, Interval, Results, load
 
@@ -163,7 +163,7 @@ def headline_row(results: Results, name: str, design: Design) -> tuple[str, ...]
         else "-",
         f"{us(per_hop['median'])} ({span(per_hop['ci95'], us)})" if per_hop else "-",
         ops(design["store_ops_per_request"]),
-        ms(lag["p99"]) if lag else "-",
+        ms(lag["p99"]) if lag else "until exp" if design.get("revoked_until_exp") else "-",
     )
 
 
@@ -273,6 +273,50 @@ def model_blocks(results: Results) -> list[Block]:
     ]
 
 
+MICROBENCH_KEYS = ("microbench", "microbench_placement")  # shown as their own table
+
+
+def microbench_blocks(results: Results) -> list[Block]:
+    """The per-check micro-benchmark's rows (method.microbench), where it ran, and which rows
+    the model and the self-checks read."""
+    method: Mapping[str, Any] = results["method"]
+    rows = method.get("microbench") or []
+    if not rows:
+        return []
+    placement = method.get("microbench_placement") or {}
+    cpus = placement.get("cpus") or []
+    where = (
+        f"pinned to CPU {plain(cpus)}" + (", kept awake" if placement.get("kept_awake") else "")
+        if cpus
+        else "not pinned"
+    )
+    gap = placement.get("gap_ms")
+    paced = f" Rows marked (paced): one call every {gap:g} ms, the chain's pace," if gap else ""
+    return [
+        Heading(3, "The per-check micro-benchmark"),
+        Para(
+            f"In-process, {where}. Back to back: calls in a tight loop.{paced} less the same "
+            "loop making no call; a paced figure near zero (a cached check) is within that "
+            "loop's scatter of a microsecond or two, and the model counts one below zero as 0. "
+            "Each design's check_us is its paced row."
+        ),
+        Table.of(
+            ("call", "CPU (us)", "wall (us)", "against", "ratio (CPU)"),
+            (
+                (
+                    row["name"],
+                    f"{row['cpu_us']:,.2f}",
+                    f"{row['wall_us']:,.2f}",
+                    row.get("baseline") or "-",
+                    "-" if row.get("ratio_cpu") is None else f"{row['ratio_cpu']:.2f}x",
+                )
+                for row in rows
+            ),
+            id="microbench",
+        ),
+    ]
+
+
 def method_blocks(results: Results) -> list[Block]:
     env: Mapping[str, Any] = results["environment"]
     shown = (
@@ -296,12 +340,33 @@ def method_blocks(results: Results) -> list[Block]:
         Heading(3, "Packages"),
         Table.of(("package", "version"), sorted(env["packages"].items())),
         Heading(3, "Settings of the run"),
-        Table.of(("setting", "value"), ((k, plain(v)) for k, v in results["method"].items())),
+        Table.of(
+            ("setting", "value"),
+            ((k, plain(v)) for k, v in results["method"].items() if k not in MICROBENCH_KEYS),
+        ),
+        *microbench_blocks(results),
     ]
     notes = results.get("notes")
     if notes:
         out += [Heading(2, "Notes"), Bullets(tuple(notes))]
     return out
+
+
+def windows(count: int) -> str:
+    return f"{count} window" + ("" if count == 1 else "s")
+
+
+def _type_cpu(found: Mapping[str, Any] | None) -> tuple[str, str]:
+    """A request type's CPU per request and its interval, as two cells."""
+    figure = (found or {}).get("cpu_us_per_request")
+    if not figure:
+        return "-", "-"
+    return us(figure["median"]), interval(figure, us)
+
+
+def _type_para(results: Results, kind: str, what: str) -> Para:
+    spread = request_type_spread(results["designs"], kind)
+    return Para(what + ("" if spread is None else " " + spread.sentence))
 
 
 def write_blocks(results: Results) -> list[Block]:
@@ -310,7 +375,7 @@ def write_blocks(results: Results) -> list[Block]:
         (
             name,
             rate(post.get("offered_rps")),
-            us(post.get("cpu_us_per_request")),
+            *_type_cpu(post),
             f"{ms(post.get('p50_ms'))} / {ms(post.get('p99_ms'))}",
             plain(post.get("failures")),
         )
@@ -319,27 +384,40 @@ def write_blocks(results: Results) -> list[Block]:
     ]
     if not rows:
         return []
+    repeats = results["method"].get("type_repeats", 1)
     return [
         Heading(2, "The write: POST /orders"),
-        Para(
-            "An order stored with fsync, the caller's credential checked at the gateway, orders "
-            "and auth: its own request type, one window per design at the rate shown."
+        _type_para(
+            results,
+            "post",
+            "An order stored with fsync, the caller's credential checked at the gateway, "
+            f"orders and auth: its own request type, {windows(repeats)} per design at the rate "
+            "shown; CPU per request, the median of the windows with the 95 % interval of their "
+            "mean; p50 / p99 of all their requests together.",
         ),
         Table.of(
-            ("design", "at (req/s)", "CPU per request (us)", "p50 / p99 (ms)", "failed"), rows
+            (
+                "design",
+                "at (req/s)",
+                "CPU per request (us)",
+                "95 % interval",
+                "p50 / p99 (ms)",
+                "failed",
+            ),
+            rows,
         ),
     ]
 
 
 def _credential_row(name: str, design: Design) -> tuple[str, ...]:
     size = design.get("credential_bytes")
-    login = design.get("login") or {}
+    login = design.get("login")
     return (
         name,
         "-" if size is None else f"{size:,}",
-        us(login.get("cpu_us_per_request")),
-        ms(login.get("p50_ms")),
-        plain(login.get("failures", "-")),
+        *_type_cpu(login),
+        ms(login["p50_ms"] if login else None),
+        plain(login["failures"] if login else "-"),
     )
 
 
@@ -356,22 +434,27 @@ def credential_blocks(results: Results) -> list[Block]:
     method = results["method"]
     at = f" at {rate(method['login_rps'])} req/s" if "login_rps" in method else ""
     argon2 = f" ({plain(method['argon2'])})" if "argon2" in method else ""
+    repeats = method.get("type_repeats", 1)
+    spread = request_type_spread(results["designs"], "login")
     return [
         Heading(2, "The credential and the login"),
         Para(
             "Credential: the bytes of the headers that carry it on each GET /orders as the "
             "bench sent them (`Authorization`, or `Cookie` and `X-CSRF-Token`), `name: value` "
-            f"and CRLF each, the median over the bench's users. Login: one window{at} of the "
-            "design's login through the gateway; CPU per login, every process and both stores. "
+            f"and CRLF each, the median over the bench's users. Login: {windows(repeats)}{at} "
+            "of the design's login through the gateway; CPU per login, every process and both "
+            "stores, the median of the windows with the 95 % interval of their mean. "
             f"The bench's accounts hash their passwords with cheap argon2id settings{argon2}: a "
             "real login's CPU is mostly its password hash, the same for every design; what "
             "differs between designs is signing a JWT against creating a session."
+            + ("" if spread is None else " " + spread.sentence)
         ),
         Table.of(
             (
                 "design",
                 "credential (bytes per request)",
                 "login CPU (us)",
+                "95 % interval",
                 "login p50 (ms)",
                 "logins failed",
             ),

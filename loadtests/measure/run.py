@@ -41,6 +41,7 @@ from loadtests.measure.schema import (
     SCHEMA_VERSION,
     Design,
     Latency,
+    RequestType,
     Results,
     Revocation,
     Window,
@@ -276,13 +277,12 @@ class Bench:
             running(stack, [self.by_name[n] for n in config.designs])
         self.capacities(meters, where)
         self.cpu(meters, where)
+        self.requests(meters, where)
         for index, config, stack in starts:
             self.stack = stack
             # A store the previous start's outage restarted inherited this process's CPU.
             self.pin_system()
             meter = meters[index]
-            self.post(meter, config)
-            self.logins(meter, config)
             self.chain(meter, config)
             group = [self.by_name[n] for n in config.designs]
             for mode in group:
@@ -392,49 +392,56 @@ class Bench:
                     f"{o.common_rps:g} req/s, p50 {window['p50_ms']} ms"
                 )
 
-    def post(self, meter: Meter, config: Config) -> None:
-        """The write, its own request type, once per design."""
+    def requests(self, meters: dict[int, Meter], where: dict[str, int]) -> None:
+        """The write (POST /orders) and the login, request types of their own, `type_repeats`
+        times, the designs in turn as the CPU windows take them; and what each design's
+        credential weighs on every request (the median over the users, whose tokens differ in
+        length)."""
         o = self.options
         method, path, body = NEW_ORDER
-        for name in config.designs:
-            window = self.record(
-                meter.window(
-                    "post", name, path, o.post_rps, o.post_window_s, o.settle_s, 1, method, body
-                )
-            )
-            self.say(
-                f"post {name}: {window['cpu_us_per_request']:.0f} us/request at "
-                f"{o.post_rps:g} req/s, p50 {window['p50_ms']} ms, {window['failures']} failed"
-            )
-
-    def logins(self, meter: Meter, config: Config) -> None:
-        """What each design costs a client to hold and to get: the bytes of the headers that
-        carry its credential on every request (as the windows send them: the median over the
-        users, whose tokens differ in length), and its login, a request type of its own: one
-        window at `login_rps` through the gateway, each bench user logging in in turn."""
-        o = self.options
-        for name in config.designs:
-            sizes = [header_bytes(headers) for headers in meter.credentials(name)]
+        names = tuple(where)
+        for name in names:
+            sizes = [header_bytes(headers) for headers in meters[where[name]].credentials(name)]
             self.credential_bytes[name] = statistics.median_low(sizes)  # a size someone sent
-            path = self.by_name[name].credential.login_path
-            window = self.record(
-                meter.window(
-                    "login",
-                    name,
-                    path,
-                    o.login_rps,
-                    o.login_window_s,
-                    o.settle_s,
-                    1,
-                    "POST",
-                    send=meter.logins(name),
+        for repeat in range(1, o.type_repeats + 1):
+            order = names if repeat % 2 else tuple(reversed(names))
+            for name in order:
+                meter = meters[where[name]]
+                post = self.record(
+                    meter.window(
+                        "post",
+                        name,
+                        path,
+                        o.post_rps,
+                        o.post_window_s,
+                        o.low_settle_s,
+                        repeat,
+                        method,
+                        body,
+                        histogram=True,
+                    )
                 )
-            )
-            self.say(
-                f"login {name}: {window['cpu_us_per_request']:.0f} us/login at "
-                f"{o.login_rps:g} req/s, p50 {window['p50_ms']} ms, {window['failures']} failed; "
-                f"credential {self.credential_bytes[name]} bytes per request"
-            )
+                # Each bench user logging in in turn, through the gateway.
+                login = self.record(
+                    meter.window(
+                        "login",
+                        name,
+                        self.by_name[name].credential.login_path,
+                        o.login_rps,
+                        o.login_window_s,
+                        o.low_settle_s,
+                        repeat,
+                        "POST",
+                        histogram=True,
+                        send=meter.logins(name),
+                    )
+                )
+                self.say(
+                    f"post {name} run {repeat}: {post['cpu_us_per_request']:.0f} us/request at "
+                    f"{o.post_rps:g} req/s, p50 {post['p50_ms']} ms, {post['failures']} failed; "
+                    f"login: {login['cpu_us_per_request']:.0f} us at {o.login_rps:g} req/s, "
+                    f"p50 {login['p50_ms']} ms, {login['failures']} failed"
+                )
 
     def chain(self, meter: Meter, config: Config) -> None:
         o = self.options
@@ -453,7 +460,7 @@ class Bench:
                         chain_path(name, hops),
                         o.chain_rps,
                         o.chain_window_s,
-                        o.settle_s,
+                        o.low_settle_s,
                         repeat,
                     )
                     self.record({**window, "hops": hops})
@@ -463,7 +470,7 @@ class Bench:
         o = self.options
         try:
             # The distances in turn, `distance_repeats` times over: one window at a distance
-            # is 90 requests, and a second when this machine's CPU runs slow would be the
+            # is 75 requests, and a second when this machine's CPU runs slow would be the
             # point (every process of such a window pays up to 1.5x).
             for repeat in range(1, o.distance_repeats + 1):
                 for rtt in o.rtts_ms:
@@ -476,7 +483,7 @@ class Bench:
                             ORDERS,
                             o.distance_rps,
                             o.distance_window_s,
-                            o.settle_s,
+                            o.low_settle_s,
                             repeat,
                         )
                         self.record({**window, "added_rtt_ms": rtt, "measured_rtt_ms": measured})
@@ -567,11 +574,13 @@ class Bench:
                 "points": marginal,
             },
             "distance": self.distance_points(name),
-            "post": self.post_figure(name),
-            "login": self.phase_figure("login", name, o.login_rps),
+            "post": self.type_figure("post", name, o.post_rps),
+            "login": self.type_figure("login", name, o.login_rps),
             "credential_bytes": self.credential_bytes.get(name),
             "check_us": check_us,
         }
+        if lag is not None:
+            design["revoked_until_exp"] = bool(lag["until_exp"])
         if name in self.outage:
             design["outage"] = self.outage[name]
         return design
@@ -598,14 +607,10 @@ class Bench:
             }
         return points
 
-    def post_figure(self, name: str) -> dict[str, Any] | None:
-        """POST /orders, its own request type (a write with fsync, checked at three
-        services): CPU per request and latency at `post_rps`."""
-        return self.phase_figure("post", name, self.options.post_rps)
-
-    def phase_figure(self, phase: str, name: str, offered_rps: float) -> dict[str, Any] | None:
+    def type_figure(self, phase: str, name: str, offered_rps: float) -> RequestType | None:
         """A request type of its own (`phase`'s windows of design `name`, taken at
-        `offered_rps`): CPU per request, latency, failures; None where none was taken."""
+        `offered_rps`): CPU per request of each repeat, latency of every request of them
+        together, failures; None where none was taken."""
         found = [
             w
             for w in self.windows
@@ -613,13 +618,26 @@ class Bench:
         ]
         if not found:
             return None
+        latency = merged_latency(found, offered_rps)
+        by_process: dict[str, float] = {}
+        for process in sorted({p for w in found for p in w["cpu_by_process"]}):
+            by_process[process] = round(
+                statistics.median(w["cpu_by_process"].get(process, 0.0) for w in found), 1
+            )
         return {
-            "offered_rps": offered_rps,
-            "cpu_us_per_request": _median([w["cpu_us_per_request"] for w in found]),
-            "p50_ms": _median([w["p50_ms"] for w in found]),
-            "p99_ms": _median([w["p99_ms"] for w in found]),
+            # The runs; their median and interval are the analysis's (as every repeated
+            # figure's: loadtests/measure/analysis.py).
+            "cpu_us_per_request": {
+                "median": 0.0,
+                "ci95": [],
+                "runs": [w["cpu_us_per_request"] for w in found],
+                "offered_rps": offered_rps,
+            },
+            "p50_ms": latency["p50"] if latency else _median([w["p50_ms"] for w in found]),
+            "p99_ms": latency["p99"] if latency else _median([w["p99_ms"] for w in found]),
             "failures": sum(w["failures"] for w in found),
-            "cpu_by_process": found[0]["cpu_by_process"],
+            "cpu_by_process": by_process,
+            "offered_rps": offered_rps,
         }
 
     def distance_points(self, name: str) -> list[dict[str, float]]:

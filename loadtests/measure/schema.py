@@ -153,6 +153,19 @@ class ModelPoint(TypedDict):
     p50_error_pct: float
 
 
+class RequestType(TypedDict):
+    """A request type of its own (the write, the login), repeated at one offered rate: CPU per
+    request (every process and both stores, idle taken out) as the median of the repeats with
+    the 95 % interval of their mean; p50 and p99 of every request of the repeats together."""
+
+    cpu_us_per_request: RateFigure
+    p50_ms: float | None
+    p99_ms: float | None
+    failures: int
+    cpu_by_process: dict[str, float]  # medians over the repeats
+    offered_rps: float
+
+
 class Design(TypedDict):
     capacity_rps: Interval | None
     cpu_us_per_request: RateFigure | None
@@ -172,14 +185,14 @@ class Design(TypedDict):
     # p99_ms, cpu_us_per_request, store_ops_per_request, windows}
     distance: NotRequired[list[dict[str, float]]]
     outage: NotRequired[dict[str, Any]]
-    # POST /orders (a write with fsync), its own request type: cpu_us_per_request, p50_ms,
-    # p99_ms, failures at offered_rps
-    post: NotRequired[dict[str, Any] | None]
+    post: NotRequired[RequestType | None]  # POST /orders (a write with fsync)
     check_us: NotRequired[float | None]  # the per-check micro-benchmark, in-process
-    # The design's login (its own request type, cheap argon2: method.argon2), as `post`
-    login: NotRequired[dict[str, Any] | None]
+    login: NotRequired[RequestType | None]  # the design's login (cheap argon2: method.argon2)
     # Bytes of the headers carrying the credential on each GET /orders, median over the users
     credential_bytes: NotRequired[int | None]
+    # Measured: after the logout some hop kept accepting the credential, which then works until
+    # it expires (revocation_lag_ms is null). Absent where the lag was not measured.
+    revoked_until_exp: NotRequired[bool]
 
 
 # -- --long: the experiments beside the measured curves (loadtests/measure/long.py) ----------

@@ -125,6 +125,51 @@ def test_comparisons_are_ratios_of_means_judged_by_overlap(result: dict[str, Any
     assert not by_pair["capacity_rps", "jwt-off", "jwt-push"]["distinguishable"]
 
 
+def _typed(runs: dict[str, list[float]], kind: str = "post") -> dict[str, Any]:
+    """Designs whose `kind` request type measured `runs`, analysed."""
+    designs: dict[str, Any] = {
+        name: {kind: {"cpu_us_per_request": {"runs": values, "offered_rps": 100.0}}}
+        for name, values in runs.items()
+    }
+    for design in designs.values():
+        figure = design[kind]["cpu_us_per_request"]
+        design[kind]["cpu_us_per_request"] = analysis._rate_figure(figure)
+    return designs
+
+
+def test_a_request_types_spread_is_the_dearest_over_the_cheapest_judged_by_overlap() -> None:
+    runs = {
+        "a": [1000.0, 1010.0, 990.0],
+        "b": [2000.0, 2040.0, 1960.0],
+        "c": [1005.0, 1020.0, 985.0],  # inside a's interval
+        "control": [],  # measured no such request: not rated
+    }
+    spread = analysis.request_type_spread(_typed(runs), "post")
+    assert spread is not None
+    assert (spread.cheapest, spread.dearest) == ("a", "b")
+    value, ci = stats.ratio(runs["b"], runs["a"])
+    assert spread.ratio == pytest.approx(value, abs=1e-4) == pytest.approx(2.0, abs=1e-4)
+    assert spread.ci95 == pytest.approx(ci, abs=1e-4)
+    assert spread.ci95[0] > 1.9 and spread.ci95[1] < 2.1
+    assert spread.repeated and spread.distinguishable
+    assert spread.ties == ("c",)
+
+
+def test_a_request_types_spread_claims_nothing_where_intervals_overlap_or_are_missing() -> None:
+    # 10-15 % apart, as single windows differed from run to run, and overlapping: no claim.
+    overlapping = analysis.request_type_spread(
+        _typed(
+            {"jwt-push": [1800.0, 2100.0, 1650.0], "jwt-off": [2150.0, 1850.0, 2000.0]}, "login"
+        ),
+        "login",
+    )
+    assert overlapping is not None and overlapping.repeated
+    assert not overlapping.distinguishable
+    single = analysis.request_type_spread(_typed({"a": [1000.0], "b": [3000.0]}, "login"), "login")
+    assert single is not None and not single.repeated and not single.distinguishable
+    assert analysis.request_type_spread(_typed({"a": [1000.0]}), "post") is None
+
+
 def test_one_run_is_never_distinguishable_nor_tight() -> None:
     result = analysed(Truth(noise=0.01, repeats=1))
     assert result["comparisons"]
@@ -330,7 +375,10 @@ def test_advice_names_the_designs_the_numbers_pick() -> None:
     assert advice(result, "cpu") == ("jwt-off", "session")
     assert advice(result, "per_hop") == ("session", "session-cached")
     assert advice(result, "distance")[0] == "session"
-    assert advice(result, "revocation") == ("session", "jwt-off")
+    # the slowest revoking design (jwt-cookie, 56 ms p99), then the one that never revoked
+    assert advice(result, "revocation") == ("jwt-cookie", "jwt-off")
+    sentence = next(s for s in result["advice"] if s.startswith("A logged-out credential"))
+    assert "within 56.0 ms" in sentence
     assert advice(result, "credential") == ("jwt-cookie", "session")
     assert len(result["advice"]) == 6
 
@@ -341,7 +389,7 @@ def test_advice_follows_the_numbers_when_they_reverse() -> None:
     cpu = {**base.cpu_us, "session": 690.0, "jwt-off": 1480.0}
     checks = {**base.chain_check_us, "session": (5.0, 5.0), "session-cached": (200.0, 200.0)}
     ops = {"session-cached": 1.0}  # the cache misses every time, the plain session never asks
-    lag = {**base.revocation_ms, "session": (900_000.0,) * 3, "jwt-off": (1.5, 4.0, 9.0)}
+    lag = {**base.revocation_ms, "session": None, "jwt-off": (1.5, 4.0, 9.0)}
     result = analysed(
         Truth(
             noise=0,
@@ -356,7 +404,7 @@ def test_advice_follows_the_numbers_when_they_reverse() -> None:
     assert advice(result, "cpu") == ("session", "jwt-off")
     assert advice(result, "per_hop") == ("session-cached", "session")
     assert advice(result, "distance")[0] == "session-cached"
-    assert advice(result, "revocation") == ("jwt-off", "session")
+    assert advice(result, "revocation") == ("jwt-cookie", "session")
 
 
 def test_advice_lists_what_cannot_be_told_from_the_best() -> None:

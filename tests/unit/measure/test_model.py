@@ -95,6 +95,18 @@ def test_a_design_without_a_check_figure_is_not_modelled() -> None:
     assert "not modelled: session-cached" in model_check["detail"]
 
 
+def test_a_check_measured_below_zero_costs_nothing_in_the_model() -> None:
+    """A cached JWT check paced at the chain's rate read -1.3 us in a real run (about a
+    microsecond, less the empty loop's scatter): the model prices it at 0, never below."""
+    truth = Truth(noise=0, check_us={**Truth().check_us, "jwt-push": -1.3})
+    result = analysed(truth)
+    checks = result["model"]["parts"]["checks"]
+    assert checks["jwt-push"]["edge_us"] == checks["jwt-push"]["relay_us"] == 0.0
+    assert checks["hybrid"]["relay_us"] == 0.0  # the hybrid's relays run jwt-push's check
+    assert result["designs"]["jwt-push"]["check_us"] == -1.3  # the measured figure is kept
+    assert min(v for c in checks.values() if c for k, v in c.items() if k.endswith("_us")) >= 0
+
+
 def test_no_control_chain_no_model() -> None:
     raw = synthetic.build(Truth(noise=0))
     raw["windows"] = [w for w in raw["windows"] if w["design"] != CONTROL]

@@ -12,7 +12,7 @@ from typing import cast
 
 import pytest
 
-from loadtests.measure import analysis, report
+from loadtests.measure import analysis, report, stats
 from loadtests.measure.charts import CHARTS
 from loadtests.measure.schema import CONTROL, Results, load
 from tests.unit.measure import synthetic
@@ -369,11 +369,17 @@ def test_the_credential_and_the_login_are_a_table_with_their_numbers(tmp_path: P
         cpu = truth.login_cpu_us[name]
         failed = "3" if name == "jwt-off" else "0"
         p50 = results["designs"][name]["login"]["p50_ms"]  # type: ignore[index]
-        assert rows[name] == [f"{size:,}", f"{cpu:,.0f}", f"{p50:.1f}", failed], name
+        figure = results["designs"][name]["login"]["cpu_us_per_request"]  # type: ignore[index]
+        assert figure["runs"] == [round(cpu * f, 1) for f in (0.98, 1.0, 1.02)]
+        assert figure["median"] == cpu
+        half = stats.t975(2) * 0.02 * cpu / 3**0.5  # sd of +-2 % runs is 2 % of the mean
+        assert figure["ci95"] == pytest.approx([cpu - half, cpu + half], abs=0.01)
+        interval = f"{cpu - half:,.0f} to {cpu + half:,.0f}"
+        assert rows[name] == [f"{size:,}", f"{cpu:,.0f}", interval, f"{p50:.1f}", failed], name
     assert md_table_after(markdown, "## The credential and the login") == table
     # The figure says how cheap the bench's password hash was, and at what rate it logged in.
     assert "ARGON2_TIME_COST: 1; ARGON2_MEMORY_KIB: 2048" in markdown
-    assert f"one window at {truth.login_rps:,.0f} req/s" in markdown
+    assert f"3 windows at {truth.login_rps:,.0f} req/s" in markdown
     section = markdown.index("## The credential and the login")
     assert markdown.index("## Comparisons") < section < markdown.index("## Charts")
 
@@ -382,3 +388,37 @@ def test_a_file_without_credential_or_login_figures_has_no_such_section(tmp_path
     page, markdown = render(fixture(), tmp_path)  # recorded before they were measured
     assert "credentials" not in parsed(page).tables
     assert "The credential and the login" not in markdown
+
+
+def test_the_micro_benchmark_is_a_table_of_its_rows_not_a_setting(tmp_path: Path) -> None:
+    results = analysis.analyse(cast(Results, synthetic.build(Truth(noise=0))))
+    results["method"]["microbench"] = [
+        {"name": "Verifier JWT, cache hit", "wall_us": 0.35, "cpu_us": 0.35, "baseline": None},
+        {
+            "name": "Verifier session lookup",
+            "wall_us": 78.53,
+            "cpu_us": 72.52,
+            "baseline": "redis-py asyncio GET (bare)",
+            "ratio_wall": 1.1,
+            "ratio_cpu": 1.107,
+        },
+        {
+            "name": "Verifier JWT, cache hit (paced)",
+            "wall_us": -0.14,
+            "cpu_us": -1.33,
+            "baseline": "Verifier JWT, cache hit",
+        },
+    ]
+    results["method"]["microbench_placement"] = {"cpus": [0], "kept_awake": True, "gap_ms": 6.667}
+    page, markdown = render(results, tmp_path)
+    table = parsed(page).tables["microbench"]
+    assert table[1:] == [
+        ["Verifier JWT, cache hit", "0.35", "0.35", "-", "-"],
+        ["Verifier session lookup", "72.52", "78.53", "redis-py asyncio GET (bare)", "1.11x"],
+        ["Verifier JWT, cache hit (paced)", "-1.33", "-0.14", "Verifier JWT, cache hit", "-"],
+    ]
+    assert md_table_after(markdown, "### The per-check micro-benchmark") == table
+    assert "one call every 6.667 ms" in markdown and "pinned to CPU 0, kept awake" in markdown
+    # Not dumped into the settings' table as a run of text.
+    settings = md_table_after(markdown, "### Settings of the run")
+    assert not {"microbench", "microbench_placement"} & {row[0] for row in settings}
