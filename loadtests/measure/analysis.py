@@ -726,21 +726,26 @@ def _advise_revocation(designs: Mapping[str, Mapping[str, Any]]) -> Advice | Non
         if d.get("revocation_lag_ms")
     ]
     lasting = tuple(n for n, d in designs.items() if d.get("revoked_until_exp"))
-    if not lags:
-        return None
-    slow, laggard = max(lags)
-    every = "every design" + (f" but {', '.join(lasting)}" if lasting else "")
-    sentence = (
-        f"A logged-out credential is refused at every hop within {slow:,.1f} ms (p99; the "
-        f"slowest, {laggard}) with {every}"
-    )
+    outlived = ""
     if lasting:
         verb = "is" if len(lasting) == 1 else "are"
-        sentence += (
-            f"; {', '.join(lasting)} {verb} measured accepting it after the logout: it works "
+        outlived = (
+            f"{', '.join(lasting)} {verb} measured accepting it after the logout: it works "
             "until it expires"
         )
-    return Advice("revocation", (laggard, *lasting), sentence + ".")
+    if not lags:
+        if not lasting:
+            return None
+        return Advice("revocation", lasting, f"A logged-out credential: {outlived}.")
+    slow, laggard = max(lags)
+    which = f"the {len(lags)} designs that revoke it" if lasting else f"all {len(lags)} designs"
+    sentence = (
+        f"A logged-out credential is refused at every hop within {slow:,.1f} ms (p99; the "
+        f"slowest, {laggard}) with {which}"
+    )
+    return Advice(
+        "revocation", (laggard, *lasting), sentence + (f"; {outlived}" if lasting else "") + "."
+    )
 
 
 def _advise_credential(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:

@@ -378,7 +378,12 @@ def test_advice_names_the_designs_the_numbers_pick() -> None:
     # the slowest revoking design (jwt-cookie, 56 ms p99), then the one that never revoked
     assert advice(result, "revocation") == ("jwt-cookie", "jwt-off")
     sentence = next(s for s in result["advice"] if s.startswith("A logged-out credential"))
-    assert "within 56.0 ms" in sentence
+    assert "within 56.0 ms" in sentence and "the 5 designs that revoke it" in sentence
+    # Only designs that never revoked: they are named all the same.
+    alone = {"jwt-off": {"revocation_lag_ms": None, "revoked_until_exp": True}}
+    assert analysis._advise_revocation(alone) is not None
+    assert analysis._advise_revocation(alone).designs == ("jwt-off",)  # type: ignore[union-attr]
+    assert analysis._advise_revocation({"control": {"revocation_lag_ms": None}}) is None
     assert advice(result, "credential") == ("jwt-cookie", "session")
     assert len(result["advice"]) == 6
 
