@@ -1,0 +1,172 @@
+"""Do two runs agree? `python -m loadtests.measure.agree A/results.json B/results.json`
+
+Two runs agree on a figure where each run's median lies inside the other run's 95 % interval;
+the headline figures compared are each design's capacity and CPU per request (the issue's test
+of the instrument: two default runs on a quiet machine agree on every one).
+
+Beside them, the control: the chain of k relays that check no credential, the same request in
+every design, measured in both runs. Its CPU per request, run B over run A at each k, says how
+fast the machine ran in B against A. Where that ratio's interval lies beyond 5 % of 1, the two
+runs measured different machines (this virtual machine's speed moves by 15-20 % from one half
+hour to the next), and their absolute figures cannot agree however good the method; the ratios
+between designs are what to compare then.
+
+Prints a Markdown table, the control's ratio and the verdict; exit status 0 where every figure
+agrees, 1 where one does not, 2 where the files cannot be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtests.measure import stats
+from loadtests.measure.analysis import analyse
+from loadtests.measure.schema import CONTROL, HOPS, load
+
+FIGURES = ("capacity_rps", "cpu_us_per_request")  # the headline figures two runs must share
+# Machines closer than this are the same machine for the comparison: a figure's own interval is
+# about this wide, and a difference inside it explains no disagreement.
+SPEED_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    design: str
+    figure: str
+    a: tuple[float, float, float]  # median, ci95 lo, hi
+    b: tuple[float, float, float]
+
+    @property
+    def a_in_b(self) -> bool:
+        return self.b[1] <= self.a[0] <= self.b[2]
+
+    @property
+    def b_in_a(self) -> bool:
+        return self.a[1] <= self.b[0] <= self.a[2]
+
+    @property
+    def agree(self) -> bool:
+        return self.a_in_b and self.b_in_a
+
+
+def _triple(figure: Mapping[str, Any]) -> tuple[float, float, float]:
+    lo, hi = figure["ci95"]
+    return float(figure["median"]), float(lo), float(hi)
+
+
+def agreements(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Agreement]:
+    """Every design both runs measured, each headline figure both have, in A's order."""
+    out: list[Agreement] = []
+    for name, mine in a["designs"].items():
+        theirs = b["designs"].get(name)
+        if name == CONTROL or not theirs:
+            continue
+        for figure in FIGURES:
+            x, y = mine.get(figure), theirs.get(figure)
+            if x and y and x.get("ci95") and y.get("ci95"):
+                out.append(Agreement(name, figure, _triple(x), _triple(y)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Speed:
+    """The control chain's CPU per request, B over A: the geometric mean of the ratios at each
+    k both runs measured, with the t interval of their logarithms."""
+
+    ratio: float
+    ci95: tuple[float, float]
+    points: int
+
+    @property
+    def same_machine(self) -> bool:
+        """Unless the whole interval lies beyond SPEED_TOLERANCE of 1."""
+        lo, hi = self.ci95
+        return lo <= 1 + SPEED_TOLERANCE and hi >= 1 - SPEED_TOLERANCE
+
+
+def speed(a: Mapping[str, Any], b: Mapping[str, Any]) -> Speed | None:
+    """None where either run has no control chain over two hop counts."""
+    logs = []
+    for k in HOPS:
+        x = a["designs"].get(CONTROL, {}).get("hops", {}).get(str(k), {})
+        y = b["designs"].get(CONTROL, {}).get("hops", {}).get(str(k), {})
+        cx, cy = x.get("cpu_us_per_request"), y.get("cpu_us_per_request")
+        if cx and cy and cx > 0 and cy > 0:
+            logs.append(math.log(cy / cx))
+    if len(logs) < 2:
+        return None
+    mean = statistics.fmean(logs)
+    half = stats.t975(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return Speed(math.exp(mean), (math.exp(mean - half), math.exp(mean + half)), len(logs))
+
+
+def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -> str:
+    found = agreements(a, b)
+    lines = [
+        f"A: {names[0]}, B: {names[1]}",
+        "",
+        "| design | figure | A median (95 % CI) | B median (95 % CI) | A in B's CI | B in A's CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in found:
+        cells = [f"{v[0]:,.0f} ({v[1]:,.0f}-{v[2]:,.0f})" for v in (row.a, row.b)]
+        verdicts = ["yes" if ok else "NO" for ok in (row.a_in_b, row.b_in_a)]
+        lines.append(f"| {row.design} | {row.figure} | {' | '.join(cells + verdicts)} |")
+    lines.append("")
+    apart = [f"{row.design} {row.figure}" for row in found if not row.agree]
+    lines.append(
+        f"{len(found) - len(apart)} of {len(found)} figures agree"
+        + (f"; not: {', '.join(apart)}." if apart else ".")
+    )
+    gauge = speed(a, b)
+    if gauge is None:
+        lines.append("The control chain is missing from a run: the machines are not compared.")
+    else:
+        lo, hi = gauge.ci95
+        lines.append(
+            f"The control chain (no check anywhere) cost {gauge.ratio:.2f}x in B what it cost "
+            f"in A (95 % CI {lo:.2f}-{hi:.2f}, {gauge.points} hop counts): "
+            + (
+                "not distinguishable at this precision from the same speed (within "
+                f"{SPEED_TOLERANCE * 100:g} %)."
+                if gauge.same_machine
+                else "the machine ran at another speed, and absolute figures cannot agree."
+            )
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.measure.agree",
+        description="Whether two runs' results.json agree on every design's capacity and CPU "
+        "per request, and how fast the machine ran in each (the control chain).",
+    )
+    parser.add_argument("a", type=Path)
+    parser.add_argument("b", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        # Analysed afresh: the intervals are this code's, whatever wrote the files.
+        a, b = (analyse(load(path)) for path in (args.a, args.b))
+    except SystemExit as error:  # schema.load's own message: not a results file
+        print(f"cannot compare: {error}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, ValueError) as error:
+        print(f"cannot compare: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    print(report(a, b, (str(args.a), str(args.b))))
+    found = agreements(a, b)
+    if not found:
+        return 2
+    return 0 if all(row.agree for row in found) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""loadtests/measure/agree.py by numbers: two synthetic runs of one truth agree on the machine
+and figure by figure as their intervals say; a run on a machine 20 % slower is told apart by
+its control chain, and its absolute figures do not agree."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from loadtests.measure import agree, analysis, stats
+from loadtests.measure.schema import CONTROL, HOPS, Results
+from tests.unit.measure import synthetic
+from tests.unit.measure.synthetic import Truth
+
+SLOWER = 1.2
+
+
+def run(truth: Truth) -> dict[str, Any]:
+    return cast(dict[str, Any], analysis.analyse(cast(Results, synthetic.build(truth))))
+
+
+def slower(base: Truth) -> Truth:
+    """The same system on a machine that spends SLOWER times the CPU on everything."""
+    return Truth(
+        seed=base.seed + 1,
+        forward_base_us=base.forward_base_us * SLOWER,
+        forward_per_hop_us=base.forward_per_hop_us * SLOWER,
+        cpu_us={k: v * SLOWER for k, v in base.cpu_us.items()},
+        capacity_rps={k: v / SLOWER for k, v in base.capacity_rps.items()},
+    )
+
+
+def test_each_figure_agrees_where_each_median_lies_in_the_others_interval() -> None:
+    a, b = run(Truth()), run(Truth(seed=Truth().seed + 1))
+    found = agree.agreements(a, b)
+    # every design but the control, both headline figures
+    assert {(r.design, r.figure) for r in found} == {
+        (name, figure)
+        for name in a["designs"]
+        if name != CONTROL
+        for figure in ("capacity_rps", "cpu_us_per_request")
+    }
+    for row in found:
+        x, y = a["designs"][row.design][row.figure], b["designs"][row.design][row.figure]
+        assert row.a == (x["median"], *x["ci95"]) and row.b == (y["median"], *y["ci95"])
+        assert row.a_in_b is (y["ci95"][0] <= x["median"] <= y["ci95"][1])
+        assert row.b_in_a is (x["ci95"][0] <= y["median"] <= x["ci95"][1])
+    gauge = agree.speed(a, b)
+    assert gauge is not None and gauge.points == len(HOPS)
+    assert gauge.same_machine and gauge.ratio == pytest.approx(1.0, abs=0.03)
+    # 1.3 % apart, its interval clear of 1: within the tolerance, the same machine all the same
+    assert agree.Speed(1.013, (1.004, 1.022), 5).same_machine
+    assert not agree.Speed(1.08, (1.06, 1.10), 5).same_machine
+    assert not agree.Speed(0.92, (0.90, 0.94), 5).same_machine
+
+
+def test_a_slower_machine_shows_in_the_control_and_its_figures_disagree() -> None:
+    base = Truth()
+    a, b = run(base), run(slower(base))
+    gauge = agree.speed(a, b)
+    assert gauge is not None and not gauge.same_machine
+    assert gauge.ratio == pytest.approx(SLOWER, abs=0.03)
+    assert gauge.ci95[0] > 1.1
+    # the ratio is the geometric mean of the per-k ratios
+    logs = [
+        math.log(
+            b["designs"][CONTROL]["hops"][str(k)]["cpu_us_per_request"]
+            / a["designs"][CONTROL]["hops"][str(k)]["cpu_us_per_request"]
+        )
+        for k in HOPS
+    ]
+    assert gauge.ratio == pytest.approx(math.exp(sum(logs) / len(logs)), rel=1e-9)
+    half = stats.t975(len(logs) - 1) * _sd(logs) / math.sqrt(len(logs))
+    assert gauge.ci95[1] == pytest.approx(math.exp(sum(logs) / len(logs) + half), rel=1e-9)
+    cpu = [r for r in agree.agreements(a, b) if r.figure == "cpu_us_per_request"]
+    assert cpu and not any(r.agree for r in cpu)
+
+
+def _sd(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def test_main_exits_by_the_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "a.json"
+    base.write_text(json.dumps(synthetic.build(Truth())))
+    slow = tmp_path / "b.json"
+    slow.write_text(json.dumps(synthetic.build(slower(Truth()))))
+    assert agree.main([str(base), str(base)]) == 0  # a run agrees with itself
+    assert "12 of 12 figures agree." in capsys.readouterr().out
+    assert agree.main([str(base), str(slow)]) == 1
+    assert agree.main([str(base), str(tmp_path / "missing.json")]) == 2
+    assert "cannot compare" in capsys.readouterr().err
