@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.measure import stats
+from loadtests.measure.analysis import FIGURES as HEADLINE
 from loadtests.measure.analysis import analyse
 from loadtests.measure.schema import CONTROL, HOPS, load
 
-FIGURES = ("capacity_rps", "cpu_us_per_request")  # the headline figures two runs must share
+FIGURES = tuple(HEADLINE)  # the headline figures two runs must share
 # Machines closer than this are the same machine for the comparison: a figure's own interval is
 # about this wide, and a difference inside it explains no disagreement.
 SPEED_TOLERANCE = 0.05
@@ -42,6 +43,7 @@ class Agreement:
     figure: str
     a: tuple[float, float, float]  # median, ci95 lo, hi
     b: tuple[float, float, float]
+    judged: bool = True  # both figures have an interval (more than one run each)
 
     @property
     def a_in_b(self) -> bool:
@@ -53,7 +55,7 @@ class Agreement:
 
     @property
     def agree(self) -> bool:
-        return self.a_in_b and self.b_in_a
+        return self.judged and self.a_in_b and self.b_in_a
 
 
 def _triple(figure: Mapping[str, Any]) -> tuple[float, float, float]:
@@ -62,7 +64,8 @@ def _triple(figure: Mapping[str, Any]) -> tuple[float, float, float]:
 
 
 def agreements(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Agreement]:
-    """Every design both runs measured, each headline figure both have, in A's order."""
+    """Every design both runs measured, each headline figure both have, in A's order; a figure
+    of one run (a --quick run's) has no interval, so it is shown and never agrees."""
     out: list[Agreement] = []
     for name, mine in a["designs"].items():
         theirs = b["designs"].get(name)
@@ -71,7 +74,20 @@ def agreements(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Agreement]:
         for figure in FIGURES:
             x, y = mine.get(figure), theirs.get(figure)
             if x and y and x.get("ci95") and y.get("ci95"):
-                out.append(Agreement(name, figure, _triple(x), _triple(y)))
+                judged = len(x.get("runs", ())) > 1 and len(y.get("runs", ())) > 1
+                out.append(Agreement(name, figure, _triple(x), _triple(y), judged))
+    return out
+
+
+def unmatched(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """The design figures one run has and the other has not: they cannot agree."""
+    found = {(r.design, r.figure) for r in agreements(a, b)}
+    out = []
+    for label, one in (("only in A", a), ("only in B", b)):
+        for name, design in one["designs"].items():
+            for figure in FIGURES:
+                if name != CONTROL and design.get(figure) and (name, figure) not in found:
+                    out.append(f"{name} {figure} ({label})")
     return out
 
 
@@ -117,13 +133,18 @@ def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -
     ]
     for row in found:
         cells = [f"{v[0]:,.0f} ({v[1]:,.0f}-{v[2]:,.0f})" for v in (row.a, row.b)]
-        verdicts = ["yes" if ok else "NO" for ok in (row.a_in_b, row.b_in_a)]
+        verdicts = (
+            ["yes" if ok else "NO" for ok in (row.a_in_b, row.b_in_a)]
+            if row.judged
+            else ["one run, no interval"] * 2
+        )
         lines.append(f"| {row.design} | {row.figure} | {' | '.join(cells + verdicts)} |")
     lines.append("")
     apart = [f"{row.design} {row.figure}" for row in found if not row.agree]
+    missing = unmatched(a, b)
     lines.append(
-        f"{len(found) - len(apart)} of {len(found)} figures agree"
-        + (f"; not: {', '.join(apart)}." if apart else ".")
+        f"{len(found) - len(apart)} of {len(found) + len(missing)} figures agree"
+        + (f"; not: {', '.join(apart + missing)}." if apart or missing else ".")
     )
     gauge = speed(a, b)
     if gauge is None:
@@ -158,14 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as error:  # schema.load's own message: not a results file
         print(f"cannot compare: {error}", file=sys.stderr)
         return 2
-    except (KeyError, TypeError, ValueError) as error:
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
         print(f"cannot compare: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     print(report(a, b, (str(args.a), str(args.b))))
     found = agreements(a, b)
     if not found:
         return 2
-    return 0 if all(row.agree for row in found) else 1
+    return 0 if all(row.agree for row in found) and not unmatched(a, b) else 1
 
 
 if __name__ == "__main__":

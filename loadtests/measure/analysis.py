@@ -183,33 +183,54 @@ def comparisons(designs: Mapping[str, Mapping[str, Any]]) -> list[Comparison]:
     return out
 
 
+def type_cpu(found: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A request type's CPU per request as a repeated figure (`runs`, ...); a file written
+    before the write and the login were repeated holds a bare number: one run."""
+    if not found:
+        return None
+    figure = found.get("cpu_us_per_request")
+    if isinstance(figure, int | float):
+        return {"runs": [float(figure)], "offered_rps": found.get("offered_rps")}
+    return cast(Mapping[str, Any] | None, figure)
+
+
 @dataclass(frozen=True, slots=True)
 class Spread:
-    """A request type's CPU per request across the designs: the cheapest and the dearest, the
-    ratio of the dearest to the cheapest with its interval, whether they can be told apart,
-    and the designs that cannot be told from the cheapest."""
+    """A request type's CPU per request across the designs that have an interval: the cheapest
+    and the dearest by the mean of their runs, the ratio of their means with its interval,
+    whether those two can be told apart, whether any two designs can, the designs that cannot
+    be told from the cheapest, and those left out for lack of an interval (one run)."""
 
     kind: str
     cheapest: str
     dearest: str
     ratio: float
     ci95: tuple[float, float]
-    repeated: bool  # every design's figure has an interval
-    distinguishable: bool
+    distinguishable: bool  # the dearest from the cheapest
+    any_pair: bool  # some two designs apart
     ties: tuple[str, ...]
+    single: tuple[str, ...] = ()
 
     @property
     def sentence(self) -> str:
         label, unit = REQUEST_TYPES[self.kind]
-        if not self.repeated:
-            return f"{label}: one run per design, no interval: the designs are not compared."
-        if not self.distinguishable:
+        left = (
+            f" ({', '.join(self.single)}: one run, no interval, not compared)"
+            if self.single
+            else ""
+        )
+        if not self.any_pair:
             return (
                 f"{label}: no two designs are distinguishable at this precision in CPU per "
-                f"{unit} (the cheapest, {self.cheapest}, and the dearest, {self.dearest}, "
-                "have overlapping intervals)."
+                f"{unit}{left}."
             )
         lo, hi = self.ci95
+        if not self.distinguishable:
+            return (
+                f"{label}: the cheapest, {self.cheapest}, and the dearest, {self.dearest}, are "
+                f"not distinguishable at this precision in CPU per {unit} ({self.ratio:.2f}x, "
+                f"95 % CI {lo:.2f}-{hi:.2f}){left}."
+            )
         return (
             f"{label}: {self.dearest} costs the most CPU per {unit}, {self.ratio:.2f}x "
             f"{self.cheapest}'s (95 % CI {lo:.2f}-{hi:.2f})"
@@ -218,24 +239,29 @@ class Spread:
                 if self.ties
                 else ""
             )
-            + "."
+            + f"{left}."
         )
 
 
 def request_type_spread(designs: Mapping[str, Mapping[str, Any]], kind: str) -> Spread | None:
-    """A request type's CPU across the designs (`kind`: one of REQUEST_TYPES); None with fewer
-    than two designs measured."""
-    rated = [
-        (name, cast(Interval, figure))
+    """A request type's CPU across the designs (`kind`: one of REQUEST_TYPES); None where fewer
+    than two designs have an interval."""
+    measured = [
+        (name, figure)
         for name, design in designs.items()
-        if (found := design.get(kind))
-        and (figure := found.get("cpu_us_per_request"))
-        and figure["median"] > 0
+        if (figure := type_cpu(design.get(kind))) and figure.get("runs")
     ]
+    rated = [(name, cast(Interval, _interval(figure))) for name, figure in measured]
+    single = tuple(name for name, figure in rated if not _repeated(figure))
+    rated = [(name, figure) for name, figure in rated if _repeated(figure)]
     if len(rated) < 2:
         return None
-    cheap, low = min(rated, key=lambda item: item[1]["median"])
-    dear, high = max(rated, key=lambda item: item[1]["median"])
+
+    def mean(item: tuple[str, Interval]) -> float:
+        return sum(item[1]["runs"]) / len(item[1]["runs"])
+
+    ordered = sorted(rated, key=mean)
+    (cheap, low), (dear, high) = ordered[0], ordered[-1]
     value, (lo, hi) = stats.ratio(high["runs"], low["runs"])
     return Spread(
         kind=kind,
@@ -243,9 +269,12 @@ def request_type_spread(designs: Mapping[str, Mapping[str, Any]], kind: str) -> 
         dearest=dear,
         ratio=_r(value, 4),
         ci95=(_r(lo, 4), _r(hi, 4)),
-        repeated=all(_repeated(figure) for _name, figure in rated),
         distinguishable=distinguishable(low, high),
+        any_pair=any(
+            distinguishable(f, g) for i, (_n, f) in enumerate(rated) for _m, g in rated[i + 1 :]
+        ),
         ties=tuple(n for n, f in rated if n != cheap and not distinguishable(f, low)),
+        single=single,
     )
 
 
@@ -716,36 +745,59 @@ def _advise_distance(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
     return Advice("distance", tuple(n for _, n in slopes), sentence)
 
 
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
 def _advise_revocation(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
-    """The bound every revoking design met (the slowest one's p99 over its logouts: a few
-    samples each, so no ranking among them), and the designs whose credential outlived the
-    logout (measured). Names the slowest revoking design, then those."""
-    lags = [
-        (float(d["revocation_lag_ms"]["p99"]), n)
-        for n, d in designs.items()
-        if d.get("revocation_lag_ms")
-    ]
+    """The bound every design with a measured lag met (the slowest one's p99 over its logouts:
+    a few samples each, so no ranking among them), the designs measured accepting the
+    credential after the logout, and the designs with a credential whose lag was not measured.
+    Names the slowest design, then those that kept accepting it."""
+    lags = sorted(
+        (
+            (float(d["revocation_lag_ms"]["p99"]), n)
+            for n, d in designs.items()
+            if d.get("revocation_lag_ms")
+        ),
+        key=lambda item: item[0],
+    )
     lasting = tuple(n for n, d in designs.items() if d.get("revoked_until_exp"))
-    outlived = ""
+    unmeasured = tuple(
+        n
+        for n, d in designs.items()
+        if n != CONTROL
+        and d.get("kind") != "none"
+        and not d.get("revocation_lag_ms")
+        and not d.get("revoked_until_exp")
+    )
+    parts: list[str] = []
+    if lags:
+        slow, laggard = lags[-1]
+        which = (
+            f"with {laggard}, the one design whose lag was measured"
+            if len(lags) == 1
+            else f"with each of the {len(lags)} designs whose lag was measured (the slowest, "
+            f"{laggard})"
+        )
+        parts.append(
+            f"A logged-out credential is refused at every hop within {slow:,.1f} ms (p99) " + which
+        )
     if lasting:
         verb = "is" if len(lasting) == 1 else "are"
-        outlived = (
-            f"{', '.join(lasting)} {verb} measured accepting it after the logout: it works "
-            "until it expires"
+        parts.append(
+            f"{_names(lasting)} {verb} measured accepting it after the logout: it works until "
+            "it expires"
         )
+    if not parts:
+        return None
+    if unmeasured:
+        parts.append(f"not measured: {_names(unmeasured)}")
+    sentence = "; ".join(parts)
     if not lags:
-        if not lasting:
-            return None
-        return Advice("revocation", lasting, f"A logged-out credential: {outlived}.")
-    slow, laggard = max(lags)
-    which = f"the {len(lags)} designs that revoke it" if lasting else f"all {len(lags)} designs"
-    sentence = (
-        f"A logged-out credential is refused at every hop within {slow:,.1f} ms (p99; the "
-        f"slowest, {laggard}) with {which}"
-    )
-    return Advice(
-        "revocation", (laggard, *lasting), sentence + (f"; {outlived}" if lasting else "") + "."
-    )
+        sentence = "A logged-out credential: " + sentence
+    named = ((lags[-1][1],) if lags else ()) + lasting
+    return Advice("revocation", named, sentence + ".")
 
 
 def _advise_credential(designs: Mapping[str, Mapping[str, Any]]) -> Advice | None:
@@ -813,9 +865,7 @@ def analyse(results: Results) -> Results:
         design["cpu_us_per_request"] = _rate_figure(design.get("cpu_us_per_request"))
         for kind in REQUEST_TYPES:
             if design.get(kind):
-                design[kind]["cpu_us_per_request"] = _rate_figure(
-                    design[kind]["cpu_us_per_request"]
-                )
+                design[kind]["cpu_us_per_request"] = _rate_figure(type_cpu(design[kind]))
         if "marginal" in design:
             design["marginal"] = _marginal(design["marginal"])
         design["auth_cpu_us_per_hop"] = _per_hop(name, fits)

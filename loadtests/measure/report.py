@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from loadtests.measure import stats
-from loadtests.measure.analysis import judged, request_type_spread
+from loadtests.measure.analysis import judged, request_type_spread, type_cpu
 from loadtests.measure.charts import CHARTS, draw, per_core
 from loadtests.measure.schema import CONTROL, Design, Interval, Results, load
 
@@ -291,15 +291,17 @@ def microbench_blocks(results: Results) -> list[Block]:
         else "not pinned"
     )
     gap = placement.get("gap_ms")
-    paced = f" Rows marked (paced): one call every {gap:g} ms, the chain's pace," if gap else ""
+    paced = (
+        f" Rows marked (paced): one call every {gap:g} ms, the chain's pace, less the same loop "
+        "making no call; a paced figure near zero (a cached check) is within that loop's "
+        "scatter of a microsecond or two, and the model counts one below zero as 0. Each "
+        "design's check_us is its paced row."
+        if gap
+        else " Each design's check_us is its back-to-back row (a run before the paced ones)."
+    )
     return [
         Heading(3, "The per-check micro-benchmark"),
-        Para(
-            f"In-process, {where}. Back to back: calls in a tight loop.{paced} less the same "
-            "loop making no call; a paced figure near zero (a cached check) is within that "
-            "loop's scatter of a microsecond or two, and the model counts one below zero as 0. "
-            "Each design's check_us is its paced row."
-        ),
+        Para(f"In-process, {where}. Back to back: calls in a tight loop.{paced}"),
         Table.of(
             ("call", "CPU (us)", "wall (us)", "against", "ratio (CPU)"),
             (
@@ -357,10 +359,13 @@ def windows(count: int) -> str:
 
 
 def _type_cpu(found: Mapping[str, Any] | None) -> tuple[str, str]:
-    """A request type's CPU per request and its interval, as two cells."""
-    figure = (found or {}).get("cpu_us_per_request")
-    if not figure:
+    """A request type's CPU per request and its interval, as two cells (a file from before the
+    repeats holds one run)."""
+    figure = type_cpu(found)
+    if not figure or not figure.get("runs"):
         return "-", "-"
+    if "median" not in figure or not figure.get("ci95"):
+        figure = stats.interval([float(x) for x in figure["runs"]])
     return us(figure["median"]), interval(figure, us)
 
 

@@ -579,7 +579,7 @@ class Bench:
             "credential_bytes": self.credential_bytes.get(name),
             "check_us": check_us,
         }
-        if lag is not None:
+        if lag is not None and (lag["until_exp"] or lag["hops"]):  # some logout was measured
             design["revoked_until_exp"] = bool(lag["until_exp"])
         if name in self.outage:
             design["outage"] = self.outage[name]
@@ -745,7 +745,7 @@ def check_costs(n: int, gap_s: float, keep_awake: bool) -> CheckCosts:
     where the windows' are), and each design's check made `gap_s` apart, the rate one relay
     of the chain checks at, less the same loop with no check (microbench._measure_paced).
 
-    Made back to back, a session check costs two thirds to four fifths of what it costs at the
+    Made back to back, a session check costs two thirds to five sixths of what it costs at the
     chain's pace (both rows are in method.microbench): the tight loop under-priced every
     session hop of the chain, and the model's session chains with it."""
     with microbench.placed_as_the_system(keep_awake) as placement:

@@ -95,3 +95,28 @@ def test_main_exits_by_the_verdict(tmp_path: Path, capsys: pytest.CaptureFixture
     assert agree.main([str(base), str(slow)]) == 1
     assert agree.main([str(base), str(tmp_path / "missing.json")]) == 2
     assert "cannot compare" in capsys.readouterr().err
+
+
+def test_agreement_by_hand() -> None:
+    both = agree.Agreement("x", "capacity_rps", (100.0, 90.0, 110.0), (105.0, 100.0, 120.0))
+    assert both.a_in_b and both.b_in_a and both.agree
+    one_way = agree.Agreement("x", "capacity_rps", (100.0, 95.0, 105.0), (110.0, 100.0, 120.0))
+    assert one_way.a_in_b and not one_way.b_in_a and not one_way.agree
+    # one run each (a --quick run): [x, x] intervals prove nothing, even equal
+    single = agree.Agreement("x", "capacity_rps", (100.0, 100.0, 100.0), (100.0,) * 3, False)
+    assert not single.agree
+
+
+def test_a_figure_only_one_run_has_cannot_agree() -> None:
+    a, b = run(Truth()), run(Truth())
+    del b["designs"]["jwt-off"]
+    b["designs"]["session"]["cpu_us_per_request"] = None
+    assert agree.unmatched(a, b) == [
+        "session cpu_us_per_request (only in A)",
+        "jwt-off capacity_rps (only in A)",
+        "jwt-off cpu_us_per_request (only in A)",
+    ]
+    # the same run twice: the nine figures both have agree; the three missing cannot
+    assert "9 of 12 figures agree; not: session cpu_us_per_request (only in A)" in agree.report(
+        a, b, ("A", "B")
+    )

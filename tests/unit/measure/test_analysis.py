@@ -126,15 +126,11 @@ def test_comparisons_are_ratios_of_means_judged_by_overlap(result: dict[str, Any
 
 
 def _typed(runs: dict[str, list[float]], kind: str = "post") -> dict[str, Any]:
-    """Designs whose `kind` request type measured `runs`, analysed."""
-    designs: dict[str, Any] = {
+    """Designs whose `kind` request type measured `runs` (as run.py records them)."""
+    return {
         name: {kind: {"cpu_us_per_request": {"runs": values, "offered_rps": 100.0}}}
         for name, values in runs.items()
     }
-    for design in designs.values():
-        figure = design[kind]["cpu_us_per_request"]
-        design[kind]["cpu_us_per_request"] = analysis._rate_figure(figure)
-    return designs
 
 
 def test_a_request_types_spread_is_the_dearest_over_the_cheapest_judged_by_overlap() -> None:
@@ -151,8 +147,8 @@ def test_a_request_types_spread_is_the_dearest_over_the_cheapest_judged_by_overl
     assert spread.ratio == pytest.approx(value, abs=1e-4) == pytest.approx(2.0, abs=1e-4)
     assert spread.ci95 == pytest.approx(ci, abs=1e-4)
     assert spread.ci95[0] > 1.9 and spread.ci95[1] < 2.1
-    assert spread.repeated and spread.distinguishable
-    assert spread.ties == ("c",)
+    assert spread.distinguishable and spread.any_pair
+    assert spread.ties == ("c",) and spread.single == ()
 
 
 def test_a_request_types_spread_claims_nothing_where_intervals_overlap_or_are_missing() -> None:
@@ -163,11 +159,41 @@ def test_a_request_types_spread_claims_nothing_where_intervals_overlap_or_are_mi
         ),
         "login",
     )
-    assert overlapping is not None and overlapping.repeated
-    assert not overlapping.distinguishable
-    single = analysis.request_type_spread(_typed({"a": [1000.0], "b": [3000.0]}, "login"), "login")
-    assert single is not None and not single.repeated and not single.distinguishable
-    assert analysis.request_type_spread(_typed({"a": [1000.0]}), "post") is None
+    assert overlapping is not None
+    assert not overlapping.distinguishable and not overlapping.any_pair
+    # Designs of one run are left out, and named; fewer than two left: nothing to say.
+    assert analysis.request_type_spread(_typed({"a": [1000.0], "b": [3000.0]}), "post") is None
+    mixed = analysis.request_type_spread(
+        _typed({"a": [1000.0], "b": [100.0, 101.0, 99.0], "c": [300.0, 301.0, 299.0]}), "post"
+    )
+    assert mixed is not None and mixed.single == ("a",)
+    assert (mixed.cheapest, mixed.dearest) == ("b", "c") and mixed.distinguishable
+
+
+def test_a_wide_design_between_two_apart_is_no_proof_that_no_two_differ() -> None:
+    """The cheapest and the dearest by mean overlap (the cheapest's interval is wide), yet the
+    other two are apart: 'no two are distinguishable' would be false."""
+    runs = {"a": [60.0, 100.0, 140.0], "b": [149.0, 150.0, 151.0], "c": [119.0, 120.0, 121.0]}
+    spread = analysis.request_type_spread(_typed(runs), "post")
+    assert spread is not None
+    assert (spread.cheapest, spread.dearest) == ("a", "b")
+    assert not spread.distinguishable and spread.any_pair
+    assert "no two designs" not in spread.sentence
+
+
+def test_the_dearest_is_the_dearest_by_the_mean_its_ratio_is_of() -> None:
+    """a's median is the lowest but its mean (120) the highest: ordered by mean, the ratio of
+    the dearest to the cheapest is never below 1."""
+    runs = {"a": [100.0, 100.0, 160.0], "b": [110.0, 111.0, 112.0]}
+    spread = analysis.request_type_spread(_typed(runs), "post")
+    assert spread is not None and (spread.cheapest, spread.dearest) == ("b", "a")
+    assert spread.ratio == pytest.approx(120.0 / 111.0, abs=1e-4)
+
+
+def test_a_file_of_single_write_windows_reads_as_one_run_each() -> None:
+    old = {"session": {"post": {"offered_rps": 100.0, "cpu_us_per_request": 2106.0}}}
+    figure = analysis.type_cpu(old["session"]["post"])
+    assert figure == {"runs": [2106.0], "offered_rps": 100.0}
 
 
 def test_one_run_is_never_distinguishable_nor_tight() -> None:
@@ -378,12 +404,24 @@ def test_advice_names_the_designs_the_numbers_pick() -> None:
     # the slowest revoking design (jwt-cookie, 56 ms p99), then the one that never revoked
     assert advice(result, "revocation") == ("jwt-cookie", "jwt-off")
     sentence = next(s for s in result["advice"] if s.startswith("A logged-out credential"))
-    assert "within 56.0 ms" in sentence and "the 5 designs that revoke it" in sentence
+    assert "within 56.0 ms" in sentence and "each of the 5 designs" in sentence
     # Only designs that never revoked: they are named all the same.
     alone = {"jwt-off": {"revocation_lag_ms": None, "revoked_until_exp": True}}
     assert analysis._advise_revocation(alone) is not None
     assert analysis._advise_revocation(alone).designs == ("jwt-off",)  # type: ignore[union-attr]
     assert analysis._advise_revocation({"control": {"revocation_lag_ms": None}}) is None
+    # One design measured, one whose logouts all failed (neither a lag nor the flag): named.
+    lag = {"p50": 1.0, "p99": 2.0, "max": 3.0, "samples": 10}
+    one = analysis._advise_revocation(
+        {
+            "session": {"kind": "session", "revocation_lag_ms": lag, "revoked_until_exp": False},
+            "jwt-push": {"kind": "jwt", "revocation_lag_ms": None},
+            "control": {"kind": "none", "revocation_lag_ms": None},
+        }
+    )
+    assert one is not None and one.designs == ("session",)
+    assert "the one design whose lag was measured" in one.sentence
+    assert one.sentence.endswith("not measured: jwt-push.")
     assert advice(result, "credential") == ("jwt-cookie", "session")
     assert len(result["advice"]) == 6
 

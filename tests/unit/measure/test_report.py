@@ -422,3 +422,29 @@ def test_the_micro_benchmark_is_a_table_of_its_rows_not_a_setting(tmp_path: Path
     # Not dumped into the settings' table as a run of text.
     settings = md_table_after(markdown, "### Settings of the run")
     assert not {"microbench", "microbench_placement"} & {row[0] for row in settings}
+
+
+def test_the_write_is_a_table_of_its_repeats_and_an_old_single_window_reads_as_one_run(
+    tmp_path: Path,
+) -> None:
+    results = analysis.analyse(cast(Results, synthetic.build(Truth(noise=0))))
+    new = {"runs": [1500.0, 1600.0, 1700.0], "offered_rps": 100.0}
+    for name, design in results["designs"].items():
+        if name != CONTROL:
+            figure = dict(new) if name == "session" else {"runs": [1000.0], "offered_rps": 100.0}
+            design["post"] = {  # type: ignore[typeddict-item]
+                "cpu_us_per_request": figure,
+                "p50_ms": 5.0,
+                "p99_ms": 8.0,
+                "failures": 0,
+                "cpu_by_process": {},
+                "offered_rps": 100.0,
+            }
+    # a file from before the repeats: a bare number
+    results["designs"]["jwt-off"]["post"]["cpu_us_per_request"] = 2153.0  # type: ignore[index,arg-type]
+    _page, markdown = render(results, tmp_path)
+    rows = {row[0]: row[1:] for row in md_table_after(markdown, "## The write")[1:]}
+    half = stats.t975(2) * 100.0 / 3**0.5  # sd 100 over three runs
+    assert rows["session"][:3] == ["100", "1,600", f"{1600 - half:,.0f} to {1600 + half:,.0f}"]
+    assert rows["jwt-off"][1:3] == ["2,153", "one run, no interval"]
+    assert rows["jwt-push"][1:3] == ["1,000", "one run, no interval"]
