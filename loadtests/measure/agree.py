@@ -74,7 +74,7 @@ def agreements(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Agreement]:
         for figure in FIGURES:
             x, y = mine.get(figure), theirs.get(figure)
             if x and y and x.get("ci95") and y.get("ci95"):
-                judged = len(x.get("runs", ())) > 1 and len(y.get("runs", ())) > 1
+                judged = stats.has_interval(x) and stats.has_interval(y)
                 out.append(Agreement(name, figure, _triple(x), _triple(y), judged))
     return out
 
@@ -118,9 +118,8 @@ def speed(a: Mapping[str, Any], b: Mapping[str, Any]) -> Speed | None:
             logs.append(math.log(cy / cx))
     if len(logs) < 2:
         return None
-    mean = statistics.fmean(logs)
-    half = stats.t975(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
-    return Speed(math.exp(mean), (math.exp(mean - half), math.exp(mean + half)), len(logs))
+    lo, hi = stats.interval(logs)["ci95"]  # of the mean of the log ratios
+    return Speed(math.exp(statistics.fmean(logs)), (math.exp(lo), math.exp(hi)), len(logs))
 
 
 def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -> str:

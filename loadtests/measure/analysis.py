@@ -183,15 +183,15 @@ def comparisons(designs: Mapping[str, Mapping[str, Any]]) -> list[Comparison]:
     return out
 
 
-def type_cpu(found: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """A request type's CPU per request as a repeated figure (`runs`, ...); a file written
+def type_cpu(found: Mapping[str, Any] | None) -> RateFigure | None:
+    """A request type's CPU per request, its median and interval from its runs; a file written
     before the write and the login were repeated holds a bare number: one run."""
     if not found:
         return None
     figure = found.get("cpu_us_per_request")
     if isinstance(figure, int | float):
-        return {"runs": [float(figure)], "offered_rps": found.get("offered_rps")}
-    return cast(Mapping[str, Any] | None, figure)
+        figure = {"runs": [float(figure)], "offered_rps": found.get("offered_rps")}
+    return _rate_figure(figure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,12 +246,9 @@ class Spread:
 def request_type_spread(designs: Mapping[str, Mapping[str, Any]], kind: str) -> Spread | None:
     """A request type's CPU across the designs (`kind`: one of REQUEST_TYPES); None where fewer
     than two designs have an interval."""
-    measured = [
-        (name, figure)
-        for name, design in designs.items()
-        if (figure := type_cpu(design.get(kind))) and figure.get("runs")
+    rated: list[tuple[str, Interval]] = [
+        (name, figure) for name, design in designs.items() if (figure := type_cpu(design.get(kind)))
     ]
-    rated = [(name, cast(Interval, _interval(figure))) for name, figure in measured]
     single = tuple(name for name, figure in rated if not _repeated(figure))
     rated = [(name, figure) for name, figure in rated if _repeated(figure)]
     if len(rated) < 2:
@@ -865,7 +862,7 @@ def analyse(results: Results) -> Results:
         design["cpu_us_per_request"] = _rate_figure(design.get("cpu_us_per_request"))
         for kind in REQUEST_TYPES:
             if design.get(kind):
-                design[kind]["cpu_us_per_request"] = _rate_figure(type_cpu(design[kind]))
+                design[kind]["cpu_us_per_request"] = type_cpu(design[kind])
         if "marginal" in design:
             design["marginal"] = _marginal(design["marginal"])
         design["auth_cpu_us_per_hop"] = _per_hop(name, fits)

@@ -362,10 +362,8 @@ def _type_cpu(found: Mapping[str, Any] | None) -> tuple[str, str]:
     """A request type's CPU per request and its interval, as two cells (a file from before the
     repeats holds one run)."""
     figure = type_cpu(found)
-    if not figure or not figure.get("runs"):
+    if figure is None:
         return "-", "-"
-    if "median" not in figure or not figure.get("ci95"):
-        figure = stats.interval([float(x) for x in figure["runs"]])
     return us(figure["median"]), interval(figure, us)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any, cast
 
@@ -74,15 +75,10 @@ def test_a_slower_machine_shows_in_the_control_and_its_figures_disagree() -> Non
         for k in HOPS
     ]
     assert gauge.ratio == pytest.approx(math.exp(sum(logs) / len(logs)), rel=1e-9)
-    half = stats.t975(len(logs) - 1) * _sd(logs) / math.sqrt(len(logs))
+    half = stats.t975(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
     assert gauge.ci95[1] == pytest.approx(math.exp(sum(logs) / len(logs) + half), rel=1e-9)
     cpu = [r for r in agree.agreements(a, b) if r.figure == "cpu_us_per_request"]
     assert cpu and not any(r.agree for r in cpu)
-
-
-def _sd(values: list[float]) -> float:
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def test_main_exits_by_the_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -193,7 +193,12 @@ def test_the_dearest_is_the_dearest_by_the_mean_its_ratio_is_of() -> None:
 def test_a_file_of_single_write_windows_reads_as_one_run_each() -> None:
     old = {"session": {"post": {"offered_rps": 100.0, "cpu_us_per_request": 2106.0}}}
     figure = analysis.type_cpu(old["session"]["post"])
-    assert figure == {"runs": [2106.0], "offered_rps": 100.0}
+    assert figure == {
+        "median": 2106.0,
+        "ci95": [2106.0, 2106.0],
+        "runs": [2106.0],
+        "offered_rps": 100.0,
+    }
 
 
 def test_one_run_is_never_distinguishable_nor_tight() -> None:
