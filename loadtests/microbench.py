@@ -2,12 +2,14 @@
 
 `make microbench` prints, per call: wall-clock and CPU microseconds of RSA-2048 verify
 (cryptography), a bare PyJWT decode, the Verifier's JWT path on a cache miss and on a hit,
+the read of a Cookie field that carries a JWT (aiohttp's parser, as the services read it),
 a bare redis-py asyncio GET and the Verifier's session path (a store read), a bare dict look-up
 and the Verifier's session path on a cache hit (SESSION_CACHE=push, the push stream connected);
 plus the two login primitives (RS256 signing vs creating a session). Each figure is the median
 of several rounds. The rows "(paced)" make the checks the bench's designs run one every
 `--gap-ms` (a relay's pace in the bench's chain), the process idle between as a service's is,
-less the same loop with no check: the bench's per-check figure (check_us).
+less the same loop with no check: the bench's per-check figure (check_us; a JWT carried by a
+cookie is its check and the Cookie field's read).
 
 A session check and the bare GET it is compared with both wait for redis-server, which shares
 the machine's cores: measured one after the other, a change in the machine's speed between the
@@ -45,6 +47,7 @@ from loadtests import instructions
 from loadtests.load.affinity import available_cpus, kept_awake, pin, split
 from loadtests.measure.plan import Options
 from services.common import keys as keylib
+from services.common.aiohttp_internals import cookie_jar
 from services.common.keyspace import session_key
 from services.common.observability import Metrics
 from services.common.settings import VerifierSettings
@@ -209,9 +212,14 @@ async def _measure_paced(
 JWT_HIT = "Verifier JWT, cache hit"
 SESSION_LOOKUP = "Verifier session lookup"
 SESSION_HIT = "Verifier session lookup, cache hit"
+# What a JWT carried by a cookie costs before its check: the Cookie field read as every
+# service reads it (web.Request.cookies; the gateway's fast path: cookie_jar), a regular
+# expression over the whole token. A session's cookie is a 43-character value: its read is
+# within the session check's scatter and not priced.
+COOKIE_READ = "Cookie field read, a JWT in it (aiohttp's parser)"
 
 
-PACED_CHECKS = (JWT_HIT, SESSION_LOOKUP, SESSION_HIT)  # what `run` also measures paced
+PACED_CHECKS = (JWT_HIT, COOKIE_READ, SESSION_LOOKUP, SESSION_HIT)  # what `run` also paces
 
 
 def paced(name: str) -> str:
@@ -360,6 +368,9 @@ async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list
         _measure_sync(lambda: warm.verify_token(access), n * 20, rounds),
         "PyJWT decode (bare)",
     )
+    cookie = f"{settings.access_cookie_name}={access}"  # the jwt-cookie design's Cookie field
+    assert cookie_jar(cookie) == {settings.access_cookie_name: access}
+    add(COOKIE_READ, _measure_sync(lambda: cookie_jar(cookie), n * 20, rounds))
     # Blocks of a quarter of n, four times as many rounds: the same calls, finer alternation.
     lookup = await _measure_paired(
         lambda: warm.authenticate_session(sid),
@@ -400,8 +411,12 @@ async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list
         async def jwt_hit() -> None:
             warm.verify_token(access)
 
+        async def cookie_read() -> None:
+            cookie_jar(cookie)
+
         checks: dict[str, Callable[[], Awaitable[object]]] = {
             JWT_HIT: jwt_hit,
+            COOKIE_READ: cookie_read,
             SESSION_LOOKUP: lambda: warm.authenticate_session(sid),
             SESSION_HIT: lambda: cached.authenticate_session(sid),
         }

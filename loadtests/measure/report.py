@@ -295,7 +295,8 @@ def microbench_blocks(results: Results) -> list[Block]:
         f" Rows marked (paced): one call every {gap:g} ms, the chain's pace, less the same loop "
         "making no call; a paced figure near zero (a cached check) is within that loop's "
         "scatter of a microsecond or two, and the model counts one below zero as 0. Each "
-        "design's check_us is its paced row."
+        "design's check_us is its paced row (a JWT carried by a cookie: the JWT's row and the "
+        "Cookie field's read)."
         if gap
         else " Each design's check_us is its back-to-back row (a run before the paced ones)."
     )

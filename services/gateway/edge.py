@@ -37,7 +37,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.common.aiohttp_internals import SINGLETON_HEADERS, parse_cookie_header
+from services.common.aiohttp_internals import SINGLETON_HEADERS, cookie_jar
 from services.common.observability import (
     REQUEST_ID_HEADER,
     Metrics,
@@ -416,7 +416,7 @@ class Connection(asyncio.Protocol):
                         timings = []
                     mode, check = edge.verifier.judge(
                         first.get("authorization"),
-                        lambda: _cookies(first.get("cookie", "")),
+                        lambda: cookie_jar(first.get("cookie", "")),
                         timings,
                     )
                     principal = await check
@@ -552,8 +552,3 @@ class _Counts(Collector):
         family.add_metric([self.service, "served"], self.edge.served)
         family.add_metric([self.service, "handed_off"], self.edge.handed_off)
         yield family
-
-
-def _cookies(cookie: str) -> dict[str, str]:
-    """request.cookies as aiohttp computes it, from the first Cookie field."""
-    return {name: morsel.value for name, morsel in parse_cookie_header(cookie)}

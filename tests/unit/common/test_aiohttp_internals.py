@@ -26,6 +26,16 @@ def test_cookie_parser_reads_cookies_as_requests_do() -> None:
     assert values.get("at") == "x.y.z", moved("_cookie_helpers.parse_cookie_header")
 
 
+def test_the_cookie_jar_is_what_a_request_holds() -> None:
+    from aiohttp.test_utils import make_mocked_request
+    from multidict import CIMultiDict
+
+    header = 'sid=abc; at="x.y.z"; bad name=1; empty=; at2=a.b.c'
+    held = make_mocked_request("GET", "/", headers=CIMultiDict({"Cookie": header})).cookies
+    assert aiohttp_internals.cookie_jar(header) == dict(held), moved("web.Request.cookies")
+    assert aiohttp_internals.cookie_jar("") == {}
+
+
 def test_singleton_headers_name_the_rfc_9110_singletons() -> None:
     names = {name.lower() for name in aiohttp_internals.SINGLETON_HEADERS}
     assert {"content-length", "host", "content-type"} <= names, moved(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -323,6 +324,43 @@ def test_same_check_agree_turns_red_when_one_jwt_design_serves_less() -> None:
     # and the jwt designs agreeing in everything but auth per hop: that alone turns it red
     slower = {**Truth().chain_check_us, "jwt-cookie": (90.0, 90.0)}
     assert not check(analysed(Truth(noise=0.01, chain_check_us=slower)), "same_check_agree")["ok"]
+
+
+def test_same_check_agree_takes_out_the_cookie_read_the_micro_benchmark_priced() -> None:
+    """jwt-cookie's check is jwt-push's plus the Cookie field's read (25 us a check): 50 us
+    more per GET /orders (two checks), 25 us more a hop, and the capacity that CPU costs."""
+    base, read = Truth(), 25.0
+    cookie = replace(
+        base,
+        noise=0.01,
+        cpu_us={**base.cpu_us, "jwt-cookie": base.cpu_us["jwt-push"] + 2 * read},
+        capacity_rps={
+            **base.capacity_rps,
+            "jwt-cookie": base.capacity_rps["jwt-push"] * 700.0 / 750.0,
+        },
+        chain_check_us={**base.chain_check_us, "jwt-cookie": (30.0 + read, 30.0 + read)},
+    )
+    price = cast(float, base.check_us["jwt-cookie"]) + read
+    result = analysed(replace(cookie, check_us={**base.check_us, "jwt-cookie": price}))
+    assert analysis.carrier_prices(result["designs"]) == {
+        "jwt-push": 0.0,
+        "jwt-off": 0.0,
+        "jwt-cookie": pytest.approx(read),
+    }
+    assert check(result, "same_check_agree")["ok"]
+    # the same run with no price for the read: jwt-cookie is apart in every figure
+    assert not check(analysed(cookie), "same_check_agree")["ok"]
+
+
+def test_a_price_comes_out_of_each_figure_by_its_checks() -> None:
+    cpu = {"median": 750.0, "ci95": [740.0, 760.0]}
+    assert analysis.less_price("cpu_us_per_request", cpu, 25.0, cpu)["ci95"] == [690.0, 710.0]
+    hop = {"median": 55.0, "ci95": [45.0, 65.0]}
+    assert analysis.less_price("auth_cpu_us_per_hop", hop, 25.0, cpu)["ci95"] == [20.0, 40.0]
+    capacity = {"median": 1400.0, "ci95": [1350.0, 1470.0]}
+    less = analysis.less_price("capacity_rps", capacity, 25.0, cpu)
+    assert less["median"] == pytest.approx(1500.0)  # 1,400 x 750 / 700
+    assert less["ci95"] == [pytest.approx(1350 * 750 / 700), pytest.approx(1470 * 750 / 700)]
 
 
 @pytest.mark.parametrize(
