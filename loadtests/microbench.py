@@ -46,6 +46,7 @@ from devstack.stores import RedisServer
 from loadtests import instructions
 from loadtests.load.affinity import available_cpus, kept_awake, pin, split
 from loadtests.measure.plan import Options
+from services.auth.tokens import access_claims
 from services.common import keys as keylib
 from services.common.aiohttp_internals import cookie_jar
 from services.common.keyspace import session_key
@@ -53,6 +54,7 @@ from services.common.observability import Metrics
 from services.common.settings import VerifierSettings
 from services.common.store import make_redis
 from services.common.verify import Verifier
+from services.common.verify.csrf import csrf_digest
 from services.common.verify.sessions import SessionRecord
 
 ISSUER, AUDIENCE = "http://authscale-auth", "authscale"
@@ -276,16 +278,20 @@ async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list
     kid = keylib.thumbprint(public)
     now = int(time.time())
 
-    def token() -> str:
-        claims = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "u1",
-            "username": "bench",
-            "iat": now,
-            "exp": now + 3600,
-            "jti": uuid.uuid4().hex,
-        }
+    def token(csrf: str | None = None) -> str:
+        """An access token as auth signs one (services.auth.tokens.access_claims): the cookie
+        carrier's has the digest of its CSRF token too."""
+        claims = access_claims(
+            ISSUER,
+            AUDIENCE,
+            uuid.uuid4().hex,
+            "bench-user-0",
+            uuid.uuid4().hex,
+            uuid.uuid4().hex,
+            now,
+            now + 3600,
+            csrf,
+        )
         return jwt.encode(claims, private, algorithm="RS256", headers={"kid": kid, "typ": "at+jwt"})
 
     access = token()
@@ -368,8 +374,10 @@ async def _run(redis_url: str, n: int, rounds: int, gap_s: float | None) -> list
         _measure_sync(lambda: warm.verify_token(access), n * 20, rounds),
         "PyJWT decode (bare)",
     )
-    cookie = f"{settings.access_cookie_name}={access}"  # the jwt-cookie design's Cookie field
-    assert cookie_jar(cookie) == {settings.access_cookie_name: access}
+    # The jwt-cookie design's Cookie field: its access token, the CSRF token's digest in it.
+    in_cookie = token(csrf_digest(secrets.token_urlsafe(32)))
+    cookie = f"{settings.access_cookie_name}={in_cookie}"
+    assert cookie_jar(cookie) == {settings.access_cookie_name: in_cookie}
     add(COOKIE_READ, _measure_sync(lambda: cookie_jar(cookie), n * 20, rounds))
     # Blocks of a quarter of n, four times as many rounds: the same calls, finer alternation.
     lookup = await _measure_paired(

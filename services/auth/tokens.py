@@ -82,6 +82,35 @@ class TokenPair:
         }
 
 
+def access_claims(
+    issuer: str,
+    audience: str,
+    sub: str,
+    username: str,
+    family: str,
+    jti: str,
+    issued: int,
+    expires: int,
+    csrf: str | None,
+) -> dict[str, object]:
+    """An access token's claims (RFC 9068), the cookie carrier's with the digest of its CSRF
+    token (`csrf`)."""
+    claims: dict[str, object] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": sub,
+        "client_id": "authscale",
+        "username": username,
+        "sid": family,
+        "iat": issued,
+        "exp": expires,
+        "jti": jti,
+    }
+    if csrf is not None:
+        claims["csrf"] = csrf
+    return claims
+
+
 class Tokens:
     def __init__(
         self,
@@ -114,20 +143,19 @@ class Tokens:
     def sign_access(
         self, sub: str, username: str, family: str, jti: str, issued: int, csrf: str | None
     ) -> str:
-        claims: dict[str, object] = {
-            "iss": self.issuer,
-            "aud": self.audience,
-            "sub": sub,
-            "client_id": "authscale",
-            "username": username,
-            "sid": family,
-            "iat": issued,
-            "exp": issued + self.access_seconds,
-            "jti": jti,
-        }
-        if csrf is not None:
-            claims["csrf"] = csrf
-        return self._sign(claims)
+        return self._sign(
+            access_claims(
+                self.issuer,
+                self.audience,
+                sub,
+                username,
+                family,
+                jti,
+                issued,
+                issued + self.access_seconds,
+                csrf,
+            )
+        )
 
     def _sign(self, claims: dict[str, object]) -> str:
         return jwt.encode(
