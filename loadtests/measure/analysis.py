@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -83,13 +84,22 @@ def _interval(raw: Mapping[str, Any] | None) -> Interval | None:
     if not raw or not raw.get("runs"):
         return None
     figure = stats.interval([float(x) for x in raw["runs"]])
+    lo, hi = figure["ci95"]
+    not_held = [float(x) for x in raw.get("not_held") or [] if x is not None]
+    if not_held and stats.has_interval(figure):
+        # A capacity run's knee lies between the rate it held and the next one up it did not
+        # (the search's last step, 5 %): repeats that all stop on one rate are not a knee
+        # known to the request, and the interval reaches at least to where they stopped holding.
+        hi = max(hi, statistics.median(not_held))
     out: Interval = {
         "median": _r(figure["median"]),
-        "ci95": [_r(x) for x in figure["ci95"]],
+        "ci95": [_r(lo), _r(hi)],
         "runs": figure["runs"],
     }
     if "generator_bound" in raw:
         out["generator_bound"] = list(raw["generator_bound"])
+    if "not_held" in raw:
+        out["not_held"] = list(raw["not_held"])
     return out
 
 

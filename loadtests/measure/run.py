@@ -141,6 +141,7 @@ class Bench:
         self.credential_bytes: dict[str, int] = {}
         self.knees: dict[str, list[float | None]] = {}
         self.bounds: dict[str, list[bool]] = {}  # per run: the load generator ended the search
+        self.not_held: dict[str, list[float | None]] = {}  # per run: the lowest rate failed
         self.idle: list[dict[str, Any]] = []
         self.isolation: Isolation | None = None
         self.usernames = [f"{USER_PREFIX}-{i}" for i in range(options.users)]
@@ -371,6 +372,7 @@ class Bench:
                 )
                 self.knees.setdefault(name, []).append(knee.held_rps)
                 self.bounds.setdefault(name, []).append(knee.generator_bound)
+                self.not_held.setdefault(name, []).append(knee.failed_rps)
 
     def cpu(self, meters: dict[int, Meter], where: dict[str, int]) -> None:
         """CPU per request at the common rate, `cpu_repeats` times, the designs in turn."""
@@ -528,6 +530,13 @@ class Bench:
         mine = [w for w in self.windows if w["design"] == name]
         cpu = [w for w in mine if w["phase"] == "cpu" and not w["generator_limited"]]
         knees = [k for k in self.knees.get(name, []) if k is not None]
+        not_held = [  # beside each run's knee, the rate above it that did not hold
+            failed
+            for knee, failed in zip(
+                self.knees.get(name, []), self.not_held.get(name, []), strict=True
+            )
+            if knee is not None
+        ]
         o = self.options
         marginal = [
             [w["served_rps"], w["cpu_ms_per_s"]]
@@ -550,6 +559,7 @@ class Bench:
                     "ci95": [],
                     "runs": knees,
                     "generator_bound": self.bounds.get(name, []),
+                    "not_held": not_held,
                 }
                 if knees
                 else None

@@ -44,6 +44,9 @@ class Interval(TypedDict):
     runs: list[float]
     # capacity: per run, whether the load generator (not the system) ended the search
     generator_bound: NotRequired[list[bool]]
+    # capacity: per run, the lowest rate that did not hold (None: none failed); the interval
+    # reaches at least to their median (a knee is known to the search's last step)
+    not_held: NotRequired[list[float | None]]
 
 
 class RateFigure(Interval):

@@ -543,3 +543,19 @@ def test_no_credential_sentence_without_two_different_sizes() -> None:
 
 def advise_of(results: dict[str, Any]) -> list[analysis.Advice]:
     return analysis.advise(results, analysis.chain_fits(results))
+
+
+def test_repeats_that_stop_on_one_rate_reach_to_the_rate_that_did_not_hold() -> None:
+    """Five searches that all held 2,320 req/s and failed 2,436: the knee lies between, not at
+    2,320 with certainty."""
+    same = {"median": 0.0, "ci95": [], "runs": [2320.0] * 5, "not_held": [2436.0] * 5}
+    figure = analysis._interval(same)
+    assert figure is not None and figure["ci95"] == [2320.0, 2436.0]
+    assert figure["not_held"] == [2436.0] * 5
+    # a spread wider than the last step keeps its t interval; a search that never failed
+    # (None) adds nothing
+    spread = {"runs": [2000.0, 2200.0, 2400.0, 2600.0, 2800.0], "not_held": [2100.0, None]}
+    wide = analysis._interval(spread)
+    assert wide is not None
+    assert wide["ci95"] == [pytest.approx(2007.4, abs=0.1), pytest.approx(2792.6, abs=0.1)]
+    assert analysis._interval({"runs": [2320.0], "not_held": [2436.0]})["ci95"] == [2320.0] * 2  # type: ignore[index]
