@@ -177,8 +177,9 @@ HEADLINE_NOTE = (
     "Capacity: the highest offered rate served within 2 % with p99 within the SLO; per core: "
     "divided by the system's CPUs. CPU: every process and both stores, idle taken out, at the "
     "rate shown. Auth CPU per hop: the design's cost per verifying hop minus the control's. "
-    "Medians of the repeats with the 95 % interval of their mean; `-`: no such figure for "
-    f"that design in the file. Every figure is defined in `{DEFINITIONS}`."
+    "Medians of the repeats with the 95 % interval of their mean (a capacity's reaches at "
+    "least to the rate its searches stopped holding at); `-`: no such figure for that design "
+    f"in the file. Every figure is defined in `{DEFINITIONS}`."
 )
 
 # -- the sections ---------------------------------------------------------------------------------

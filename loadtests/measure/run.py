@@ -530,13 +530,11 @@ class Bench:
         mine = [w for w in self.windows if w["design"] == name]
         cpu = [w for w in mine if w["phase"] == "cpu" and not w["generator_limited"]]
         knees = [k for k in self.knees.get(name, []) if k is not None]
-        not_held = [  # beside each run's knee, the rate above it that did not hold
-            failed
-            for knee, failed in zip(
-                self.knees.get(name, []), self.not_held.get(name, []), strict=True
-            )
-            if knee is not None
-        ]
+        # Beside each run's knee, whether the load generator ended its search and the rate
+        # above it that did not hold: for the runs that found a knee, as `runs` is.
+        found = [knee is not None for knee in self.knees.get(name, [])]
+        bounds = [b for b, ok in zip(self.bounds.get(name, []), found, strict=True) if ok]
+        not_held = [f for f, ok in zip(self.not_held.get(name, []), found, strict=True) if ok]
         o = self.options
         marginal = [
             [w["served_rps"], w["cpu_ms_per_s"]]
@@ -558,7 +556,7 @@ class Bench:
                     "median": 0.0,
                     "ci95": [],
                     "runs": knees,
-                    "generator_bound": self.bounds.get(name, []),
+                    "generator_bound": bounds,
                     "not_held": not_held,
                 }
                 if knees
@@ -767,8 +765,12 @@ def check_costs(n: int, gap_s: float, keep_awake: bool) -> CheckCosts:
     by_row = {r.name: r.cpu_us for r in rows}
 
     def summed(names: tuple[str, ...]) -> float | None:
+        # Each row floored at 0 first, as the model counts a check (model.check_us): a cached
+        # check read below zero must not take the read's price down with it.
         parts = [by_row.get(name) for name in names]
-        return None if None in parts else round(sum(cast(list[float], parts)), 2)
+        if None in parts:
+            return None
+        return round(sum(max(part, 0.0) for part in cast(list[float], parts)), 2)
 
     return CheckCosts(
         {design: summed(names) for design, names in CHECK_ROWS.items()},
