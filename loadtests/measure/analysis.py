@@ -268,10 +268,7 @@ def request_type_spread(designs: Mapping[str, Mapping[str, Any]], kind: str) -> 
     if len(rated) < 2:
         return None
 
-    def mean(item: tuple[str, Interval]) -> float:
-        return sum(item[1]["runs"]) / len(item[1]["runs"])
-
-    ordered = sorted(rated, key=mean)
+    ordered = sorted(rated, key=lambda item: statistics.fmean(item[1]["runs"]))
     (cheap, low), (dear, high) = ordered[0], ordered[-1]
     value, (lo, hi) = stats.ratio(high["runs"], low["runs"])
     return Spread(

@@ -108,12 +108,17 @@ class Output:
     notes: list[str] = field(default_factory=list)
 
 
+def check_cost(measured: float) -> float:
+    """What a check measured in-process costs: a figure below zero (a cached check of about a
+    microsecond, less the empty loop's own scatter of a microsecond or two) is a check too
+    cheap to resolve, and costs nothing: no part of the model is negative."""
+    return max(float(measured), 0.0)
+
+
 def check_us(designs: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
-    """The design's per-check CPU; a figure below zero (a cached check of about a microsecond,
-    less the empty loop's own scatter of a microsecond or two) is a check too cheap to
-    resolve, and costs nothing in the model: no part of it is negative."""
+    """The design's per-check CPU (check_cost of its figure)."""
     value = designs.get(name, {}).get("check_us")
-    return None if value is None else max(float(value), 0.0)
+    return None if value is None else check_cost(value)
 
 
 def _sibling(mode: modes.Mode, edge: bool) -> str | None:

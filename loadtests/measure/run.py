@@ -27,7 +27,7 @@ from loadtests import microbench
 from loadtests.load import Latency as LoadLatency
 from loadtests.load import Workers, histogram, isolate
 from loadtests.load.affinity import Isolation, available_cpus, kept_awake, pin, system_pids
-from loadtests.measure import capacity, long
+from loadtests.measure import capacity, long, model
 from loadtests.measure.client import Gateway, header_bytes, request
 from loadtests.measure.cpu import group_of
 from loadtests.measure.meter import LISTED, NEW_ORDER, ORDERS, Meter, at_rest, chain_path
@@ -765,12 +765,12 @@ def check_costs(n: int, gap_s: float, keep_awake: bool) -> CheckCosts:
     by_row = {r.name: r.cpu_us for r in rows}
 
     def summed(names: tuple[str, ...]) -> float | None:
-        # Each row floored at 0 first, as the model counts a check (model.check_us): a cached
+        # Each row priced as the model prices a check (model.check_cost), then summed: a cached
         # check read below zero must not take the read's price down with it.
         parts = [by_row.get(name) for name in names]
         if None in parts:
             return None
-        return round(sum(max(part, 0.0) for part in cast(list[float], parts)), 2)
+        return round(sum(model.check_cost(part) for part in cast(list[float], parts)), 2)
 
     return CheckCosts(
         {design: summed(names) for design, names in CHECK_ROWS.items()},
