@@ -328,26 +328,15 @@ class Bench:
                 def judge(
                     rate: float, name: str = name, repeat: int = repeat, meter: Meter = meter
                 ) -> bool | None:
-                    # A rate holds when `confirm` windows in a row hold: near the knee one
-                    # short window's p99 passes or fails by chance, and a rate passed once by
-                    # luck would pull the whole search up. A window the load generator limited
-                    # is not used: it is measured again (once).
-                    held_in_a_row = limited = 0
-                    while held_in_a_row < o.confirm:
+                    def measure() -> bool | None:
                         window = meter.window(
                             "capacity", name, ORDERS, rate, o.window_s, o.settle_s, repeat
                         )
                         held = capacity.holds(window, o.slo_ms, o.shortfall)
                         self.record({**window, "held": held})
-                        if held is None:
-                            limited += 1
-                            if limited < 2:
-                                continue
-                            return None  # the generator cannot offer this rate
-                        if not held:
-                            return False
-                        held_in_a_row += 1
-                    return True
+                        return held
+
+                    return capacity.verdict(measure, o.confirm)
 
                 first = name not in guess
                 knee = capacity.search(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.measure.capacity import holds, search
+from loadtests.measure.capacity import holds, search, verdict
 from loadtests.measure.schema import Window
 
 
@@ -35,6 +35,37 @@ def test_the_search_ends_within_refine_to_of_the_knee(
 def test_a_design_that_holds_nothing_has_no_knee() -> None:
     knee = search(lambda rate: False, 200, 1.5, 0.05)
     assert knee.held_rps is None
+
+
+@pytest.mark.parametrize(
+    ("windows", "confirm", "expected", "measured"),
+    [
+        ([True, True], 2, True, 2),
+        ([False, False], 2, False, 2),
+        # One window's stall neither ends the search nor passes the rate: a third decides.
+        ([False, True, True], 2, True, 3),
+        ([True, False, False], 2, False, 3),
+        ([True, False, True], 2, True, 3),
+        # A window the load generator limited is measured again, once.
+        ([None, True, False, True], 2, True, 4),
+        ([None, True, None], 2, None, 3),
+        ([False], 1, False, 1),
+        ([True], 1, True, 1),
+        ([None, None], 1, None, 2),
+    ],
+)
+def test_a_rate_is_judged_by_the_majority_of_its_windows(
+    windows: list[bool | None], confirm: int, expected: bool | None, measured: int
+) -> None:
+    given = iter(windows)
+    taken: list[bool | None] = []
+
+    def measure() -> bool | None:
+        taken.append(next(given))
+        return taken[-1]
+
+    assert verdict(measure, confirm) is expected
+    assert len(taken) == measured
 
 
 def window(**given: object) -> Window:
