@@ -14,15 +14,19 @@ The parts:
 - the edge: what the gateway's side of the design costs beyond that (reading the credential,
   the hybrid's exchange, another route through the gateway), read off the chain at k = 1. That
   point calibrates and is not among the validated ones;
-- distance: added round trips cost waiting, not CPU: the request at the nearest store (the
-  first distance point, which calibrates) plus ops x the added RTT.
+- distance: added round trips cost waiting, not CPU: the request with the store near plus
+  ops x the RTT. "With the store near" is read off the design's other distance points, each
+  less its own ops x RTT (their median): a point never predicts itself, and no one point's
+  noise (three half-second windows at 150 req/s scatter by 10-15 % in p50) becomes every
+  other point's error.
 
     CPU(k) = base + per_hop * k + edge + k * relay_check + ops * store_cpu_per_op
     p50(k) = base_p50 + per_hop_p50 * k + edge_p50 + k * relay_check / 1000 + ops * RTT
-    p50(rtt) = p50(nearest) + ops * (rtt - rtt_nearest),   CPU(rtt) = CPU(nearest)
+    p50(rtt_i) = median over j != i of (p50_j - ops_j * rtt_j) + ops_i * rtt_i
+    CPU(rtt_i) = median over j != i of CPU_j
 
-Validated on chain points k = 2..5 and the distance points beyond the nearest. Nothing is tuned
-to those points: where a design's per-hop check costs more in the chain than in-process, the
+Validated on chain points k = 2..5 and every distance point. Nothing is tuned to the point it
+is checked on: where a design's per-hop check costs more in the chain than in-process, the
 error grows with k and shows it. Pure: no I/O, no clock.
 """
 
@@ -44,6 +48,7 @@ STORE_OPS_FLOOR = 0.5
 DEFAULT_DISTANCE_HOPS = 1  # when the method does not say where the distance points ran
 MODELLED_PHASES = ("chain", "distance")  # the points the model is validated on
 CALIBRATION_HOPS = 1  # the chain point each design's edge is read off (not validated on)
+DISTANCE_BASE_FROM = "median of the distance points, each less its store ops x RTT"
 # Windows whose session-store commands say nothing of a check's: none at all (idle), or a
 # login's (a Lua script reserving a failure, a SET), dearer per command than a check's GET.
 NOT_CHECKS = ("idle", "login")
@@ -308,15 +313,13 @@ def build(results: Mapping[str, Any]) -> Output:
             )
         points = sorted(design.get("distance") or [], key=lambda p: float(p["added_rtt_ms"]))
         if len(points) >= 2:
-            base = points[0]
             out.parts["distance_base"][name] = {
-                "added_rtt_ms": float(base["added_rtt_ms"]),
-                "cpu_us": float(base["cpu_us_per_request"]),
-                "p50_ms": float(base["p50_ms"]),
-                "measured_rtt_ms": float(base["measured_rtt_ms"]),
+                "cpu_us": _r(_near(points)[0], 1),
+                "p50_ms": _r(_near(points)[1]),
+                "from": DISTANCE_BASE_FROM,
             }
-            for point in points[1:]:
-                predicted = line.distance(name, base, point)
+            for i, point in enumerate(points):
+                predicted = line.distance(name, [*points[:i], *points[i + 1 :]], point)
                 if predicted is not None:
                     own.append(predicted)
         out.points += own
@@ -364,15 +367,28 @@ class _Lines:
         return _point(design, "chain", hops, cpu, p50, measured)
 
     def distance(
-        self, design: str, base: Mapping[str, Any], measured: Mapping[str, Any]
+        self, design: str, others: Sequence[Mapping[str, Any]], measured: Mapping[str, Any]
     ) -> ModelPoint | None:
-        """Distance costs waiting, not CPU: the request's own figures with the store near,
-        plus one round trip more for each store operation it makes in series."""
+        """Distance costs waiting, not CPU: the request with the store near (read off the
+        design's `others` distance points), plus one round trip for each store operation it
+        makes in series."""
         ops = float(measured.get("store_ops_per_request") or 0.0)
-        added = float(measured["measured_rtt_ms"]) - float(base["measured_rtt_ms"])
-        cpu = float(base["cpu_us_per_request"])
-        p50 = float(base["p50_ms"]) + ops * added
+        cpu, p50_near = _near(others)
+        p50 = p50_near + ops * float(measured["measured_rtt_ms"])
         return _point(design, "distance", float(measured["added_rtt_ms"]), cpu, p50, measured)
+
+
+def _near(points: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+    """The request's CPU and p50 with the store at no distance, from distance points: the
+    median of their CPU, and of their p50 each less its store operations x measured RTT."""
+    return (
+        statistics.median(float(p["cpu_us_per_request"]) for p in points),
+        statistics.median(
+            float(p["p50_ms"])
+            - float(p.get("store_ops_per_request") or 0.0) * float(p["measured_rtt_ms"])
+            for p in points
+        ),
+    )
 
 
 def _point(

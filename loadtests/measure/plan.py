@@ -29,7 +29,7 @@ class Options:
     factor: float = 1.5  # first repeat; later ones start at the median knee so far, step `near`
     near: float = 1.1
     refine_to: float = 0.05
-    confirm: int = 2  # windows that must hold (or fail) for a rate to hold (or fail): best of 3
+    confirm: int = 2  # windows in a row that must hold for a rate to hold
     settle_s: float = 0.3  # load before the measured part of every window near capacity
     # ... and of every window at a low fixed rate (the write, the login, the chain, the
     # distance; 50-150 req/s, under two fifths of the common rate): a few requests reach its

@@ -39,10 +39,10 @@ def test_a_design_whose_parts_are_exact_has_no_error() -> None:
     # the session's in-process check (120 us) is what its chain pays beside the store's CPU
     result = analysed(Truth(noise=0))
     points = [p for p in result["model"]["points"] if p["design"] == "session"]
-    # k = 1 and the nearest store calibrate (the edge, the distance base): not validated on
+    # k = 1 calibrates the edge: not validated on; every distance point is, from the others
     assert [(p["kind"], p["x"]) for p in points] == [
         *(("chain", float(k)) for k in HOPS if k > 1),
-        *(("distance", added) for added in (1.0, 2.0, 5.0)),
+        *(("distance", added) for added in (0.0, 1.0, 2.0, 5.0)),
     ]
     assert max(abs(p["cpu_error_pct"]) for p in points) < 0.02
     assert max(abs(p["p50_error_pct"]) for p in points) < 0.05
@@ -170,3 +170,26 @@ def test_the_stores_cost_per_operation_is_read_at_the_common_rate_not_at_the_kne
     raw["windows"] = [w for w in raw["windows"] if w["phase"] != "cpu"]
     store = analysis.analyse(cast(Results, raw))["model"]["parts"]["store"]
     assert (store["cpu_us_per_op"], store["cpu_from"]) == (10.0, model.store_from("capacity"))
+
+
+def test_one_distance_points_scatter_is_its_own_error_not_every_points() -> None:
+    """The session's nearest point read 25 % slow (one point's windows on a slow moment): it
+    misses its own prediction, made from the other three, by that; the others are predicted
+    from medians it does not move, and stay exact."""
+    raw = synthetic.build(Truth(noise=0))
+    points = sorted(raw["designs"]["session"]["distance"], key=lambda p: p["added_rtt_ms"])
+    true_p50 = points[0]["p50_ms"]
+    points[0]["p50_ms"] = true_p50 * 1.25
+    built = model.build(raw)
+    errors = {
+        p["x"]: p["p50_error_pct"]
+        for p in built.points
+        if p["design"] == "session" and p["kind"] == "distance"
+    }
+    assert errors[0.0] == pytest.approx((1 / 1.25 - 1) * 100, abs=0.01)
+    assert max(abs(errors[x]) for x in (1.0, 2.0, 5.0)) < 0.01
+    # the level with the store near: the median over all four, each less its ops x RTT
+    ops = points[1]["store_ops_per_request"]
+    assert built.parts["distance_base"]["session"]["p50_ms"] == pytest.approx(
+        true_p50 - ops * points[0]["measured_rtt_ms"], abs=1e-3
+    )
