@@ -38,9 +38,9 @@ def verdict(measure: Callable[[], bool | None], confirm: int) -> bool | None:
     window the load generator limited (None) is measured again, once: a second one means the
     generator cannot offer the rate (None).
 
-    Not the majority of three: failing windows are most of the search's (a knee is where they
-    start), and confirming each took a default run from 215 capacity windows to 327 and from
-    10.6 to 13.6 minutes, past its 12 (run A, 2026-12-06)."""
+    Not the majority of three: a knee is where windows start failing, and confirming every
+    failure with a second window took a default run to 327 capacity windows (run A,
+    2026-12-06; the reference's run has 215) and 13.6 minutes, past its 12."""
     held = limited = 0
     while held < confirm:
         result = measure()
