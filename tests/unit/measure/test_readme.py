@@ -79,3 +79,15 @@ def test_the_checks_line_names_failed_and_unjudged_checks_apart() -> None:
     assert line.endswith(": c.") and "1 of 3 pass" in line
     results["checks"] = [c for c in results["checks"] if c["name"] != "b"]
     assert readme.checks_line(results).startswith("Self-checks: all 1 judged pass.")
+
+
+def test_the_block_names_the_machine_its_figures_are_from() -> None:
+    """The same code measured 1.7-1.9x the CPU per request on an AMD EPYC as on the reference's
+    Intel Xeon: a reader compares their figures with the CPU's name beside them."""
+    results = load(FIXTURE)
+    results["environment"]["cpu_model"] = "AMD EPYC"
+    results["environment"]["kernel"] = "6.18.44"
+    first = readme.block(results).splitlines()[1]
+    assert "on 2 CPUs (AMD EPYC, 6.18.44): " in first
+    del results["environment"]["cpu_model"], results["environment"]["kernel"]
+    assert "on 2 CPUs: " in readme.block(results).splitlines()[1]
