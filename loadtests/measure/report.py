@@ -199,7 +199,7 @@ def banner(results: Results) -> Banner:
 def run_line(results: Results) -> str:
     env = results["environment"]
     kind = "--quick" if env.get("quick") else "default"
-    # The machine: its figures are this CPU's (the same code measured 1.7-1.9x the CPU per
+    # The machine: its figures are this CPU's (the same code measured 1.2-2.0x the CPU per
     # request on another 2-CPU machine of this kind, an AMD EPYC against an Intel Xeon).
     machine = ", ".join(x for x in (env.get("cpu_model"), env.get("kernel")) if x)
     return (

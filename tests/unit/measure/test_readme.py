@@ -82,7 +82,7 @@ def test_the_checks_line_names_failed_and_unjudged_checks_apart() -> None:
 
 
 def test_the_block_names_the_machine_its_figures_are_from() -> None:
-    """The same code measured 1.7-1.9x the CPU per request on an AMD EPYC as on the reference's
+    """The same code measured 1.2-2.0x the CPU per request on an AMD EPYC as on the reference's
     Intel Xeon: a reader compares their figures with the CPU's name beside them."""
     results = load(FIXTURE)
     results["environment"]["cpu_model"] = "AMD EPYC"
