@@ -244,7 +244,9 @@ def model_blocks(results: Results) -> list[Block]:
         Heading(2, "The model"),
         Para(
             "Built bottom-up from the measured parts below, then checked against every measured "
-            "chain and distance point (error: model against measured, in %)."
+            "chain point beyond k = 1 (which calibrates each design's edge) and every distance "
+            "point, each predicted from the design's other distance points (error: model against "
+            "measured, in %)."
         ),
         Table.of(("part", "value"), _flatten("", model.get("parts") or {}), id="model-parts"),
         Table.of(
