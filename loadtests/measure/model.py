@@ -16,9 +16,14 @@ The parts:
   point calibrates and is not among the validated ones;
 - distance: added round trips cost waiting, not CPU: the request with the store near plus
   ops x the RTT. "With the store near" is read off the design's other distance points, each
-  less its own ops x RTT (their median): a point never predicts itself, and no one point's
-  noise (three half-second windows at 150 req/s scatter by 10-15 % in p50) becomes every
-  other point's error.
+  less its own ops x RTT (their median): a point's own p50 and CPU never predict it (its own
+  store operations and measured RTT are inputs, as a chain point's are). With four points or
+  more, no one point's offset becomes every other point's error; with two (--quick), each
+  point checks the other. Before, the nearest point was every other point's base: in the
+  reference its p50 sits 13-17 % above what the other points predict for session,
+  session-cached and hybrid (in each of its three windows) and within 2.5 % for the JWT
+  designs, and the hybrid's point at 2 ms missed the goal by it (25.6 %; 17.6 % now, and the
+  offset shows on the nearest point itself).
 
     CPU(k) = base + per_hop * k + edge + k * relay_check + ops * store_cpu_per_op
     p50(k) = base_p50 + per_hop_p50 * k + edge_p50 + k * relay_check / 1000 + ops * RTT

@@ -94,8 +94,9 @@ class Options:
             quick=True,
             repeats=1,
             start_rps=1200.0,  # near every design's knee here: one rate fewer than from 600
-            # x1.5 then bisection to 25 %: three rates where x2 took four (knees of 1,000-2,600
-            # req/s on this machine's two CPUs), and no rate past what one load CPU can offer.
+            # x1.5 then bisection to 25 %: a knee under 1,800 req/s in three rates (x2: four),
+            # one of 1,800-2,700 in four, offering at most 2,700 (x2: up to 4,800, past what one
+            # load CPU offered on the AMD EPYC machine); above 2,700, five rates as with x2.
             factor=1.5,
             refine_to=0.25,
             confirm=1,

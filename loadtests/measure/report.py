@@ -200,7 +200,7 @@ def run_line(results: Results) -> str:
     env = results["environment"]
     kind = "--quick" if env.get("quick") else "default"
     # The machine: its figures are this CPU's (the same code measured 1.2-2.0x the CPU per
-    # request on another 2-CPU machine of this kind, an AMD EPYC against an Intel Xeon).
+    # request on another 2-CPU host, an AMD EPYC, as on the reference's Intel Xeon).
     machine = ", ".join(x for x in (env.get("cpu_model"), env.get("kernel")) if x)
     return (
         f"Run of {env['started']} to {env['finished']} ({kind} run) on {env['cpus']} CPUs"

@@ -44,6 +44,8 @@ def test_a_design_that_holds_nothing_has_no_knee() -> None:
         # the first window that does not hold ends the rate
         ([False], 2, False, 1),
         ([True, False], 2, False, 2),
+        ([True, True, True], 2, True, 2),  # no window beyond the second
+        ([None, False], 2, False, 2),
         # a window the load generator limited is measured again, once
         ([None, True, True], 2, True, 3),
         ([True, None, False], 2, False, 3),
