@@ -276,6 +276,7 @@ def build(results: Mapping[str, Any]) -> Output:
     )
     out.parts["edges"] = {}
     out.parts["distance_base"] = {}
+    out.parts["distance_base_from"] = DISTANCE_BASE_FROM
     for name, design in designs.items():
         cost = checks(designs, name)
         out.parts["checks"][name] = (
@@ -318,11 +319,8 @@ def build(results: Mapping[str, Any]) -> Output:
             )
         points = sorted(design.get("distance") or [], key=lambda p: float(p["added_rtt_ms"]))
         if len(points) >= 2:
-            out.parts["distance_base"][name] = {
-                "cpu_us": _r(_near(points)[0], 1),
-                "p50_ms": _r(_near(points)[1]),
-                "from": DISTANCE_BASE_FROM,
-            }
+            cpu_near, p50_near = _near(points)
+            out.parts["distance_base"][name] = {"cpu_us": _r(cpu_near, 1), "p50_ms": _r(p50_near)}
             for i, point in enumerate(points):
                 predicted = line.distance(name, [*points[:i], *points[i + 1 :]], point)
                 if predicted is not None:

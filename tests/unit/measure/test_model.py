@@ -190,6 +190,8 @@ def test_one_distance_points_scatter_is_its_own_error_not_every_points() -> None
     assert max(abs(errors[x]) for x in (1.0, 2.0, 5.0)) < 0.01
     # the level with the store near: the median over all four, each less its ops x RTT
     ops = points[1]["store_ops_per_request"]
+    assert set(built.parts["distance_base"]["session"]) == {"cpu_us", "p50_ms"}
+    assert built.parts["distance_base_from"] == model.DISTANCE_BASE_FROM  # said once
     assert built.parts["distance_base"]["session"]["p50_ms"] == pytest.approx(
         true_p50 - ops * points[0]["measured_rtt_ms"], abs=1e-3
     )
