@@ -510,11 +510,18 @@ def check_session_hop_vs_jwt(
     expected = checks_us + ops_per_hop * store_us
     factor = measured / expected if expected > 0 else float("nan")
     low, high = HOP_CHECK_FACTOR
-    # Judged only when the run can tell: the session dearer beyond its interval (lo > 0), and
-    # the measured difference within the tolerance of the expected one.
+    # It holds only where the run shows it: the session dearer beyond its interval (lo > 0), and
+    # the measured difference within the tolerance of the expected one. An interval that
+    # includes 0 has not shown the session dearer: the check fails (red), and says why.
     told = lo > 0
     ok = told and expected > 0 and low <= factor <= high
-    verdict = "within" if ok else "outside" if told else "cannot judge: the interval includes 0, so"
+    verdict = (
+        "within"
+        if ok
+        else "outside"
+        if told
+        else "not shown: the interval includes 0, so the session is not dearer beyond it, as"
+    )
     return _check(
         name,
         ok,

@@ -403,6 +403,21 @@ def test_session_hop_vs_jwt_expects_the_checks_and_the_stores_operation() -> Non
     assert "0.92x" in detail
 
 
+def test_session_hop_vs_jwt_fails_where_its_interval_includes_zero() -> None:
+    """A noisy chain (30 % per figure): the measured difference's interval includes 0, so the
+    run has not shown a session hop dearer. That is a failed check, judged, not an unjudged
+    one, and its detail does not say otherwise."""
+    result = analysed(Truth(noise=0.3))
+    found = check(result, "session_hop_vs_jwt")
+    fits = analysis.chain_fits(cast(Results, result))
+    session, jwt = fits["session"], fits["jwt-push"]
+    assert session is not None and jwt is not None
+    _, (lo, hi) = stats.difference_of_slopes(session, jwt)
+    assert lo < 0 < hi
+    assert found["ok"] is False and analysis.judged(found) is True
+    assert "cannot judge" not in found["detail"]
+
+
 def test_session_hop_vs_jwt_cannot_judge_without_the_stores_price() -> None:
     raw = synthetic.build(Truth(noise=0))
     for window in raw["windows"]:  # the session store's CPU was not recorded anywhere
