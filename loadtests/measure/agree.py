@@ -122,6 +122,25 @@ def speed(a: Mapping[str, Any], b: Mapping[str, Any]) -> Speed | None:
     return Speed(math.exp(statistics.fmean(logs)), (math.exp(lo), math.exp(hi)), len(logs))
 
 
+def gauged(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[int, tuple[float, list[float]]]:
+    """Per system CPU of A that both runs' speed gauges sampled: the gauge's work's mean CPU
+    time in B over A's, with its 95 % interval (stats.ratio over the samples)."""
+    found: dict[int, tuple[float, list[float]]] = {}
+    cpus = a["environment"].get("system_cpus") or []
+    for cpu in cpus:
+        runs = [
+            [
+                s["ms"]
+                for s in ((r["environment"].get("speed") or {}).get("samples") or ())
+                if s["cpu"] == cpu
+            ]
+            for r in (a, b)
+        ]
+        if all(len(x) >= 2 for x in runs):
+            found[cpu] = stats.ratio(runs[1], runs[0])
+    return found
+
+
 def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -> str:
     found = agreements(a, b)
     lines = [
@@ -159,6 +178,11 @@ def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -
                 if gauge.same_machine
                 else "the machine ran at another speed, and absolute figures cannot agree."
             )
+        )
+    for cpu, (value, (lo, hi)) in gauged(a, b).items():
+        lines.append(
+            f"The speed gauge's fixed work on the system's CPU {cpu} cost {value:.2f}x in B "
+            f"what it cost in A (95 % CI {lo:.2f}-{hi:.2f})."
         )
     return "\n".join(lines)
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from loadtests import microbench, modes
+from loadtests.measure import gauge, stats
 from loadtests.measure import model as bottom_up
-from loadtests.measure import stats
 from loadtests.measure.schema import (
     CONTROL,
     HOPS,
@@ -637,6 +637,39 @@ def check_intervals_tight(designs: Mapping[str, Mapping[str, Any]], single: bool
     return _check(name, True, detail)
 
 
+def check_machine_steady(results: Mapping[str, Any]) -> Check:
+    """The run's precondition, measured: the same work cost the same CPU time on the system's
+    CPUs through the run (gauge.py), its samples' CV within gauge.STEADY_CV_PCT. A run from
+    before the gauge leaves it unjudged."""
+    name = "machine_steady"
+    environment = results.get("environment", {})
+    cpus = environment.get("system_cpus") or list(range(environment.get("cpus", 1)))
+    found = gauge.by_cpu(environment.get("speed"), cpus)
+    if not found:
+        return _check(name, False, "no speed gauge in this run: not measured", decided=False)
+    parts = [
+        f"CPU {c}: {s['min_ms']:.1f}-{s['max_ms']:.1f} ms, median {s['median_ms']:.1f}, "
+        f"CV {s['cv_pct']:.1f} % over {s['n']} samples"
+        for c, s in found.items()
+    ]
+    detail = (
+        f"the same work on the system's CPUs through the run, CV within "
+        f"{gauge.STEADY_CV_PCT:g} %: " + "; ".join(parts)
+    )
+    worst = max(s["cv_pct"] for s in found.values())
+    if worst <= gauge.STEADY_CV_PCT:
+        return _check(name, True, detail)
+    repeats = int((results.get("method") or {}).get("repeats") or 0)
+    if repeats >= 2:
+        # What the machine alone does to a figure of `repeats` runs: t * CV / sqrt(n).
+        alone = stats.t975(repeats - 1) * worst / math.sqrt(repeats)
+        detail += (
+            f": the machine alone widens a 95 % interval of {repeats} repeats to about "
+            f"+-{alone:.0f} % of its figure, whatever the designs did"
+        )
+    return _check(name, False, "NOT " + detail)
+
+
 def check_model(designs: Mapping[str, Mapping[str, Any]], built: bottom_up.Output) -> Check:
     """The model within DESIGN.md's goals on every point of every design."""
     name = "model"
@@ -675,6 +708,7 @@ def checks(
         check_intervals_tight(designs, single),
         check_common_rate_inside(designs),
         check_model(designs, built),
+        check_machine_steady(results),
     ]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -66,6 +66,9 @@ class Meter:
     neighbours: Mapping[str, Sequence[int]] = field(default_factory=dict)
     neighbours_idle: float = 0.0
     start_index: int | None = None  # the start of the services measured (windows' `config`)
+    # Called once the services are at rest, before each window's load: the run's speed gauge
+    # (gauge.Gauge.maybe) samples the machine there, never during a window.
+    before_load: Callable[[], None] | None = None
     _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
 
     def credentials(self, design: str) -> tuple[dict[str, str], ...]:
@@ -146,6 +149,8 @@ class Meter:
             for h in self.credentials(design)
         )
         rested = self.quiesce()
+        if self.before_load is not None:
+            self.before_load()
         plan = Plan(
             targets=targets,
             schedule=Schedule(rate=rate, seconds=settle + seconds),

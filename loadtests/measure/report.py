@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from loadtests.measure import stats
+from loadtests.measure import gauge, stats
 from loadtests.measure.analysis import judged, request_type_spread, type_cpu
 from loadtests.measure.charts import CHARTS, draw, per_core
 from loadtests.measure.schema import CONTROL, Design, Interval, Results, load
@@ -327,6 +327,37 @@ def microbench_blocks(results: Results) -> list[Block]:
     ]
 
 
+def speed_blocks(env: Mapping[str, Any]) -> list[Block]:
+    """The machine's speed through the run (gauge.py): none for a run from before the gauge."""
+    speed = env.get("speed")
+    if not speed or not speed.get("by_cpu"):
+        return []
+    system = {str(c) for c in env.get("system_cpus", ())}
+    return [
+        Heading(3, "The machine's speed"),
+        Para(
+            f"The same work ({speed['work']}), timed by its thread's CPU clock on each CPU at "
+            f"the start, between windows every {plain(speed['every_s'])} s or more, and at "
+            "the end. Its spread on the system's CPUs is what the machine alone adds to every "
+            f"figure (the machine_steady check: CV within {gauge.STEADY_CV_PCT:g} %)."
+        ),
+        Table.of(
+            ("CPU", "samples", "median ms", "min-max ms", "CV %"),
+            (
+                (
+                    f"{cpu} ({'system' if cpu in system else 'load'})",
+                    str(s["n"]),
+                    f"{s['median_ms']:.1f}",
+                    f"{s['min_ms']:.1f}-{s['max_ms']:.1f}",
+                    f"{s['cv_pct']:.1f}",
+                )
+                for cpu, s in speed["by_cpu"].items()
+            ),
+            id="speed",
+        ),
+    ]
+
+
 def method_blocks(results: Results) -> list[Block]:
     env: Mapping[str, Any] = results["environment"]
     shown = (
@@ -347,6 +378,7 @@ def method_blocks(results: Results) -> list[Block]:
         Heading(2, "Method and environment"),
         Para(run_line(results)),
         Table.of(("", "value"), ((label, plain(env[key])) for label, key in shown if key in env)),
+        *speed_blocks(env),
         Heading(3, "Packages"),
         Table.of(("package", "version"), sorted(env["packages"].items())),
         Heading(3, "Settings of the run"),

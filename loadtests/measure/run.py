@@ -30,6 +30,7 @@ from loadtests.load.affinity import Isolation, available_cpus, kept_awake, pin, 
 from loadtests.measure import capacity, long, model
 from loadtests.measure.client import Gateway, header_bytes, request
 from loadtests.measure.cpu import group_of
+from loadtests.measure.gauge import Gauge
 from loadtests.measure.meter import LISTED, NEW_ORDER, ORDERS, Meter, at_rest, chain_path
 from loadtests.measure.netns import RemoteStore, remote_store
 from loadtests.measure.outage import store_outage
@@ -150,6 +151,7 @@ class Bench:
         self.workers = Workers()
         self.awake = contextlib.ExitStack()  # the spinners that keep the system's CPUs awake
         self.spinners: tuple[int, ...] | None = None
+        self.gauge = Gauge(self.cpus)  # the machine's speed on every CPU through the run
 
     # -- configurations ---------------------------------------------------------------------
 
@@ -239,6 +241,7 @@ class Bench:
             self.workers,
             isolation,
             start_index=index,
+            before_load=self.gauge.maybe,
         )
 
     def placed(self, isolation: Isolation, what: str) -> None:
@@ -823,6 +826,7 @@ def measure(
         stacks[index] = stack
     first = stacks[local[0][0]]
     bench = Bench(options, modes, workdir, say, first, store, windows)
+    bench.gauge.take()
     cleanup.callback(bench.workers.close)
     cleanup.callback(bench.awake.close)
     cleanup.callback(bench.release)
@@ -854,6 +858,16 @@ def measure(
         first.reconfigure(60.0, **bench.settings_of(config))
         bench.configuration(index, config)
     extra = long.experiments(bench, PROBE_USER) if options.long else None
+    bench.gauge.take()
+    speed = bench.gauge.figure()
+    say(
+        "the machine's speed (the gauge's work, ms of CPU): "
+        + "; ".join(
+            f"CPU {c} median {s['median_ms']:.1f}, {s['min_ms']:.1f}-{s['max_ms']:.1f}, "
+            f"CV {s['cv_pct']:.1f} %"
+            for c, s in speed["by_cpu"].items()
+        )
+    )
     isolation = bench.isolation
     finished = dt.datetime.now(dt.UTC)
     designs: dict[str, Design] = {m.name: bench.design(m, check_us.get(m.name)) for m in modes}
@@ -915,6 +929,7 @@ def measure(
             "kernel": platform.release(),
             "quick": options.quick,
             "wall_s": round(time.monotonic() - began, 1),
+            "speed": speed,
         },
         "designs": designs,
         "method": method,

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
 
+from loadtests.measure.gauge import Speed
+
 SCHEMA_VERSION = 1
 CONTROL = "control"  # the chain on its public route: forwarding, no credential checked anywhere
 HOPS = (1, 2, 3, 4, 5)  # verifying services in the chain behind the gateway
@@ -33,6 +35,9 @@ class Environment(TypedDict):
     kept_awake: NotRequired[bool]  # a spinner at idle priority kept each system CPU from halting
     quick: NotRequired[bool]
     wall_s: NotRequired[float]
+    # The machine's own speed through the run: one fixed piece of work's CPU time on each CPU,
+    # sampled between windows (loadtests/measure/gauge.py: Speed).
+    speed: NotRequired[Speed]
 
 
 class Interval(TypedDict):

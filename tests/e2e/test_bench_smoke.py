@@ -60,6 +60,13 @@ def test_the_quick_bench_writes_every_figure(quick_long: tuple[Path, float]) -> 
         # One CPU each on this machine: the load never ran where the system did.
         assert env["isolated"] and not set(env["load_cpus"]) & set(env["system_cpus"])
     assert {"aiohttp", "redis", "PyJWT"} <= set(env["packages"])
+    # The machine's speed, sampled on every CPU at the start, between windows and at the end.
+    speed = env["speed"]
+    for cpu_id in {*env["load_cpus"], *env["system_cpus"]}:
+        spread = speed["by_cpu"][str(cpu_id)]
+        assert spread["n"] >= 3 and 0 < spread["min_ms"] <= spread["median_ms"], cpu_id
+        times = [s["t_s"] for s in speed["samples"] if s["cpu"] == cpu_id]
+        assert times == sorted(times) and times[-1] - times[0] >= speed["every_s"], cpu_id
 
     designs = results["designs"]
     assert set(designs) == {m.name for m in MODES} | {CONTROL}

@@ -27,6 +27,7 @@ CHECKS = {
     "intervals_tight",
     "model",
     "common_rate_inside",
+    "machine_steady",
 }
 
 

@@ -448,3 +448,26 @@ def test_the_write_is_a_table_of_its_repeats_and_an_old_single_window_reads_as_o
     assert rows["session"][:3] == ["100", "1,600", f"{1600 - half:,.0f} to {1600 + half:,.0f}"]
     assert rows["jwt-off"][1:3] == ["2,153", "one run, no interval"]
     assert rows["jwt-push"][1:3] == ["1,000", "one run, no interval"]
+
+
+def test_the_machines_speed_is_a_table_of_the_gauges_spread_per_cpu(tmp_path: Path) -> None:
+    results = analysis.analyse(cast(Results, synthetic.build(Truth(noise=0, speed_cv=0.1))))
+    page, markdown = render(results, tmp_path)
+    table = parsed(page).tables["speed"]
+    spread = results["environment"]["speed"]["by_cpu"]
+    assert table[1:] == [
+        [
+            f"{cpu} ({role})",
+            str(spread[cpu]["n"]),
+            f"{spread[cpu]['median_ms']:.1f}",
+            f"{spread[cpu]['min_ms']:.1f}-{spread[cpu]['max_ms']:.1f}",
+            f"{spread[cpu]['cv_pct']:.1f}",
+        ]
+        for cpu, role in (("0", "load"), ("1", "system"))
+    ]
+    assert table[1][1:] == ["24", "20.0", "18.0-22.0", "10.2"]
+    assert md_table_after(markdown, "### The machine's speed") == table
+    # A run from before the gauge has no such table.
+    del results["environment"]["speed"]
+    page, markdown = render(results, tmp_path)
+    assert "speed" not in parsed(page).tables and "### The machine's speed" not in markdown
