@@ -8,8 +8,15 @@ a virtual CPU without taking it away (no steal time is reported: the work itself
 and that slowness lands in the figures as if the design had cost it. The gauge makes that a
 measured figure of the run instead of a guess after it: the same pure-Python loop (the kind of
 work the services do: the interpreter's dispatch, small integers), timed by its thread's own CPU
-clock on each CPU in turn, every `EVERY_S` seconds between windows (never during one: it would
-take the system's CPU from the window it measures), and once at the start and at the end.
+clock on each of the system's CPUs (kept from halting, as in the windows) in turn: before every
+window of the phases in EVERY_WINDOW, once the services rest, and before any other window
+`EVERY_S` seconds or more after the last sample (never during one: it would take the system's
+CPU from the window it measures), and once at the end. A window with a sample just before it
+keeps its reading (`speed_ms`: the mean over the system's CPUs).
+
+The load generator's CPU is not sampled: it halts between windows, and a halted virtual CPU
+reads the work 15 ms or 25 ms at random on the AMD EPYC host (the system's CPUs, kept awake,
+read 14.8-15.5 ms for minutes on end).
 
 Its spread, the coefficient of variation of the samples on a CPU, is what the machine alone
 adds to every repeated figure: with five repeats a 95 % interval's half-width is
@@ -30,7 +37,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
 WORK_ITERATIONS = 300_000  # 15-25 ms on the AMD EPYC host (2.6 GHz, CPython 3.11)
-EVERY_S = 10.0  # between samples, during a run
+EVERY_S = 10.0  # between samples, during a run, outside EVERY_WINDOW's phases
+# The phases whose every window gets a sample before it: CPU per request at the common rate,
+# the figure the machine's speed moves most directly (30 windows of 1.5 s by default).
+EVERY_WINDOW = ("cpu",)
 STEADY_CV_PCT = 5.0  # the most a steady machine's samples vary on one CPU (see above)
 JOIN_TIMEOUT_S = 30.0  # a sample is milliseconds of arithmetic; anything longer is a fault
 WORK = f"total += i * i % 7 for i in range({WORK_ITERATIONS:,}): a Python loop, one thread"
@@ -124,7 +134,8 @@ def by_cpu(speed: Mapping[str, Any] | None, cpus: Iterable[int]) -> dict[int, Sp
 
 class Gauge:
     """Samples every CPU of `cpus` now and then: `take` at once, `maybe` when `every_s` has
-    passed since the last."""
+    passed since the last, `before` a window. `cpus` may be set later (the system's CPUs are
+    known once the run has pinned them); with none, nothing is sampled."""
 
     def __init__(
         self,
@@ -150,6 +161,17 @@ class Gauge:
     def maybe(self) -> None:
         if self.last is None or self.clock() - self.last >= self.every_s:
             self.take()
+
+    def before(self, phase: str) -> float | None:
+        """Before a window of `phase`: a sample where one is due, and its reading (the mean
+        over the CPUs) if it took one."""
+        taken = len(self.samples)
+        if phase in EVERY_WINDOW:
+            self.take()
+        else:
+            self.maybe()
+        fresh = [s["ms"] for s in self.samples[taken:]]
+        return round(statistics.fmean(fresh), 3) if fresh else None
 
     def figure(self) -> Speed:
         return summarise(self.samples, self.every_s)

@@ -66,9 +66,10 @@ class Meter:
     neighbours: Mapping[str, Sequence[int]] = field(default_factory=dict)
     neighbours_idle: float = 0.0
     start_index: int | None = None  # the start of the services measured (windows' `config`)
-    # Called once the services are at rest, before each window's load: the run's speed gauge
-    # (gauge.Gauge.maybe) samples the machine there, never during a window.
-    before_load: Callable[[], None] | None = None
+    # Called with the window's phase once the services are at rest, before its load: the run's
+    # speed gauge (gauge.Gauge.before) samples the machine there, never during a window, and
+    # returns its reading where it took one (the window's `speed_ms`).
+    before_load: Callable[[str], float | None] | None = None
     _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
 
     def credentials(self, design: str) -> tuple[dict[str, str], ...]:
@@ -149,8 +150,7 @@ class Meter:
             for h in self.credentials(design)
         )
         rested = self.quiesce()
-        if self.before_load is not None:
-            self.before_load()
+        speed_ms = None if self.before_load is None else self.before_load(phase)
         plan = Plan(
             targets=targets,
             schedule=Schedule(rate=rate, seconds=settle + seconds),
@@ -231,6 +231,8 @@ class Meter:
         }
         if self.start_index is not None:
             window["config"] = self.start_index
+        if speed_ms is not None:
+            window["speed_ms"] = speed_ms
         if histogram:
             window["histogram"] = measured.histogram
         return window

@@ -72,7 +72,7 @@ class Banner:
 
 Block = Heading | Para | Bullets | Table | Image | Banner
 
-NOT_JUDGED = "one run per figure: no intervals to judge by"
+NOT_JUDGED = "nothing in this run to judge them by: one run per figure, or not measured"
 
 # -- numbers, formatted once for every table ------------------------------------------------------
 

@@ -151,7 +151,7 @@ class Bench:
         self.workers = Workers()
         self.awake = contextlib.ExitStack()  # the spinners that keep the system's CPUs awake
         self.spinners: tuple[int, ...] | None = None
-        self.gauge = Gauge(self.cpus)  # the machine's speed on every CPU through the run
+        self.gauge = Gauge(())  # the machine's speed on the system's CPUs (set when pinned)
 
     # -- configurations ---------------------------------------------------------------------
 
@@ -189,6 +189,7 @@ class Bench:
             if self.options.keep_awake and self.spinners is None:
                 self.spinners = self.awake.enter_context(kept_awake(isolation.system_cpus))
         self.isolation = isolation
+        self.gauge.cpus = tuple(isolation.system_cpus)
         return isolation
 
     def service_pids(self) -> dict[str, list[int]]:
@@ -241,7 +242,7 @@ class Bench:
             self.workers,
             isolation,
             start_index=index,
-            before_load=self.gauge.maybe,
+            before_load=self.gauge.before,
         )
 
     def placed(self, isolation: Isolation, what: str) -> None:
@@ -826,7 +827,6 @@ def measure(
         stacks[index] = stack
     first = stacks[local[0][0]]
     bench = Bench(options, modes, workdir, say, first, store, windows)
-    bench.gauge.take()
     cleanup.callback(bench.workers.close)
     cleanup.callback(bench.awake.close)
     cleanup.callback(bench.release)

@@ -123,6 +123,9 @@ class Window(TypedDict):
     histogram: NotRequired[str]
     rest_s: NotRequired[float]  # seconds waited before the window for the services to be at rest
     steal_pct: NotRequired[float]  # CPU time the hypervisor took from the system's CPUs
+    # The speed gauge's reading just before the window, ms (gauge.py; mean over the system's
+    # CPUs): on every window of gauge.EVERY_WINDOW's phases, on others where a sample was due.
+    speed_ms: NotRequired[float]
     # capacity: served within 2 % of offered, p99 within the SLO; None: the generator's limit
     held: NotRequired[bool | None]
     hops: NotRequired[int]  # chain: verifying services behind the gateway

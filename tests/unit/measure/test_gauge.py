@@ -48,6 +48,22 @@ def test_the_gauge_samples_every_cpu_when_its_period_has_passed() -> None:
     assert all(s["n"] == 3 for s in figure["by_cpu"].values())
 
 
+def test_before_a_window_it_samples_every_cpu_window_and_others_when_due() -> None:
+    now = [0.0]
+    cpus = sorted(os.sched_getaffinity(0))
+    meter = gauge.Gauge(cpus, every_s=10.0, clock=lambda: now[0], iterations=1_000)
+    first = meter.before("capacity")  # the first is due
+    assert first is not None and len(meter.samples) == len(cpus)
+    assert first == round(statistics.fmean(s["ms"] for s in meter.samples), 3)
+    now[0] += 1.0
+    assert meter.before("capacity") is None  # not due: no sample, no reading
+    for phase in gauge.EVERY_WINDOW:
+        reading = meter.before(phase)  # every window of these, due or not
+        assert reading == round(statistics.fmean(s["ms"] for s in meter.samples[-len(cpus) :]), 3)
+    assert len(meter.samples) == (1 + len(gauge.EVERY_WINDOW)) * len(cpus)
+    assert gauge.Gauge((), clock=lambda: 0.0).before("cpu") is None  # no CPUs yet: nothing
+
+
 def test_a_spread_is_the_samples_median_range_and_cv() -> None:
     values = [10.0, 12.0, 11.0, 15.0]
     found = gauge.spread(values)
