@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,19 +110,42 @@ def system_pids(exclude: Sequence[int] = ()) -> list[int]:
 
 
 # One process per system CPU, at the lowest priority there is (SCHED_IDLE: any other runnable
-# task takes the CPU from it at once), spinning so that the CPU never halts.
+# task takes the CPU from it at once), spinning so that the CPU never halts. It counts its laps
+# (LAP turns of an empty loop each) into an 8-byte shared file: its CPU time over its laps in a
+# window is how fast the CPU ran the same work in that window, in the gaps the system left it.
+LAP = 50_000  # about 1 ms of a CPU on the machines seen here
 _SPIN = (
-    "import os\n"
+    "import mmap, os\n"
     "os.sched_setaffinity(0, {{{cpu}}})\n"
     "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+    "counter = mmap.mmap(os.open({counter!r}, os.O_RDWR), 8)\n"
+    "laps = 0\n"
     "while True:\n"
-    "    pass\n"
+    "    for _ in range({lap}):\n"
+    "        pass\n"
+    "    laps += 1\n"
+    "    counter[:8] = laps.to_bytes(8, 'little')\n"
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Spinner:
+    """One spinner: its CPU, its process and the file it counts its laps in."""
+
+    cpu: int
+    pid: int
+    counter: Path
+
+    def laps(self) -> int:
+        """The laps it has run so far (0 before its first)."""
+        with contextlib.suppress(OSError):
+            return int.from_bytes(self.counter.read_bytes()[:8], "little")
+        return 0
+
+
 @contextlib.contextmanager
-def kept_awake(cpus: Sequence[int]) -> Iterator[tuple[int, ...]]:
-    """Keep `cpus` out of halt while the block runs; yields the spinners' PIDs (none where the
+def kept_awake(cpus: Sequence[int]) -> Iterator[tuple[Spinner, ...]]:
+    """Keep `cpus` out of halt while the block runs; yields the spinners (none where the
     platform has no SCHED_IDLE).
 
     A virtual CPU with nothing to run halts, and the hypervisor may run something else on it:
@@ -131,20 +156,28 @@ def kept_awake(cpus: Sequence[int]) -> Iterator[tuple[int, ...]]:
     if not hasattr(os, "SCHED_IDLE") or not cpus:
         yield ()
         return
-    spinners = [
-        subprocess.Popen(
-            [sys.executable, "-c", _SPIN.format(cpu=cpu)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for cpu in cpus
-    ]
+    counters = Path(tempfile.mkdtemp(prefix="authscale-spin-"))
+    processes: list[subprocess.Popen[bytes]] = []
     try:
-        yield tuple(s.pid for s in spinners)
+        for cpu in cpus:
+            counter = counters / f"cpu{cpu}"
+            counter.write_bytes(bytes(8))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _SPIN.format(cpu=cpu, counter=str(counter), lap=LAP)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        yield tuple(
+            Spinner(cpu, process.pid, counters / f"cpu{cpu}")
+            for cpu, process in zip(cpus, processes, strict=True)
+        )
     finally:
-        for spinner in spinners:
-            spinner.kill()
-        for spinner in spinners:
+        for process in processes:
+            process.kill()
+        for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                spinner.wait(timeout=5)
+                process.wait(timeout=5)
+        shutil.rmtree(counters, ignore_errors=True)

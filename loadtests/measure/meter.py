@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from loadtests.load import Isolation, Plan, Schedule, Target, Workers
+from loadtests.load.affinity import Spinner
 from loadtests.load.generator import STARTUP_TIMEOUT
 from loadtests.measure import cpu
 from loadtests.measure.client import PASSWORD, Gateway
@@ -70,6 +71,9 @@ class Meter:
     # speed gauge (gauge.Gauge.before) samples the machine there, never during a window, and
     # returns its reading where it took one (the window's `speed_ms`).
     before_load: Callable[[str], float | None] | None = None
+    # The spinners keeping the system's CPUs awake: their CPU time over their laps during the
+    # window is how fast each CPU ran the same work then (the window's `spin_us_per_lap`).
+    spinners: Sequence[Spinner] = ()
     _credentials: dict[str, tuple[float, tuple[dict[str, str], ...]]] = field(default_factory=dict)
 
     def credentials(self, design: str) -> tuple[dict[str, str], ...]:
@@ -184,10 +188,12 @@ class Meter:
             stores = Servers({}, dict(self.servers.stores))  # what a window reads
             before = stores.snapshot()
             cpu_before = cpu.read(self.pids)
+            spun_before = spun(self.spinners)
             steal_before = cpu.steal_seconds(system_cpus)
             time.sleep(max(0.0, start[0] + settle + seconds - time.time()))
             steal = cpu.steal_seconds(system_cpus) - steal_before
             cpu_after = cpu.read(self.pids)
+            spun_after = spun(self.spinners)
             after = stores.snapshot()
             measured = running.result()
         wall = cpu_after.at - cpu_before.at
@@ -233,9 +239,30 @@ class Meter:
             window["config"] = self.start_index
         if speed_ms is not None:
             window["speed_ms"] = speed_ms
+        lap = us_per_lap(spun_before, spun_after)
+        if lap is not None:
+            window["spin_us_per_lap"] = lap
         if histogram:
             window["histogram"] = measured.histogram
         return window
+
+
+def spun(spinners: Sequence[Spinner]) -> list[tuple[float, int]]:
+    """Each spinner's CPU seconds and laps, now."""
+    return [(cpu.process_cpu_seconds(s.pid), s.laps()) for s in spinners]
+
+
+def us_per_lap(
+    before: Sequence[tuple[float, int]], after: Sequence[tuple[float, int]]
+) -> float | None:
+    """The spinners' CPU time per lap between two readings, us (the mean over the spinners
+    that ran a lap); None where none did."""
+    per = [
+        (a_cpu - b_cpu) / (a_laps - b_laps) * 1e6
+        for (b_cpu, b_laps), (a_cpu, a_laps) in zip(before, after, strict=True)
+        if a_laps > b_laps
+    ]
+    return round(sum(per) / len(per), 2) if per else None
 
 
 def at_rest(

@@ -26,7 +26,14 @@ from devstack.stack import Ports, Stack
 from loadtests import microbench
 from loadtests.load import Latency as LoadLatency
 from loadtests.load import Workers, histogram, isolate
-from loadtests.load.affinity import Isolation, available_cpus, kept_awake, pin, system_pids
+from loadtests.load.affinity import (
+    Isolation,
+    Spinner,
+    available_cpus,
+    kept_awake,
+    pin,
+    system_pids,
+)
 from loadtests.measure import capacity, long, model
 from loadtests.measure.client import Gateway, header_bytes, request
 from loadtests.measure.cpu import group_of
@@ -150,7 +157,7 @@ class Bench:
         self.cpus = available_cpus()
         self.workers = Workers()
         self.awake = contextlib.ExitStack()  # the spinners that keep the system's CPUs awake
-        self.spinners: tuple[int, ...] | None = None
+        self.spinners: tuple[Spinner, ...] | None = None
         self.gauge = Gauge(())  # the machine's speed on the system's CPUs (set when pinned)
 
     # -- configurations ---------------------------------------------------------------------
@@ -182,7 +189,7 @@ class Bench:
     def pin_system(self) -> Isolation:
         """Every process this run started on the system's CPUs, this one (it reads the
         counters and logs in) beside the load generator."""
-        exclude = [*self.workers.pids, *(self.spinners or ())]
+        exclude = [*self.workers.pids, *(s.pid for s in self.spinners or ())]
         isolation = isolate(system_pids(exclude=exclude), generator_count=1, cpus=self.cpus)
         if isolation.isolated:
             pin([os.getpid()], isolation.generator_cpus)
@@ -243,6 +250,7 @@ class Bench:
             isolation,
             start_index=index,
             before_load=self.gauge.before,
+            spinners=self.spinners or (),
         )
 
     def placed(self, isolation: Isolation, what: str) -> None:

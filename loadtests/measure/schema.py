@@ -126,6 +126,9 @@ class Window(TypedDict):
     # The speed gauge's reading just before the window, ms (gauge.py; mean over the system's
     # CPUs): on every window of gauge.EVERY_WINDOW's phases, on others where a sample was due.
     speed_ms: NotRequired[float]
+    # The idle-priority spinners' CPU time per lap of the same empty loop during the window, us
+    # (mean over the system's CPUs): how fast the CPUs ran while the window was measured.
+    spin_us_per_lap: NotRequired[float]
     # capacity: served within 2 % of offered, p99 within the SLO; None: the generator's limit
     held: NotRequired[bool | None]
     hops: NotRequired[int]  # chain: verifying services behind the gateway
