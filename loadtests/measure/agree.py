@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.measure import stats
+from loadtests.measure import gauge, stats
 from loadtests.measure.analysis import FIGURES as HEADLINE
 from loadtests.measure.analysis import analyse
 from loadtests.measure.schema import CONTROL, HOPS, load
@@ -122,23 +122,13 @@ def speed(a: Mapping[str, Any], b: Mapping[str, Any]) -> Speed | None:
     return Speed(math.exp(statistics.fmean(logs)), (math.exp(lo), math.exp(hi)), len(logs))
 
 
-def gauged(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[int, tuple[float, list[float]]]:
-    """Per system CPU of A that both runs' speed gauges sampled: the gauge's work's mean CPU
-    time in B over A's, with its 95 % interval (stats.ratio over the samples)."""
-    found: dict[int, tuple[float, list[float]]] = {}
-    cpus = a["environment"].get("system_cpus") or []
-    for cpu in cpus:
-        runs = [
-            [
-                s["ms"]
-                for s in ((r["environment"].get("speed") or {}).get("samples") or ())
-                if s["cpu"] == cpu
-            ]
-            for r in (a, b)
-        ]
-        if all(len(x) >= 2 for x in runs):
-            found[cpu] = stats.ratio(runs[1], runs[0])
-    return found
+def lapped(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float, list[float]] | None:
+    """The spinners' lap in B's CPU-per-request windows over A's (gauge.py), with its 95 %
+    interval (stats.ratio over the windows); None where either run has fewer than two."""
+    runs = [gauge.laps(a), gauge.laps(b)]
+    if any(len(x) < 2 for x in runs):
+        return None
+    return stats.ratio(runs[1], runs[0])
 
 
 def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -> str:
@@ -179,10 +169,12 @@ def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -
                 else "the machine ran at another speed, and absolute figures cannot agree."
             )
         )
-    for cpu, (value, (lo, hi)) in gauged(a, b).items():
+    lap = lapped(a, b)
+    if lap is not None:
+        value, (lo, hi) = lap
         lines.append(
-            f"The speed gauge's fixed work on the system's CPU {cpu} cost {value:.2f}x in B "
-            f"what it cost in A (95 % CI {lo:.2f}-{hi:.2f})."
+            f"The spinners' lap on the system's CPUs in the CPU-per-request windows cost "
+            f"{value:.2f}x in B what it cost in A (95 % CI {lo:.2f}-{hi:.2f})."
         )
     return "\n".join(lines)
 

@@ -637,35 +637,44 @@ def check_intervals_tight(designs: Mapping[str, Mapping[str, Any]], single: bool
     return _check(name, True, detail)
 
 
-def check_machine_steady(results: Mapping[str, Any]) -> Check:
-    """The run's precondition, measured: the same work cost the same CPU time on the system's
-    CPUs through the run (gauge.py), its samples' CV within gauge.STEADY_CV_PCT. A run from
-    before the gauge leaves it unjudged."""
+def _cpu_repeats(results: Mapping[str, Any]) -> int:
+    method = results.get("method") or {}
+    return int(method.get("cpu_repeats", method.get("repeats")) or 0)
+
+
+def check_machine_steady(found: gauge.Machine | None, repeats: int) -> Check:
+    """The run's precondition, measured in its own windows: the system's CPUs ran the
+    spinners' loop at the same speed in every CPU-per-request window (gauge.py), the lap's CV
+    within gauge.STEADY_LAP_CV_PCT. A run without the laps, or with one such window per
+    design, leaves it unjudged."""
     name = "machine_steady"
-    environment = results.get("environment", {})
-    cpus = environment.get("system_cpus") or list(range(environment.get("cpus", 1)))
-    found = gauge.by_cpu(environment.get("speed"), cpus)
-    if not found:
-        return _check(name, False, "no speed gauge in this run: not measured", decided=False)
-    parts = [
-        f"CPU {c}: {s['min_ms']:.1f}-{s['max_ms']:.1f} ms, median {s['median_ms']:.1f}, "
-        f"CV {s['cv_pct']:.1f} % over {s['n']} samples"
-        for c, s in found.items()
-    ]
+    if found is None:
+        return _check(
+            name,
+            False,
+            "no two CPU-per-request windows of a design with lap figures",
+            decided=False,
+        )
     detail = (
-        f"the same work on the system's CPUs through the run, CV within "
-        f"{gauge.STEADY_CV_PCT:g} %: " + "; ".join(parts)
+        f"the spinners' lap on the system's CPUs in {found['windows']} CPU-per-request windows, "
+        f"CV {found['lap_cv_pct']:.1f} % (within {gauge.STEADY_LAP_CV_PCT:g} %); CPU per "
+        f"request's CV {found['cpu_cv_pct']:.1f} %"
     )
-    worst = max(s["cv_pct"] for s in found.values())
-    if worst <= gauge.STEADY_CV_PCT:
-        return _check(name, True, detail)
-    repeats = int((results.get("method") or {}).get("repeats") or 0)
-    if repeats >= 2:
-        # What the machine alone does to a figure of `repeats` runs: t * CV / sqrt(n).
-        alone = stats.t975(repeats - 1) * worst / math.sqrt(repeats)
+    if found["r"] is not None and found["elasticity"] is not None:
         detail += (
-            f": the machine alone widens a 95 % interval of {repeats} repeats to about "
-            f"+-{alone:.0f} % of its figure, whatever the designs did"
+            f", following the lap with r = {found['r']:.2f} ({found['elasticity']:.1f} % more "
+            f"CPU per 1 % slower lap, {found['explained_pct']:.0f} % of its variance)"
+        )
+    if found["lap_cv_pct"] <= gauge.STEADY_LAP_CV_PCT:
+        return _check(name, True, detail)
+    if repeats >= 2 and found["elasticity"] is not None and found["elasticity"] > 0:
+        # What the machine alone does to a figure of `repeats` runs: t * CV / sqrt(n).
+        alone = (
+            stats.t975(repeats - 1) * found["elasticity"] * found["lap_cv_pct"] / math.sqrt(repeats)
+        )
+        detail += (
+            f": the machine alone widens a CPU figure's 95 % interval of {repeats} repeats to "
+            f"about +-{alone:.0f} %, whatever the designs did"
         )
     return _check(name, False, "NOT " + detail)
 
@@ -708,7 +717,7 @@ def checks(
         check_intervals_tight(designs, single),
         check_common_rate_inside(designs),
         check_model(designs, built),
-        check_machine_steady(results),
+        check_machine_steady(results.get("machine"), _cpu_repeats(results)),
     ]
 
 
@@ -982,6 +991,7 @@ def analyse(results: Results) -> Results:
         else:
             design.pop("model_error_pct", None)
     out["model"] = {"parts": built.parts, "points": built.points, "notes": built.notes}
+    out["machine"] = gauge.machine(out.get("windows", ()))
     out["checks"] = checks(out, fits, built)
     out["advice"] = [advice.sentence for advice in advise(out, fits)]
     return cast(Results, out)

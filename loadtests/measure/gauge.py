@@ -1,201 +1,116 @@
-"""The machine's own speed through a run: the CPU time one fixed piece of work takes on each CPU,
-sampled between windows.
+"""The machine's speed in each window, and how much of the figures' scatter it explains.
 
-Every figure of the bench is CPU time or a rate the CPUs allow, so it moves with the speed of
-the machine under it. On a dedicated machine the same work costs the same CPU time within a
-percent or two, minute after minute; on a shared virtual machine the host's other tenants slow
-a virtual CPU without taking it away (no steal time is reported: the work itself runs slower),
-and that slowness lands in the figures as if the design had cost it. The gauge makes that a
-measured figure of the run instead of a guess after it: the same pure-Python loop (the kind of
-work the services do: the interpreter's dispatch, small integers), timed by its thread's own CPU
-clock on each of the system's CPUs (kept from halting, as in the windows) in turn: before every
-window of the phases in EVERY_WINDOW, once the services rest, and before any other window
-`EVERY_S` seconds or more after the last sample (never during one: it would take the system's
-CPU from the window it measures), and once at the end. A window with a sample just before it
-keeps its reading (`speed_ms`: the mean over the system's CPUs).
+Every figure of the bench is CPU time or a rate the CPUs allow, so it moves with the machine
+under it. On a shared virtual machine the host's other tenants slow a virtual CPU without taking
+it away (no steal time is reported), and that slowness lands in a window's figures as if the
+design had cost it. The spinners that keep the system's CPUs awake (`loadtests/load/affinity.py:
+kept_awake`) run the same empty loop at idle priority in the gaps the system leaves them and
+count their laps; each window records their CPU time per lap while it was measured
+(`spin_us_per_lap`). A lap costs more when the CPU runs slower and when each of the system's
+wake-ups costs more (the switch in and out is charged to the task it interrupts): what a
+request's CPU time suffers from too.
 
-The load generator's CPU is not sampled: it halts between windows, and a halted virtual CPU
-reads the work 15 ms or 25 ms at random on the AMD EPYC host (the system's CPUs, kept awake,
-read 14.8-15.5 ms for minutes on end).
+`machine` reads it over the CPU-per-request windows (PHASE: one rate, one request, every design
+and repeat in turn), each window against its design's median, so a design's own cost is not
+the machine's:
+- `lap_cv_pct`: how much the machine moved from window to window;
+- `cpu_cv_pct`: how much CPU per request moved, the same way;
+- `r`, `elasticity`, `explained_pct`: how closely the second follows the first (the
+  correlation; the slope of log CPU per request on log lap time; r squared).
 
-Its spread, the coefficient of variation of the samples on a CPU, is what the machine alone
-adds to every repeated figure: with five repeats a 95 % interval's half-width is
-t(4) / sqrt(5) = 1.24 times the repeats' CV, so a machine at 5 % uses more than half of the
-+-10 % the issue allows, before any design has varied at all (`analysis.check_machine_steady`).
+Measured on the AMD EPYC host (run E, 30 windows): the lap's CV 4.3 %, CPU per request's
+13.1 %, r = 0.83, elasticity 2.5: a window whose CPUs ran the loop 1 % slower cost 2.5 % more
+CPU per request, and the machine explains 69 % of the scatter. A between-window gauge (a fixed
+loop timed by its thread's clock before each window) read the same CPUs at 14.7-15.8 ms for
+minutes on end and had no relation to the windows' costs (r = 0.09): the machine that matters
+is the one during the window.
 
-    python -m loadtests.measure.gauge [seconds]   # this machine, now: each CPU every 0.5 s
+The check `analysis.check_machine_steady`: the lap's CV within STEADY_LAP_CV_PCT. With the
+elasticity seen here, 2 % of lap is 5 % of CPU per request, and five repeats make that +-6 %
+of a figure's 95 % interval (t(4) / sqrt(5) = 1.24 times the CV): most of the +-10 % the issue
+allows, before any design has varied at all.
 """
 
 from __future__ import annotations
 
-import os
+import math
 import statistics
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
-WORK_ITERATIONS = 300_000  # 15-25 ms on the AMD EPYC host (2.6 GHz, CPython 3.11)
-EVERY_S = 10.0  # between samples, during a run, outside EVERY_WINDOW's phases
-# The phases whose every window gets a sample before it: CPU per request at the common rate,
-# the figure the machine's speed moves most directly (30 windows of 1.5 s by default).
-EVERY_WINDOW = ("cpu",)
-STEADY_CV_PCT = 5.0  # the most a steady machine's samples vary on one CPU (see above)
-JOIN_TIMEOUT_S = 30.0  # a sample is milliseconds of arithmetic; anything longer is a fault
-WORK = f"total += i * i % 7 for i in range({WORK_ITERATIONS:,}): a Python loop, one thread"
+PHASE = "cpu"  # the windows the machine is read over
+STEADY_LAP_CV_PCT = 2.0
 
 
-class Sample(TypedDict):
-    t_s: float  # since the gauge started
-    cpu: int
-    ms: float  # the thread's CPU time for WORK
+class Machine(TypedDict):
+    """results["machine"], filled by the analysis."""
+
+    phase: str
+    windows: int  # those with a lap figure, of designs with two or more of them
+    lap_us: float  # the median lap
+    lap_cv_pct: float  # each window's lap over its design's median: their CV, %
+    cpu_cv_pct: float  # the same of CPU per request
+    r: float | None  # None where either did not move at all
+    elasticity: float | None  # d log(CPU per request) / d log(lap)
+    explained_pct: float | None  # r^2, %
 
 
-class Spread(TypedDict):
-    n: int
-    median_ms: float
-    min_ms: float
-    max_ms: float
-    cv_pct: float  # standard deviation over mean, in %
+def _relative(windows: list[Mapping[str, Any]], field: str) -> list[float]:
+    medians: dict[str, float] = {}
+    for design in {w["design"] for w in windows}:
+        medians[design] = statistics.median(w[field] for w in windows if w["design"] == design)
+    return [w[field] / medians[w["design"]] for w in windows]
 
 
-class Speed(TypedDict):
-    """environment.speed in results.json."""
-
-    work: str
-    every_s: float
-    samples: list[Sample]
-    by_cpu: dict[str, Spread]  # str(cpu) -> its samples' spread
-
-
-def work(iterations: int = WORK_ITERATIONS) -> int:
-    total = 0
-    for i in range(iterations):
-        total += i * i % 7
-    return total
-
-
-def sample(cpu: int, iterations: int = WORK_ITERATIONS) -> float:
-    """Milliseconds of CPU time `work` takes on `cpu`, in a thread pinned there (the caller's
-    own affinity is left as it was: sched_setaffinity(0) is the calling thread's)."""
-    found: list[float] = []
-    failed: list[BaseException] = []
-
-    def measure() -> None:
-        try:
-            os.sched_setaffinity(0, {cpu})
-            begin = time.thread_time()
-            work(iterations)
-            found.append((time.thread_time() - begin) * 1e3)
-        except BaseException as error:  # reported by the caller's thread
-            failed.append(error)
-
-    thread = threading.Thread(target=measure, name=f"gauge-cpu{cpu}", daemon=True)
-    thread.start()
-    thread.join(JOIN_TIMEOUT_S)
-    if failed:
-        raise failed[0]
-    if not found:
-        raise TimeoutError(f"the speed gauge on CPU {cpu} took over {JOIN_TIMEOUT_S:g} s")
-    return found[0]
-
-
-def spread(values: Sequence[float]) -> Spread:
-    if not values:
-        raise ValueError("a spread needs at least one sample")
-    mean = statistics.fmean(values)
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+def machine(windows: Iterable[Mapping[str, Any]]) -> Machine | None:
+    """The machine's movement over the PHASE windows; None where no design has two windows
+    with a lap figure (a run from before the laps, or one window per design: --quick)."""
+    found = [
+        w
+        for w in windows
+        if w["phase"] == PHASE
+        and not w.get("generator_limited", False)
+        and (w.get("spin_us_per_lap") or 0) > 0
+        and (w.get("cpu_us_per_request") or 0) > 0
+    ]
+    count: dict[str, int] = {}
+    for w in found:
+        count[w["design"]] = count.get(w["design"], 0) + 1
+    kept = [w for w in found if count[w["design"]] >= 2]
+    if not kept:
+        return None
+    laps, cpus = _relative(kept, "spin_us_per_lap"), _relative(kept, "cpu_us_per_request")
+    lap_sd, cpu_sd = statistics.pstdev(laps), statistics.pstdev(cpus)
+    r = elasticity = explained = None
+    if lap_sd > 0 and cpu_sd > 0:
+        r = statistics.correlation(laps, cpus)
+        elasticity = statistics.linear_regression(
+            [math.log(x) for x in laps], [math.log(y) for y in cpus]
+        ).slope
+        explained = r * r * 100
     return {
-        "n": len(values),
-        "median_ms": round(statistics.median(values), 3),
-        "min_ms": round(min(values), 3),
-        "max_ms": round(max(values), 3),
-        "cv_pct": round(sd / mean * 100, 2) if mean > 0 else 0.0,
+        "phase": PHASE,
+        "windows": len(kept),
+        "lap_us": round(statistics.median(w["spin_us_per_lap"] for w in kept), 2),
+        "lap_cv_pct": round(_cv(laps), 2),
+        "cpu_cv_pct": round(_cv(cpus), 2),
+        "r": None if r is None else round(r, 3),
+        "elasticity": None if elasticity is None else round(elasticity, 3),
+        "explained_pct": None if explained is None else round(explained, 1),
     }
 
 
-def summarise(samples: Iterable[Sample], every_s: float = EVERY_S) -> Speed:
-    kept = list(samples)
-    cpus = sorted({s["cpu"] for s in kept})
-    return {
-        "work": WORK,
-        "every_s": every_s,
-        "samples": kept,
-        "by_cpu": {str(c): spread([s["ms"] for s in kept if s["cpu"] == c]) for c in cpus},
-    }
+def _cv(values: list[float]) -> float:
+    """Standard deviation over mean, %: 0 for a single value."""
+    if len(values) < 2:
+        return 0.0
+    return statistics.stdev(values) / statistics.fmean(values) * 100
 
 
-def by_cpu(speed: Mapping[str, Any] | None, cpus: Iterable[int]) -> dict[int, Spread]:
-    """The spreads of `cpus` a run's environment.speed holds (none where it has no gauge)."""
-    found = (speed or {}).get("by_cpu", {})
-    return {c: found[str(c)] for c in cpus if str(c) in found}
-
-
-class Gauge:
-    """Samples every CPU of `cpus` now and then: `take` at once, `maybe` when `every_s` has
-    passed since the last, `before` a window. `cpus` may be set later (the system's CPUs are
-    known once the run has pinned them); with none, nothing is sampled."""
-
-    def __init__(
-        self,
-        cpus: Sequence[int],
-        every_s: float = EVERY_S,
-        clock: Callable[[], float] = time.monotonic,
-        iterations: int = WORK_ITERATIONS,
-    ) -> None:
-        self.cpus = tuple(cpus)
-        self.every_s = every_s
-        self.clock = clock
-        self.iterations = iterations
-        self.began = clock()
-        self.last: float | None = None
-        self.samples: list[Sample] = []
-
-    def take(self) -> None:
-        for cpu in self.cpus:
-            ms = round(sample(cpu, self.iterations), 3)
-            self.samples.append({"t_s": round(self.clock() - self.began, 2), "cpu": cpu, "ms": ms})
-        self.last = self.clock()
-
-    def maybe(self) -> None:
-        if self.last is None or self.clock() - self.last >= self.every_s:
-            self.take()
-
-    def before(self, phase: str) -> float | None:
-        """Before a window of `phase`: a sample where one is due, and its reading (the mean
-        over the CPUs) if it took one."""
-        taken = len(self.samples)
-        if phase in EVERY_WINDOW:
-            self.take()
-        else:
-            self.maybe()
-        fresh = [s["ms"] for s in self.samples[taken:]]
-        return round(statistics.fmean(fresh), 3) if fresh else None
-
-    def figure(self) -> Speed:
-        return summarise(self.samples, self.every_s)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    seconds = float(args[0]) if args else 30.0
-    gauge = Gauge(sorted(os.sched_getaffinity(0)), every_s=0.5)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        gauge.maybe()
-        time.sleep(0.05)
-    found = gauge.figure()
-    print(WORK)
-    for cpu, s in found["by_cpu"].items():
-        print(
-            f"CPU {cpu}: {s['n']} samples, median {s['median_ms']:.1f} ms, "
-            f"{s['min_ms']:.1f}-{s['max_ms']:.1f} ms, CV {s['cv_pct']:.1f} % "
-            f"({'steady' if s['cv_pct'] <= STEADY_CV_PCT else 'NOT steady'}: "
-            f"at most {STEADY_CV_PCT:g} %)"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def laps(results: Mapping[str, Any]) -> list[float]:
+    """The lap figures of a run's PHASE windows (to compare two runs' machines)."""
+    return [
+        float(w["spin_us_per_lap"])
+        for w in results.get("windows", ())
+        if w["phase"] == PHASE and (w.get("spin_us_per_lap") or 0) > 0
+    ]

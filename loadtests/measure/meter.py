@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -67,10 +67,6 @@ class Meter:
     neighbours: Mapping[str, Sequence[int]] = field(default_factory=dict)
     neighbours_idle: float = 0.0
     start_index: int | None = None  # the start of the services measured (windows' `config`)
-    # Called with the window's phase once the services are at rest, before its load: the run's
-    # speed gauge (gauge.Gauge.before) samples the machine there, never during a window, and
-    # returns its reading where it took one (the window's `speed_ms`).
-    before_load: Callable[[str], float | None] | None = None
     # The spinners keeping the system's CPUs awake: their CPU time over their laps during the
     # window is how fast each CPU ran the same work then (the window's `spin_us_per_lap`).
     spinners: Sequence[Spinner] = ()
@@ -154,7 +150,6 @@ class Meter:
             for h in self.credentials(design)
         )
         rested = self.quiesce()
-        speed_ms = None if self.before_load is None else self.before_load(phase)
         plan = Plan(
             targets=targets,
             schedule=Schedule(rate=rate, seconds=settle + seconds),
@@ -237,8 +232,6 @@ class Meter:
         }
         if self.start_index is not None:
             window["config"] = self.start_index
-        if speed_ms is not None:
-            window["speed_ms"] = speed_ms
         lap = us_per_lap(spun_before, spun_after)
         if lap is not None:
             window["spin_us_per_lap"] = lap

@@ -327,33 +327,48 @@ def microbench_blocks(results: Results) -> list[Block]:
     ]
 
 
-def speed_blocks(env: Mapping[str, Any]) -> list[Block]:
-    """The machine's speed through the run (gauge.py): none for a run from before the gauge."""
-    speed = env.get("speed")
-    if not speed or not speed.get("by_cpu"):
+def machine_blocks(results: Results) -> list[Block]:
+    """How the machine moved during the CPU-per-request windows (gauge.py), and how much of
+    CPU per request's scatter followed it: none for a run without the spinners' laps."""
+    found = results.get("machine")
+    if not found:
         return []
-    system = {str(c) for c in env.get("system_cpus", ())}
+
+    def number(value: float | None, fmt: str) -> str:
+        return "-" if value is None else fmt.format(value)
+
     return [
-        Heading(3, "The machine's speed"),
+        Heading(3, "The machine during the windows"),
         Para(
-            f"The same work ({speed['work']}), timed by its thread's CPU clock on each CPU at "
-            f"the start, between windows every {plain(speed['every_s'])} s or more, and at "
-            "the end. Its spread on the system's CPUs is what the machine alone adds to every "
-            f"figure (the machine_steady check: CV within {gauge.STEADY_CV_PCT:g} %)."
+            "The idle-priority spinners that keep the system's CPUs awake run one empty loop "
+            "in the gaps the system leaves them and count their laps; each window records "
+            "their CPU time per lap. Over the CPU-per-request windows, each against its "
+            "design's median: how much the lap moved, how much CPU per request moved, and how "
+            "closely the second followed the first (machine_steady: the lap's CV within "
+            f"{gauge.STEADY_LAP_CV_PCT:g} %)."
         ),
         Table.of(
-            ("CPU", "samples", "median ms", "min-max ms", "CV %"),
             (
-                (
-                    f"{cpu} ({'system' if cpu in system else 'load'})",
-                    str(s["n"]),
-                    f"{s['median_ms']:.1f}",
-                    f"{s['min_ms']:.1f}-{s['max_ms']:.1f}",
-                    f"{s['cv_pct']:.1f}",
-                )
-                for cpu, s in speed["by_cpu"].items()
+                "windows",
+                "lap us (median)",
+                "lap CV %",
+                "CPU per request CV %",
+                "r",
+                "% CPU per 1 % lap",
+                "variance explained %",
             ),
-            id="speed",
+            [
+                (
+                    str(found["windows"]),
+                    f"{found['lap_us']:,.1f}",
+                    f"{found['lap_cv_pct']:.1f}",
+                    f"{found['cpu_cv_pct']:.1f}",
+                    number(found["r"], "{:.2f}"),
+                    number(found["elasticity"], "{:.2f}"),
+                    number(found["explained_pct"], "{:.0f}"),
+                )
+            ],
+            id="machine",
         ),
     ]
 
@@ -378,7 +393,7 @@ def method_blocks(results: Results) -> list[Block]:
         Heading(2, "Method and environment"),
         Para(run_line(results)),
         Table.of(("", "value"), ((label, plain(env[key])) for label, key in shown if key in env)),
-        *speed_blocks(env),
+        *machine_blocks(results),
         Heading(3, "Packages"),
         Table.of(("package", "version"), sorted(env["packages"].items())),
         Heading(3, "Settings of the run"),

@@ -37,7 +37,6 @@ from loadtests.load.affinity import (
 from loadtests.measure import capacity, long, model
 from loadtests.measure.client import Gateway, header_bytes, request
 from loadtests.measure.cpu import group_of
-from loadtests.measure.gauge import Gauge
 from loadtests.measure.meter import LISTED, NEW_ORDER, ORDERS, Meter, at_rest, chain_path
 from loadtests.measure.netns import RemoteStore, remote_store
 from loadtests.measure.outage import store_outage
@@ -158,7 +157,6 @@ class Bench:
         self.workers = Workers()
         self.awake = contextlib.ExitStack()  # the spinners that keep the system's CPUs awake
         self.spinners: tuple[Spinner, ...] | None = None
-        self.gauge = Gauge(())  # the machine's speed on the system's CPUs (set when pinned)
 
     # -- configurations ---------------------------------------------------------------------
 
@@ -196,7 +194,6 @@ class Bench:
             if self.options.keep_awake and self.spinners is None:
                 self.spinners = self.awake.enter_context(kept_awake(isolation.system_cpus))
         self.isolation = isolation
-        self.gauge.cpus = tuple(isolation.system_cpus)
         return isolation
 
     def service_pids(self) -> dict[str, list[int]]:
@@ -249,7 +246,6 @@ class Bench:
             self.workers,
             isolation,
             start_index=index,
-            before_load=self.gauge.before,
             spinners=self.spinners or (),
         )
 
@@ -866,16 +862,6 @@ def measure(
         first.reconfigure(60.0, **bench.settings_of(config))
         bench.configuration(index, config)
     extra = long.experiments(bench, PROBE_USER) if options.long else None
-    bench.gauge.take()
-    speed = bench.gauge.figure()
-    say(
-        "the machine's speed (the gauge's work, ms of CPU): "
-        + "; ".join(
-            f"CPU {c} median {s['median_ms']:.1f}, {s['min_ms']:.1f}-{s['max_ms']:.1f}, "
-            f"CV {s['cv_pct']:.1f} %"
-            for c, s in speed["by_cpu"].items()
-        )
-    )
     isolation = bench.isolation
     finished = dt.datetime.now(dt.UTC)
     designs: dict[str, Design] = {m.name: bench.design(m, check_us.get(m.name)) for m in modes}
@@ -937,7 +923,6 @@ def measure(
             "kernel": platform.release(),
             "quick": options.quick,
             "wall_s": round(time.monotonic() - began, 1),
-            "speed": speed,
         },
         "designs": designs,
         "method": method,

@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
 
-from loadtests.measure.gauge import Speed
-
 SCHEMA_VERSION = 1
 CONTROL = "control"  # the chain on its public route: forwarding, no credential checked anywhere
 HOPS = (1, 2, 3, 4, 5)  # verifying services in the chain behind the gateway
@@ -35,9 +33,6 @@ class Environment(TypedDict):
     kept_awake: NotRequired[bool]  # a spinner at idle priority kept each system CPU from halting
     quick: NotRequired[bool]
     wall_s: NotRequired[float]
-    # The machine's own speed through the run: one fixed piece of work's CPU time on each CPU,
-    # sampled between windows (loadtests/measure/gauge.py: Speed).
-    speed: NotRequired[Speed]
 
 
 class Interval(TypedDict):
@@ -123,11 +118,9 @@ class Window(TypedDict):
     histogram: NotRequired[str]
     rest_s: NotRequired[float]  # seconds waited before the window for the services to be at rest
     steal_pct: NotRequired[float]  # CPU time the hypervisor took from the system's CPUs
-    # The speed gauge's reading just before the window, ms (gauge.py; mean over the system's
-    # CPUs): on every window of gauge.EVERY_WINDOW's phases, on others where a sample was due.
-    speed_ms: NotRequired[float]
     # The idle-priority spinners' CPU time per lap of the same empty loop during the window, us
-    # (mean over the system's CPUs): how fast the CPUs ran while the window was measured.
+    # (mean over the system's CPUs): how fast the CPUs ran while the window was measured
+    # (loadtests/measure/gauge.py reads it).
     spin_us_per_lap: NotRequired[float]
     # capacity: served within 2 % of offered, p99 within the SLO; None: the generator's limit
     held: NotRequired[bool | None]
@@ -335,6 +328,8 @@ class Results(TypedDict):
     checks: NotRequired[list[Check]]  # the self-checks, shown at the top of the report
     advice: NotRequired[list[str]]  # "Which design when", plain sentences
     model: NotRequired[dict[str, Any]]  # {"parts": {...}, "points": [ModelPoint, ...]}
+    # The machine's movement over the CPU-per-request windows (gauge.py: Machine), or None.
+    machine: NotRequired[dict[str, Any] | None]
     notes: NotRequired[list[str]]
     long: NotRequired[Long | None]  # --long only
 

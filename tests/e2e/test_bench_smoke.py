@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.measure import gauge
 from loadtests.measure.schema import CONTROL, HOPS, SCHEMA_VERSION, load
 from loadtests.modes import JWT_PUSH, MODES, settings_groups
 from services.common.settings import REPO_ROOT
@@ -61,16 +60,10 @@ def test_the_quick_bench_writes_every_figure(quick_long: tuple[Path, float]) -> 
         # One CPU each on this machine: the load never ran where the system did.
         assert env["isolated"] and not set(env["load_cpus"]) & set(env["system_cpus"])
     assert {"aiohttp", "redis", "PyJWT"} <= set(env["packages"])
-    # The machine's speed, sampled on the system's CPUs between windows and at the end.
-    speed = env["speed"]
-    assert {int(c) for c in speed["by_cpu"]} == set(env["system_cpus"])
-    for cpu_id in env["system_cpus"]:
-        spread = speed["by_cpu"][str(cpu_id)]
-        assert spread["n"] >= 3 and 0 < spread["min_ms"] <= spread["median_ms"], cpu_id
-        times = [s["t_s"] for s in speed["samples"] if s["cpu"] == cpu_id]
-        assert times == sorted(times) and times[-1] - times[0] >= speed["every_s"], cpu_id
-    cpu_windows = [w for w in results["windows"] if w["phase"] in gauge.EVERY_WINDOW]
-    assert cpu_windows and all(w.get("speed_ms", 0) > 0 for w in cpu_windows)
+    if env.get("kept_awake"):
+        # The spinners' laps: every window measured how fast the system's CPUs ran.
+        laps = [w.get("spin_us_per_lap", 0) for w in results["windows"]]
+        assert laps and all(lap > 0 for lap in laps)
 
     designs = results["designs"]
     assert set(designs) == {m.name for m in MODES} | {CONTROL}

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from loadtests import modes
-from loadtests.measure import gauge
 from loadtests.measure.schema import CONTROL, HOPS, SCHEMA_VERSION
 
 RECORDED = Path(__file__).resolve().parents[2] / "data" / "measure_results.json"
@@ -125,11 +124,12 @@ class Truth:
     repeats: int = 3
     chain_repeats: int = 2
     noise: float = 0.012  # relative standard deviation of every measured figure
-    # The machine's speed: the gauge's work on each CPU, ms, and its samples' spread (every
-    # sample is the median times 1 + speed_cv or 1 - speed_cv, in turn).
-    speed_ms: float = 20.0
-    speed_cv: float = 0.01
-    speed_samples: int = 24
+    # The machine in the CPU-per-request windows: the spinners' lap, us, times 1 + lap_step in
+    # even repeats and 1 - lap_step in odd ones; CPU per request moves lap_elasticity times
+    # as much (0: not at all).
+    lap_us: float = 1200.0
+    lap_step: float = 0.01
+    lap_elasticity: float = 0.0
     seed: int = 20261205
 
     def checks_us(self, design: str, hops: float) -> float:
@@ -192,15 +192,6 @@ def _window(phase: str, design: str, repeat: int, **figures: Any) -> dict[str, A
         "generator_limited": False,
     }
     return window | figures
-
-
-def speed(truth: Truth) -> gauge.Speed:
-    """environment.speed: the gauge sampled on both CPUs every 30 s."""
-    samples: list[gauge.Sample] = []
-    for i in range(truth.speed_samples):
-        ms = truth.speed_ms * (1 + truth.speed_cv * (1 if i % 2 else -1))
-        samples += [{"t_s": 30.0 * i, "cpu": cpu, "ms": round(ms, 3)} for cpu in (0, 1)]
-    return gauge.summarise(samples, 30.0)
 
 
 def build(truth: Truth | None = None) -> dict[str, Any]:
@@ -279,7 +270,8 @@ def build(truth: Truth | None = None) -> dict[str, Any]:
                         store_us=common_ops * truth.store_us_per_op,
                     )
                 )
-            cpu = noise(truth.cpu_us[name])
+            step = truth.lap_step * (1 if repeat % 2 == 0 else -1)
+            cpu = noise(truth.cpu_us[name] * (1 + truth.lap_elasticity * step))
             cpus.append(cpu)
             windows.append(
                 _window(
@@ -292,6 +284,7 @@ def build(truth: Truth | None = None) -> dict[str, Any]:
                     p99_ms=noise(6.0, 3),
                     store_ops_per_request=common_ops,
                     store_us=noise(common_ops * truth.store_us_per_op),
+                    spin_us_per_lap=round(truth.lap_us * (1 + step), 2),
                 )
             )
         distance = []
@@ -360,7 +353,6 @@ def build(truth: Truth | None = None) -> dict[str, Any]:
             "started": "2026-12-05T10:00:00Z",
             "finished": "2026-12-05T10:11:40Z",
             "isolated": True,
-            "speed": speed(truth),
         },
         "designs": designs,
         "method": {

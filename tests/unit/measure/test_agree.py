@@ -32,7 +32,7 @@ def slower(base: Truth) -> Truth:
         forward_per_hop_us=base.forward_per_hop_us * SLOWER,
         cpu_us={k: v * SLOWER for k, v in base.cpu_us.items()},
         capacity_rps={k: v / SLOWER for k, v in base.capacity_rps.items()},
-        speed_ms=base.speed_ms * SLOWER,
+        lap_us=base.lap_us * SLOWER,
     )
 
 
@@ -80,13 +80,14 @@ def test_a_slower_machine_shows_in_the_control_and_its_figures_disagree() -> Non
     assert gauge.ci95[1] == pytest.approx(math.exp(sum(logs) / len(logs) + half), rel=1e-9)
     cpu = [r for r in agree.agreements(a, b) if r.figure == "cpu_us_per_request"]
     assert cpu and not any(r.agree for r in cpu)
-    # The speed gauge says the same of the system's CPU (1), independently of the control.
-    gauged = agree.gauged(a, b)
-    assert set(gauged) == {1}
-    ratio, (lo, hi) = gauged[1]
+    # The spinners' laps in the CPU windows say the same, independently of the control.
+    lapped = agree.lapped(a, b)
+    assert lapped is not None
+    ratio, (lo, hi) = lapped
     assert ratio == pytest.approx(SLOWER, rel=1e-9)
     assert 1.1 < lo < SLOWER < hi < 1.3
-    assert agree.gauged(a, run(base))[1][0] == pytest.approx(1.0)
+    same = agree.lapped(a, run(base))
+    assert same is not None and same[0] == pytest.approx(1.0)
 
 
 def test_main_exits_by_the_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

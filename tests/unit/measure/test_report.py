@@ -450,24 +450,29 @@ def test_the_write_is_a_table_of_its_repeats_and_an_old_single_window_reads_as_o
     assert rows["jwt-push"][1:3] == ["1,000", "one run, no interval"]
 
 
-def test_the_machines_speed_is_a_table_of_the_gauges_spread_per_cpu(tmp_path: Path) -> None:
-    results = analysis.analyse(cast(Results, synthetic.build(Truth(noise=0, speed_cv=0.1))))
+def test_the_machine_is_a_table_of_its_numbers(tmp_path: Path) -> None:
+    results = analysis.analyse(
+        cast(Results, synthetic.build(Truth(noise=0.01, lap_step=0.03, lap_elasticity=2.5)))
+    )
     page, markdown = render(results, tmp_path)
-    table = parsed(page).tables["speed"]
-    spread = results["environment"]["speed"]["by_cpu"]
+    table = parsed(page).tables["machine"]
+    found = results["machine"]
+    assert found is not None
     assert table[1:] == [
         [
-            f"{cpu} ({role})",
-            str(spread[cpu]["n"]),
-            f"{spread[cpu]['median_ms']:.1f}",
-            f"{spread[cpu]['min_ms']:.1f}-{spread[cpu]['max_ms']:.1f}",
-            f"{spread[cpu]['cv_pct']:.1f}",
+            str(found["windows"]),
+            f"{found['lap_us']:,.1f}",
+            f"{found['lap_cv_pct']:.1f}",
+            f"{found['cpu_cv_pct']:.1f}",
+            f"{found['r']:.2f}",
+            f"{found['elasticity']:.2f}",
+            f"{found['explained_pct']:.0f}",
         ]
-        for cpu, role in (("0", "load"), ("1", "system"))
     ]
-    assert table[1][1:] == ["24", "20.0", "18.0-22.0", "10.2"]
-    assert md_table_after(markdown, "### The machine's speed") == table
-    # A run from before the gauge has no such table.
-    del results["environment"]["speed"]
+    assert table[1][:2] == ["18", "1,164.0"]
+    assert md_table_after(markdown, "### The machine during the windows") == table
+    # A run without the laps has no such table.
+    results["machine"] = None
     page, markdown = render(results, tmp_path)
-    assert "speed" not in parsed(page).tables and "### The machine's speed" not in markdown
+    assert "machine" not in parsed(page).tables
+    assert "### The machine during the windows" not in markdown
