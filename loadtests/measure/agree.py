@@ -107,8 +107,18 @@ class Speed:
         return lo <= 1 + SPEED_TOLERANCE and hi >= 1 - SPEED_TOLERANCE
 
 
+def _chain_rate(results: Mapping[str, Any]) -> float | None:
+    rate = (results.get("method") or {}).get("chain_rps")
+    return None if rate is None else float(rate)
+
+
 def speed(a: Mapping[str, Any], b: Mapping[str, Any]) -> Speed | None:
-    """None where either run has no control chain over two hop counts."""
+    """None where either run has no control chain over two hop counts, or the two chains ran
+    at different rates (a request's CPU depends on the rate: on the AMD EPYC host the control
+    chain cost 1.21x at 100 req/s what it had cost at 150 forty minutes before, runs G and E,
+    while the spinners' laps said the machine ran 0.95x as slow)."""
+    if _chain_rate(a) != _chain_rate(b):
+        return None
     logs = []
     for k in HOPS:
         x = a["designs"].get(CONTROL, {}).get("hops", {}).get(str(k), {})
@@ -156,7 +166,10 @@ def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -
     )
     gauge = speed(a, b)
     if gauge is None:
-        lines.append("The control chain is missing from a run: the machines are not compared.")
+        lines.append(
+            "The control chain is missing from a run, or the two ran it at different rates "
+            f"({_chain_rate(a)} and {_chain_rate(b)} req/s): the machines are not compared."
+        )
     else:
         lo, hi = gauge.ci95
         lines.append(

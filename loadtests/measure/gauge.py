@@ -18,9 +18,10 @@ the machine's:
 - `r`, `elasticity`, `explained_pct`: how closely the second follows the first (the
   correlation; the slope of log CPU per request on log lap time; r squared).
 
-Measured on the AMD EPYC host (run E, 30 windows): the lap's CV 4.3 %, CPU per request's
-13.1 %, r = 0.83, elasticity 2.5: a window whose CPUs ran the loop 1 % slower cost 2.5 % more
-CPU per request, and the machine explains 69 % of the scatter. A between-window gauge (a fixed
+Measured on the AMD EPYC host (runs E and F, 30 windows each): the lap's CV 4.3 and 3.4 %,
+CPU per request's 13.1 and 14.4 %, r = 0.83 and 0.54, elasticity 2.5 and 2.2: a window whose
+CPUs ran the loop 1 % slower cost 2.2-2.5 % more CPU per request, and the machine explains 69
+and 29 % of the scatter's variance: much of it, not all. A between-window gauge (a fixed
 loop timed by its thread's clock before each window) read the same CPUs at 14.7-15.8 ms for
 minutes on end and had no relation to the windows' costs (r = 0.09): the machine that matters
 is the one during the window.

@@ -80,6 +80,9 @@ def test_a_slower_machine_shows_in_the_control_and_its_figures_disagree() -> Non
     assert gauge.ci95[1] == pytest.approx(math.exp(sum(logs) / len(logs) + half), rel=1e-9)
     cpu = [r for r in agree.agreements(a, b) if r.figure == "cpu_us_per_request"]
     assert cpu and not any(r.agree for r in cpu)
+    # Control chains at different rates say nothing of the machines.
+    other = run(Truth(chain_rps=base.chain_rps / 2))
+    assert agree.speed(a, other) is None
     # The spinners' laps in the CPU windows say the same, independently of the control.
     lapped = agree.lapped(a, b)
     assert lapped is not None
