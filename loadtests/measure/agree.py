@@ -114,9 +114,8 @@ def _chain_rate(results: Mapping[str, Any]) -> float | None:
 
 def speed(a: Mapping[str, Any], b: Mapping[str, Any]) -> Speed | None:
     """None where either run has no control chain over two hop counts, or the two chains ran
-    at different rates (a request's CPU depends on the rate: on the AMD EPYC host the control
-    chain cost 1.21x at 100 req/s what it had cost at 150 forty minutes before, runs G and E,
-    while the spinners' laps said the machine ran 0.95x as slow)."""
+    at different rates (`method.chain_rps`): a request's CPU depends on the rate it is offered
+    at, so only like for like says anything of the machines."""
     if _chain_rate(a) != _chain_rate(b):
         return None
     logs = []
