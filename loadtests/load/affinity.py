@@ -137,10 +137,17 @@ class Spinner:
     counter: Path
 
     def laps(self) -> int:
-        """The laps it has run so far (0 before its first)."""
-        with contextlib.suppress(OSError):
-            return int.from_bytes(self.counter.read_bytes()[:8], "little")
-        return 0
+        """The laps it has run so far (0 before its first). The spinner's 8-byte write is not
+        atomic against this read, so a read is taken only when the next one agrees (the count
+        moves about once a millisecond; a torn read could be off by 255 laps)."""
+        last = -1
+        for _ in range(5):
+            with contextlib.suppress(OSError):
+                now = int.from_bytes(self.counter.read_bytes()[:8], "little")
+                if now == last:
+                    return now
+                last = now
+        return max(last, 0)
 
 
 @contextlib.contextmanager
@@ -156,7 +163,10 @@ def kept_awake(cpus: Sequence[int]) -> Iterator[tuple[Spinner, ...]]:
     if not hasattr(os, "SCHED_IDLE") or not cpus:
         yield ()
         return
-    counters = Path(tempfile.mkdtemp(prefix="authscale-spin-"))
+    # In memory where there is a /dev/shm: a counter on disk would cost writeback on the CPUs
+    # it measures.
+    shm = Path("/dev/shm")  # noqa: S108 (mkdtemp below: a private directory of its own)
+    counters = Path(tempfile.mkdtemp(prefix="authscale-spin-", dir=shm if shm.is_dir() else None))
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for cpu in cpus:

@@ -132,12 +132,14 @@ def speed(a: Mapping[str, Any], b: Mapping[str, Any]) -> Speed | None:
 
 
 def lapped(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float, list[float]] | None:
-    """The spinners' lap in B's CPU-per-request windows over A's (gauge.py), with its 95 %
-    interval (stats.ratio over the windows); None where either run has fewer than two."""
-    runs = [gauge.laps(a), gauge.laps(b)]
-    if any(len(x) < 2 for x in runs):
+    """The spinners' lap in B's CPU-per-request windows over A's (gauge.py), design by design
+    (each design's median lap in each run), with its 95 % interval (stats.ratio over the
+    designs both runs measured); None where fewer than two designs have laps in both."""
+    la, lb = gauge.laps(a), gauge.laps(b)
+    shared = sorted(set(la) & set(lb))
+    if len(shared) < 2:
         return None
-    return stats.ratio(runs[1], runs[0])
+    return stats.ratio([lb[d] for d in shared], [la[d] for d in shared])
 
 
 def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -> str:
@@ -163,21 +165,24 @@ def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -
         f"{len(found) - len(apart)} of {len(found) + len(missing)} figures agree"
         + (f"; not: {', '.join(apart + missing)}." if apart or missing else ".")
     )
-    gauge = speed(a, b)
-    if gauge is None:
+    control = speed(a, b)
+    if control is None:
+        rates = (_chain_rate(a), _chain_rate(b))
         lines.append(
-            "The control chain is missing from a run, or the two ran it at different rates "
-            f"({_chain_rate(a)} and {_chain_rate(b)} req/s): the machines are not compared."
+            f"The two ran the control chain at different rates ({rates[0]:g} and {rates[1]:g} "
+            "req/s): the machines are not compared by it."
+            if rates[0] != rates[1] and None not in rates
+            else "The control chain is missing from a run: the machines are not compared by it."
         )
     else:
-        lo, hi = gauge.ci95
+        lo, hi = control.ci95
         lines.append(
-            f"The control chain (no check anywhere) cost {gauge.ratio:.2f}x in B what it cost "
-            f"in A (95 % CI {lo:.2f}-{hi:.2f}, {gauge.points} hop counts): "
+            f"The control chain (no check anywhere) cost {control.ratio:.2f}x in B what it cost "
+            f"in A (95 % CI {lo:.2f}-{hi:.2f}, {control.points} hop counts): "
             + (
                 "not distinguishable at this precision from the same speed (within "
                 f"{SPEED_TOLERANCE * 100:g} %)."
-                if gauge.same_machine
+                if control.same_machine
                 else "the machine ran at another speed, and absolute figures cannot agree."
             )
         )

@@ -1,4 +1,4 @@
-"""The machine's speed in each window, and how much of the figures' scatter it explains.
+"""How the machine moved during the windows, and how closely the figures moved with it.
 
 Every figure of the bench is CPU time or a rate the CPUs allow, so it moves with the machine
 under it. On a shared virtual machine the host's other tenants slow a virtual CPU without taking
@@ -8,28 +8,32 @@ kept_awake`) run the same empty loop at idle priority in the gaps the system lea
 count their laps; each window records their CPU time per lap while it was measured
 (`spin_us_per_lap`). A lap costs more when the CPU runs slower and when each of the system's
 wake-ups costs more (the switch in and out is charged to the task it interrupts): what a
-request's CPU time suffers from too.
+request's CPU time suffers from too. It is an indicator, not the machine itself: a busier
+window interrupts the spinner more, so a dearer window can slow the lap by itself, and a drift
+shared by both over a run correlates them too. What it shows is that CPU per request moved
+with it, not why.
 
 `machine` reads it over the CPU-per-request windows (PHASE: one rate, one request, every design
-and repeat in turn), each window against its design's median, so a design's own cost is not
-the machine's:
-- `lap_cv_pct`: how much the machine moved from window to window;
+and repeat in turn), within designs (each design's mean taken out, on the log scale), so a
+design's own cost is not the machine's:
+- `lap_cv_pct`: how much the lap moved from window to window (pooled standard deviation);
 - `cpu_cv_pct`: how much CPU per request moved, the same way;
-- `r`, `elasticity`, `explained_pct`: how closely the second follows the first (the
-  correlation; the slope of log CPU per request on log lap time; r squared).
+- `r`, `elasticity`, `explained_pct`: how closely the second moved with the first (the
+  within-design correlation; the slope of log CPU per request on log lap; r squared).
 
-Measured on the AMD EPYC host (runs E and F, 30 windows each): the lap's CV 4.3 and 3.4 %,
-CPU per request's 13.1 and 14.4 %, r = 0.83 and 0.54, elasticity 2.5 and 2.2: a window whose
-CPUs ran the loop 1 % slower cost 2.2-2.5 % more CPU per request, and the machine explains 69
-and 29 % of the scatter's variance: much of it, not all. A between-window gauge (a fixed
-loop timed by its thread's clock before each window) read the same CPUs at 14.7-15.8 ms for
-minutes on end and had no relation to the windows' costs (r = 0.09): the machine that matters
-is the one during the window.
+Measured on the AMD EPYC host (runs E, F and G, 30 windows each): the lap's CV 3.5-4.3 %, CPU
+per request's 12-14 %, r = 0.83, 0.63 and 0.65, elasticity 2.5, 2.4 and 2.2: a window whose
+spinners ran 1 % slower cost 2.2-2.5 % more CPU per request, and the lap accounts for 70, 40
+and 43 % of the scatter's variance: much of it, not all. (A between-window gauge, a fixed loop
+timed before each window, tried first and removed in 047ec31: it read the same CPUs at 14.7-
+15.8 ms for minutes on end and had no relation to the windows' costs, r = 0.09 over run E's 30
+windows.)
 
 The check `analysis.check_machine_steady`: the lap's CV within STEADY_LAP_CV_PCT. With the
-elasticity seen here, 2 % of lap is 5 % of CPU per request, and five repeats make that +-6 %
-of a figure's 95 % interval (t(4) / sqrt(5) = 1.24 times the CV): most of the +-10 % the issue
-allows, before any design has varied at all.
+elasticities seen here (about 2), 2 % of lap is 4-5 % of CPU per request, and five repeats
+make that +-5-6 % of a figure's 95 % interval (t(4) / sqrt(5) = 1.24 times the CV): more than
+half of the +-10 % the issue allows, before any design has varied at all. No run on the AMD
+host has met it (3.5-4.3 %).
 """
 
 from __future__ import annotations
@@ -49,23 +53,36 @@ class Machine(TypedDict):
     phase: str
     windows: int  # those with a lap figure, of designs with two or more of them
     lap_us: float  # the median lap
-    lap_cv_pct: float  # each window's lap over its design's median: their CV, %
+    lap_cv_pct: float  # the lap's pooled within-design standard deviation (log scale), %
     cpu_cv_pct: float  # the same of CPU per request
-    r: float | None  # None where either did not move at all
-    elasticity: float | None  # d log(CPU per request) / d log(lap)
+    r: float | None  # within-design correlation; None where either did not move at all
+    elasticity: float | None  # within-design slope of log(CPU per request) on log(lap)
     explained_pct: float | None  # r^2, %
 
 
-def _relative(windows: list[Mapping[str, Any]], field: str) -> list[float]:
-    medians: dict[str, float] = {}
+MIN_WINDOWS = 12  # in all, of designs with two or more: fewer give an r of little meaning
+
+
+def _within(windows: list[Mapping[str, Any]], field: str) -> list[float]:
+    """Each window's log figure less its design's mean log figure (the design's own level
+    taken out: what is left is the window's)."""
+    means: dict[str, float] = {}
     for design in {w["design"] for w in windows}:
-        medians[design] = statistics.median(w[field] for w in windows if w["design"] == design)
-    return [w[field] / medians[w["design"]] for w in windows]
+        means[design] = statistics.fmean(
+            math.log(w[field]) for w in windows if w["design"] == design
+        )
+    return [math.log(w[field]) - means[w["design"]] for w in windows]
 
 
 def machine(windows: Iterable[Mapping[str, Any]]) -> Machine | None:
-    """The machine's movement over the PHASE windows; None where no design has two windows
-    with a lap figure (a run from before the laps, or one window per design: --quick)."""
+    """The machine's movement over the PHASE windows; None where fewer than MIN_WINDOWS of
+    designs with two or more have a lap figure (a run from before the laps; --quick's one
+    window per design).
+
+    Within designs (each design's own level taken out, on the log scale): the CVs are the
+    pooled standard deviations of the log figures, n - designs degrees of freedom (a CV for
+    small ones); r and the elasticity are the within-design correlation and regression slope
+    of log CPU per request on log lap."""
     found = [
         w
         for w in windows
@@ -78,40 +95,41 @@ def machine(windows: Iterable[Mapping[str, Any]]) -> Machine | None:
     for w in found:
         count[w["design"]] = count.get(w["design"], 0) + 1
     kept = [w for w in found if count[w["design"]] >= 2]
-    if not kept:
+    designs = len({w["design"] for w in kept})
+    if len(kept) < MIN_WINDOWS:
         return None
-    laps, cpus = _relative(kept, "spin_us_per_lap"), _relative(kept, "cpu_us_per_request")
-    lap_sd, cpu_sd = statistics.pstdev(laps), statistics.pstdev(cpus)
+    laps, cpus = _within(kept, "spin_us_per_lap"), _within(kept, "cpu_us_per_request")
+    df = len(kept) - designs
+    sxx = sum(x * x for x in laps)
+    syy = sum(y * y for y in cpus)
+    sxy = sum(x * y for x, y in zip(laps, cpus, strict=True))
     r = elasticity = explained = None
-    if lap_sd > 0 and cpu_sd > 0:
-        r = statistics.correlation(laps, cpus)
-        elasticity = statistics.linear_regression(
-            [math.log(x) for x in laps], [math.log(y) for y in cpus]
-        ).slope
+    if sxx > 0 and syy > 0:
+        r = sxy / math.sqrt(sxx * syy)
+        elasticity = sxy / sxx
         explained = r * r * 100
     return {
         "phase": PHASE,
         "windows": len(kept),
         "lap_us": round(statistics.median(w["spin_us_per_lap"] for w in kept), 2),
-        "lap_cv_pct": round(_cv(laps), 2),
-        "cpu_cv_pct": round(_cv(cpus), 2),
+        "lap_cv_pct": round(math.sqrt(sxx / df) * 100, 2),
+        "cpu_cv_pct": round(math.sqrt(syy / df) * 100, 2),
         "r": None if r is None else round(r, 3),
         "elasticity": None if elasticity is None else round(elasticity, 3),
         "explained_pct": None if explained is None else round(explained, 1),
     }
 
 
-def _cv(values: list[float]) -> float:
-    """Standard deviation over mean, %: 0 for a single value."""
-    if len(values) < 2:
-        return 0.0
-    return statistics.stdev(values) / statistics.fmean(values) * 100
-
-
-def laps(results: Mapping[str, Any]) -> list[float]:
-    """The lap figures of a run's PHASE windows (to compare two runs' machines)."""
-    return [
-        float(w["spin_us_per_lap"])
-        for w in results.get("windows", ())
-        if w["phase"] == PHASE and (w.get("spin_us_per_lap") or 0) > 0
-    ]
+def laps(results: Mapping[str, Any]) -> dict[str, float]:
+    """Each design's median lap over its PHASE windows (those `machine` reads): to compare two
+    runs' machines design by design, not window by window (the windows of one repeat move
+    together, and are not independent)."""
+    found: dict[str, list[float]] = {}
+    for w in results.get("windows", ()):
+        if (
+            w["phase"] == PHASE
+            and not w.get("generator_limited", False)
+            and (w.get("spin_us_per_lap") or 0) > 0
+        ):
+            found.setdefault(w["design"], []).append(float(w["spin_us_per_lap"]))
+    return {design: statistics.median(values) for design, values in found.items()}

@@ -245,17 +245,21 @@ def spun(spinners: Sequence[Spinner]) -> list[tuple[float, int]]:
     return [(cpu.process_cpu_seconds(s.pid), s.laps()) for s in spinners]
 
 
+MIN_LAPS = 10  # fewer laps between two readings say little of a lap's cost
+
+
 def us_per_lap(
     before: Sequence[tuple[float, int]], after: Sequence[tuple[float, int]]
 ) -> float | None:
-    """The spinners' CPU time per lap between two readings, us (the mean over the spinners
-    that ran a lap); None where none did."""
-    per = [
-        (a_cpu - b_cpu) / (a_laps - b_laps) * 1e6
-        for (b_cpu, b_laps), (a_cpu, a_laps) in zip(before, after, strict=True)
-        if a_laps > b_laps
-    ]
-    return round(sum(per) / len(per), 2) if per else None
+    """The spinners' CPU time per lap between two readings, us: their CPU over their laps,
+    summed over the spinners whose laps and CPU both grew (one gone mid-window counts for
+    nothing); None below MIN_LAPS in all."""
+    spent, laps = 0.0, 0
+    for (b_cpu, b_laps), (a_cpu, a_laps) in zip(before, after, strict=True):
+        if a_laps > b_laps and a_cpu > b_cpu:
+            spent += a_cpu - b_cpu
+            laps += a_laps - b_laps
+    return round(spent / laps * 1e6, 2) if laps >= MIN_LAPS else None
 
 
 def at_rest(

@@ -24,34 +24,47 @@ def steady_check(result: dict[str, Any]) -> Check:
     return cast(Check, found)
 
 
-def relative(values: list[float], designs: list[str]) -> list[float]:
-    medians = {
-        d: statistics.median(v for v, e in zip(values, designs, strict=True) if e == d)
+def within(values: list[float], designs: list[str]) -> list[float]:
+    """log value less its design's mean log value."""
+    logs = [math.log(v) for v in values]
+    means = {
+        d: statistics.fmean(x for x, e in zip(logs, designs, strict=True) if e == d)
         for d in set(designs)
     }
-    return [v / medians[d] for v, d in zip(values, designs, strict=True)]
+    return [x - means[d] for x, d in zip(logs, designs, strict=True)]
 
 
-def test_the_machine_is_each_windows_lap_and_cpu_against_its_designs_median() -> None:
+def test_the_machine_is_the_within_design_spread_and_slope_on_the_log_scale() -> None:
     result = analysed(Truth(noise=0.01, lap_step=0.03, lap_elasticity=2.5))
     windows = [w for w in result["windows"] if w["phase"] == gauge.PHASE]
     found = result["machine"]
     assert found["windows"] == len(windows) == 6 * 3
     designs = [w["design"] for w in windows]
-    laps = relative([w["spin_us_per_lap"] for w in windows], designs)
-    cpus = relative([w["cpu_us_per_request"] for w in windows], designs)
-    assert found["lap_us"] == pytest.approx(1200 * 0.97)  # two of three repeats are odd
-    assert found["lap_cv_pct"] == pytest.approx(
-        statistics.stdev(laps) / statistics.fmean(laps) * 100, abs=0.01
-    )
+    laps = within([w["spin_us_per_lap"] for w in windows], designs)
+    cpus = within([w["cpu_us_per_request"] for w in windows], designs)
+    df = len(windows) - 6
+    # The lap moves +-3 % by repeat: its pooled within-design SD on the log scale.
+    lap_sd = math.sqrt(sum(x * x for x in laps) / df)
+    assert found["lap_cv_pct"] == pytest.approx(lap_sd * 100, abs=0.01)
+    assert 2.5 < found["lap_cv_pct"] < 3.5
     assert found["cpu_cv_pct"] == pytest.approx(
-        statistics.stdev(cpus) / statistics.fmean(cpus) * 100, abs=0.01
+        math.sqrt(sum(y * y for y in cpus) / df) * 100, abs=0.01
     )
+    slope = statistics.linear_regression(laps, cpus).slope  # both centred: no intercept
+    assert found["elasticity"] == pytest.approx(slope, abs=1e-3)
+    assert 2.3 < found["elasticity"] < 2.7  # the truth's 2.5, less what the 1 % noise blurs
     r = statistics.correlation(laps, cpus)
     assert found["r"] == pytest.approx(r, abs=1e-3) and r > 0.9
     assert found["explained_pct"] == pytest.approx(r * r * 100, abs=0.1)
-    # The slope of log CPU on log lap: the truth's 2.5, less what the 1 % noise blurs.
-    assert 2.2 < found["elasticity"] < 2.8
+    assert found["lap_us"] == pytest.approx(1200 * 0.97)  # two of three repeats are odd
+
+
+def test_too_few_windows_give_no_figure() -> None:
+    windows = synthetic.build(Truth(noise=0.01, lap_step=0.03))["windows"]
+    cpu = [w for w in windows if w["phase"] == gauge.PHASE]
+    # One design's two windows would give r = 1: below MIN_WINDOWS, no figure at all.
+    assert gauge.machine(cpu[:2]) is None
+    assert gauge.machine(cpu[: gauge.MIN_WINDOWS]) is not None
 
 
 def test_a_steady_machine_passes_and_a_moving_one_fails_with_its_share() -> None:
