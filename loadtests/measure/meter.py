@@ -181,15 +181,19 @@ class Meter:
             # Their CPU comes from the kernel, what they served from the load's own count;
             # only the stores are asked (INFO, microseconds inside redis).
             stores = Servers({}, dict(self.servers.stores))  # what a window reads
+            # The spinners are read outside the stores' and the services' readings, which
+            # bracket the measured part as closely as they can: a read between them would
+            # stretch the stores' wall time past the load (short windows under-count the
+            # store's operations per request by what it adds).
+            spun_before = spun(self.spinners)
             before = stores.snapshot()
             cpu_before = cpu.read(self.pids)
-            spun_before = spun(self.spinners)
             steal_before = cpu.steal_seconds(system_cpus)
             time.sleep(max(0.0, start[0] + settle + seconds - time.time()))
             steal = cpu.steal_seconds(system_cpus) - steal_before
             cpu_after = cpu.read(self.pids)
-            spun_after = spun(self.spinners)
             after = stores.snapshot()
+            spun_after = spun(self.spinners)
             measured = running.result()
         wall = cpu_after.at - cpu_before.at
         # What the system served inside the measured part (answers that arrived in it), over
