@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +155,16 @@ def free_port(offset: int | None = None) -> int:
             return port
     where = f"{span[0]}-{span[1] - 1}" if span else "the kernel's ephemeral range"
     raise StackError(f"no free port in {where}")
+
+
+def reserve(ports: Iterable[int]) -> None:
+    """Ports this process did not choose but will use (given by another process, or the
+    environment): free_port never hands them out, nor a cluster port whose bus port is one of
+    them. `make up` under a test takes its ports from the test, which chose them in its own
+    process; a cluster node's bus port chosen here could otherwise be the gateway's (CI:
+    "address already in use" on the gateway's port)."""
+    with _ports_lock:
+        _handed_out.update(ports)
 
 
 def _kernel_port() -> int:

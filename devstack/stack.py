@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.processes import Component, ProcessGroup, StackError, free_port
+from devstack.processes import Component, ProcessGroup, StackError, free_port, reserve
 from devstack.stores import RedisClusterServers, redis_ping, require_redis_server
 from services.common.keys import ensure_keypair
 from services.common.settings import REPO_ROOT
@@ -96,6 +96,17 @@ class Stack(ProcessGroup):
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="authscale-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # The stack's own ports first: the cluster's nodes and bus ports must miss them.
+        reserve(
+            [
+                self.ports.gateway,
+                self.ports.auth,
+                *self.ports.orders,
+                self.ports.session_store,
+                self.ports.data_store,
+                *self.ports.relays,
+            ]
+        )
         self.cluster = (
             RedisClusterServers(self.workdir / "session-cluster") if self.session_cluster else None
         )

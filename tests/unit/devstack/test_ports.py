@@ -97,3 +97,19 @@ def test_cluster_ports_and_their_bus_ports_stay_outside_the_ephemeral_range() ->
     taken = nodes + [n + CLUSTER_BUS_OFFSET for n in nodes]
     assert len(set(taken)) == len(taken)
     assert all(outside_ephemeral(p) for p in taken)
+
+
+def test_a_reserved_port_is_never_handed_out_nor_a_bus_port(tiny_span: tuple[int, int]) -> None:
+    # `make up` under a test takes its gateway's port from the test's own process: its cluster
+    # nodes, chosen here, must not take it as a bus port.
+    lo, hi = tiny_span
+    offset = 20
+    gateway = lo + offset + 3
+    processes.reserve([gateway])
+    nodes = {free_port(offset=offset) for _ in range(offset - 1)}
+    assert gateway - offset not in nodes and gateway not in nodes
+    assert len(nodes) == offset - 1  # every node port but the one whose bus is the gateway's
+    others = {free_port() for _ in range(hi - lo - 2 * len(nodes) - 1)}
+    assert others and gateway not in others
+    with pytest.raises(processes.StackError, match="no free port"):
+        free_port()
