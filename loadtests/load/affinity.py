@@ -168,22 +168,20 @@ def kept_awake(cpus: Sequence[int]) -> Iterator[tuple[Spinner, ...]]:
     shm = Path("/dev/shm")  # noqa: S108 (mkdtemp below: a private directory of its own)
     counters = Path(tempfile.mkdtemp(prefix="authscale-spin-", dir=shm if shm.is_dir() else None))
     processes: list[subprocess.Popen[bytes]] = []
+    spinners: list[Spinner] = []
     try:
         for cpu in cpus:
             counter = counters / f"cpu{cpu}"
             counter.write_bytes(bytes(8))
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", _SPIN.format(cpu=cpu, counter=str(counter), lap=LAP)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            process = subprocess.Popen(
+                [sys.executable, "-c", _SPIN.format(cpu=cpu, counter=str(counter), lap=LAP)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-        yield tuple(
-            Spinner(cpu, process.pid, counters / f"cpu{cpu}")
-            for cpu, process in zip(cpus, processes, strict=True)
-        )
+            processes.append(process)
+            spinners.append(Spinner(cpu, process.pid, counter))
+        yield tuple(spinners)
     finally:
         for process in processes:
             process.kill()

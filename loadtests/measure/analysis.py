@@ -298,13 +298,16 @@ def judged(check: Check) -> bool:
     return check.get("judged", True)
 
 
+def _cpu_repeats(results: Mapping[str, Any]) -> int:
+    method = results.get("method") or {}
+    return int(method.get("cpu_repeats", method.get("repeats")) or 0)
+
+
 def one_run_each(results: Mapping[str, Any]) -> bool:
     """Whether the run was set to one run per figure (--quick): only then is a figure of one
     run no failure. In a run of repeats, a figure left with one (the others held nothing, or
     the load generator limited them) is a failure of that run."""
-    method = results.get("method") or {}
-    repeats = method.get("repeats")
-    return repeats == 1 and method.get("cpu_repeats", repeats) == 1
+    return (results.get("method") or {}).get("repeats") == 1 and _cpu_repeats(results) == 1
 
 
 def check_control_cheapest(
@@ -637,22 +640,18 @@ def check_intervals_tight(designs: Mapping[str, Mapping[str, Any]], single: bool
     return _check(name, True, detail)
 
 
-def _cpu_repeats(results: Mapping[str, Any]) -> int:
-    method = results.get("method") or {}
-    return int(method.get("cpu_repeats", method.get("repeats")) or 0)
-
-
 def check_machine_steady(found: gauge.Machine | None, repeats: int) -> Check:
     """The run's precondition, measured in its own windows: the system's CPUs ran the
     spinners' loop at the same speed in every CPU-per-request window (gauge.py), the lap's CV
-    within gauge.STEADY_LAP_CV_PCT. A run without the laps, or with one such window per
-    design, leaves it unjudged."""
+    within gauge.STEADY_LAP_CV_PCT. A run without `machine` (no laps; --quick's one window
+    per design) leaves it unjudged."""
     name = "machine_steady"
     if found is None:
         return _check(
             name,
             False,
-            "no two CPU-per-request windows of a design with lap figures",
+            f"under {gauge.MIN_WINDOWS} CPU-per-request windows with lap figures (of designs "
+            "with two or more): not measured",
             decided=False,
         )
     detail = (

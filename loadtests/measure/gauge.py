@@ -40,8 +40,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict
+
+from loadtests.measure.model import usable
+from loadtests.measure.schema import Window
 
 PHASE = "cpu"  # the windows the machine is read over
 STEADY_LAP_CV_PCT = 2.0
@@ -63,7 +66,7 @@ class Machine(TypedDict):
 MIN_WINDOWS = 12  # in all, of designs with two or more: fewer give an r of little meaning
 
 
-def _within(windows: list[Mapping[str, Any]], field: str) -> list[float]:
+def _within(windows: Sequence[Mapping[str, Any]], field: str) -> list[float]:
     """Each window's log figure less its design's mean log figure (the design's own level
     taken out: what is left is the window's)."""
     means: dict[str, float] = {}
@@ -74,7 +77,7 @@ def _within(windows: list[Mapping[str, Any]], field: str) -> list[float]:
     return [math.log(w[field]) - means[w["design"]] for w in windows]
 
 
-def machine(windows: Iterable[Mapping[str, Any]]) -> Machine | None:
+def machine(windows: Iterable[Window]) -> Machine | None:
     """The machine's movement over the PHASE windows; None where fewer than MIN_WINDOWS of
     designs with two or more have a lap figure (a run from before the laps; --quick's one
     window per design).
@@ -83,14 +86,7 @@ def machine(windows: Iterable[Mapping[str, Any]]) -> Machine | None:
     pooled standard deviations of the log figures, n - designs degrees of freedom (a CV for
     small ones); r and the elasticity are the within-design correlation and regression slope
     of log CPU per request on log lap."""
-    found = [
-        w
-        for w in windows
-        if w["phase"] == PHASE
-        and not w.get("generator_limited", False)
-        and (w.get("spin_us_per_lap") or 0) > 0
-        and (w.get("cpu_us_per_request") or 0) > 0
-    ]
+    found = [w for w in lapped(windows) if (w.get("cpu_us_per_request") or 0) > 0]
     count: dict[str, int] = {}
     for w in found:
         count[w["design"]] = count.get(w["design"], 0) + 1
@@ -120,16 +116,16 @@ def machine(windows: Iterable[Mapping[str, Any]]) -> Machine | None:
     }
 
 
+def lapped(windows: Iterable[Window]) -> list[Window]:
+    """The PHASE windows that count (not limited by the load generator) with a lap figure."""
+    return [w for w in usable(windows, PHASE) if (w.get("spin_us_per_lap") or 0) > 0]
+
+
 def laps(results: Mapping[str, Any]) -> dict[str, float]:
     """Each design's median lap over its PHASE windows (those `machine` reads): to compare two
     runs' machines design by design, not window by window (the windows of one repeat move
     together, and are not independent)."""
     found: dict[str, list[float]] = {}
-    for w in results.get("windows", ()):
-        if (
-            w["phase"] == PHASE
-            and not w.get("generator_limited", False)
-            and (w.get("spin_us_per_lap") or 0) > 0
-        ):
-            found.setdefault(w["design"], []).append(float(w["spin_us_per_lap"]))
+    for w in lapped(results.get("windows", ())):
+        found.setdefault(w["design"], []).append(float(w["spin_us_per_lap"]))
     return {design: statistics.median(values) for design, values in found.items()}

@@ -342,9 +342,10 @@ def machine_blocks(results: Results) -> list[Block]:
         Para(
             "The idle-priority spinners that keep the system's CPUs awake run one empty loop "
             "in the gaps the system leaves them and count their laps; each window records "
-            "their CPU time per lap. Over the CPU-per-request windows, each against its "
-            "design's median: how much the lap moved, how much CPU per request moved, and how "
-            "closely the second followed the first (machine_steady: the lap's CV within "
+            "their CPU time per lap. Over the CPU-per-request windows, within designs (each "
+            "design's own level taken out, on the log scale): how much the lap moved, how "
+            "much CPU per request moved, and how closely the second followed the first "
+            "(machine_steady: the lap's CV within "
             f"{gauge.STEADY_LAP_CV_PCT:g} %)."
         ),
         Table.of(

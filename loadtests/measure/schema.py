@@ -119,8 +119,8 @@ class Window(TypedDict):
     rest_s: NotRequired[float]  # seconds waited before the window for the services to be at rest
     steal_pct: NotRequired[float]  # CPU time the hypervisor took from the system's CPUs
     # The idle-priority spinners' CPU time per lap of the same empty loop during the window, us
-    # (mean over the system's CPUs): how fast the CPUs ran while the window was measured
-    # (loadtests/measure/gauge.py reads it).
+    # (their CPU over their laps on the system's CPUs; absent under meter.MIN_LAPS laps): how
+    # fast the CPUs ran while the window was measured (loadtests/measure/gauge.py reads it).
     spin_us_per_lap: NotRequired[float]
     # capacity: served within 2 % of offered, p99 within the SLO; None: the generator's limit
     held: NotRequired[bool | None]
