@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from loadtests.measure.model import usable
 from loadtests.measure.schema import Window
@@ -61,6 +61,10 @@ class Machine(TypedDict):
     r: float | None  # within-design correlation; None where either did not move at all
     elasticity: float | None  # within-design slope of log(CPU per request) on log(lap)
     explained_pct: float | None  # r^2, %
+    # Over every window of the run (every phase), as it was measured (Pace):
+    judged_windows: int  # judged slow or not (from the run's MIN_SEEN-th window with a lap)
+    slow_windows: int  # measured while the machine ran slow
+    replaced_windows: int  # capacity windows that failed so, measured again (capacity.retried)
 
 
 MIN_WINDOWS = 12  # in all, of designs with two or more: fewer give an r of little meaning
@@ -85,7 +89,25 @@ def machine(windows: Iterable[Window]) -> Machine | None:
     Within designs (each design's own level taken out, on the log scale): the CVs are the
     pooled standard deviations of the log figures, n - designs degrees of freedom (a CV for
     small ones); r and the elasticity are the within-design correlation and regression slope
-    of log CPU per request on log lap."""
+    of log CPU per request on log lap. Beside them, over every window of the run, how many
+    ran slow (Pace) and how many were measured again for it."""
+    every = list(windows)
+    found = _machine(every)
+    if found is None:
+        return None
+    judged = [w for w in every if "machine_slow" in w]
+    return cast(
+        Machine,
+        {
+            **found,
+            "judged_windows": len(judged),
+            "slow_windows": sum(1 for w in judged if w["machine_slow"]),
+            "replaced_windows": sum(1 for w in every if w.get("replaced")),
+        },
+    )
+
+
+def _machine(windows: Iterable[Window]) -> dict[str, Any] | None:
     found = [w for w in lapped(windows) if (w.get("cpu_us_per_request") or 0) > 0]
     count: dict[str, int] = {}
     for w in found:
@@ -129,3 +151,35 @@ def laps(results: Mapping[str, Any]) -> dict[str, float]:
     for w in lapped(results.get("windows", ())):
         found.setdefault(w["design"], []).append(float(w["spin_us_per_lap"]))
     return {design: statistics.median(values) for design, values in found.items()}
+
+
+MIN_SEEN = 8  # windows with a lap before Pace judges one slow: a median of fewer moves
+
+
+class Pace:
+    """The machine's usual lap in a run so far, and whether a window ran slower than it.
+
+    The usual lap is the median of the laps of every window the run has recorded (every phase:
+    the spinners run the same loop on the same CPUs throughout), so a slow stretch moves it
+    only once it is most of the run. A window is slow when its lap exceeds that median by more
+    than `slow_pct` %: on the AMD EPYC host the laps of ordinary windows lie within 2-3 % of
+    their run's median, and 15-29 % of windows ran over 5 % slower (runs E, F and G). Nothing is
+    judged before MIN_SEEN windows have a lap, nor a window without one (under meter.MIN_LAPS
+    laps: the system left its spinners no gaps)."""
+
+    def __init__(self, slow_pct: float, min_seen: int = MIN_SEEN) -> None:
+        self.slow_pct = slow_pct
+        self.min_seen = min_seen
+        self.laps: list[float] = []
+
+    def usual(self) -> float | None:
+        return statistics.median(self.laps) if len(self.laps) >= self.min_seen else None
+
+    def slow(self, window: Mapping[str, Any]) -> bool:
+        lap, usual = window.get("spin_us_per_lap"), self.usual()
+        return bool(lap and usual and lap > usual * (1 + self.slow_pct / 100))
+
+    def saw(self, window: Mapping[str, Any]) -> None:
+        lap = window.get("spin_us_per_lap")
+        if lap:
+            self.laps.append(float(lap))

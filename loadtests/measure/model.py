@@ -60,14 +60,18 @@ NOT_CHECKS = ("idle", "login")
 
 
 def usable(windows: Iterable[Window], phase: str, design: str | None = None) -> list[Window]:
-    """The windows of one phase (and design) that count: not limited by the load generator."""
+    """The windows of one phase (and design) that count."""
     return [
         w
         for w in windows
-        if w["phase"] == phase
-        and (design is None or w["design"] == design)
-        and not w.get("generator_limited", False)
+        if w["phase"] == phase and (design is None or w["design"] == design) and counts(w)
     ]
+
+
+def counts(window: Window) -> bool:
+    """Whether a window counts in any figure: not limited by the load generator, not measured
+    again (`replaced`: capacity.retried)."""
+    return not window.get("generator_limited", False) and not window.get("replaced", False)
 
 
 def configs_of(windows: Iterable[Window], design: str) -> set[int] | None:
@@ -191,7 +195,7 @@ def _store_cpu_per_op(windows: Sequence[Window]) -> tuple[float, str, int]:
     def counted(w: Window) -> bool:
         return (
             w["phase"] not in (*MODELLED_PHASES, *NOT_CHECKS)
-            and not w.get("generator_limited", False)
+            and counts(w)
             and (w["phase"] != "capacity" or bool(w.get("held")))  # not an overloaded window
             and w["store_ops_per_request"] >= STORE_OPS_FLOOR
             and STORE_PROCESS in w.get("cpu_by_process", {})

@@ -337,7 +337,7 @@ def machine_blocks(results: Results) -> list[Block]:
     def number(value: float | None, fmt: str) -> str:
         return "-" if value is None else fmt.format(value)
 
-    return [
+    blocks: list[Block] = [
         Heading(3, "The machine during the windows"),
         Para(
             "The idle-priority spinners that keep the system's CPUs awake run one empty loop "
@@ -372,6 +372,19 @@ def machine_blocks(results: Results) -> list[Block]:
             id="machine",
         ),
     ]
+    if found.get("judged_windows"):  # a run from before Pace judged none
+        blocks.append(
+            Para(
+                f"Of the run's {found['judged_windows']} windows judged (from its "
+                f"{gauge.MIN_SEEN}th with a lap on), {found['slow_windows']} were measured "
+                "while the spinners' lap ran over "
+                f"{plain(results['method'].get('slow_pct'))} % slower than the run's usual "
+                "(its median so far); "
+                f"{found['replaced_windows']} capacity windows that failed then were measured "
+                "again and count in no figure (a window that held on a slow machine held)."
+            )
+        )
+    return blocks
 
 
 def method_blocks(results: Results) -> list[Block]:

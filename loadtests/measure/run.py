@@ -34,7 +34,7 @@ from loadtests.load.affinity import (
     pin,
     system_pids,
 )
-from loadtests.measure import capacity, long, model
+from loadtests.measure import capacity, gauge, long, model
 from loadtests.measure.client import Gateway, header_bytes, request
 from loadtests.measure.cpu import group_of
 from loadtests.measure.meter import LISTED, NEW_ORDER, ORDERS, Meter, at_rest, chain_path
@@ -142,6 +142,7 @@ class Bench:
         self.stack = stack
         self.store = store
         self.windows: list[Window] = [] if windows is None else windows
+        self.pace = gauge.Pace(options.slow_pct)  # the machine's usual lap so far
         self.revocation: dict[str, Any] = {}
         self.outage: dict[str, Any] = {}
         self.notes: list[str] = []
@@ -318,7 +319,11 @@ class Bench:
 
     def record(self, window: Window) -> Window:
         """Keep a window (its `config`, the start of the services it measured, is its
-        meter's)."""
+        meter's), with whether the machine ran slow while it was measured (unless its taker
+        judged that already: capacity.retried)."""
+        if "machine_slow" not in window:
+            window = {**window, "machine_slow": self.pace.slow(window)}
+        self.pace.saw(window)
         self.windows.append(window)
         return window
 
@@ -337,12 +342,15 @@ class Bench:
                     rate: float, name: str = name, repeat: int = repeat, meter: Meter = meter
                 ) -> bool | None:
                     def measure() -> bool | None:
-                        window = meter.window(
-                            "capacity", name, ORDERS, rate, o.window_s, o.settle_s, repeat
+                        return capacity.retried(
+                            lambda: meter.window(
+                                "capacity", name, ORDERS, rate, o.window_s, o.settle_s, repeat
+                            ),
+                            lambda window: capacity.holds(window, o.slo_ms, o.shortfall),
+                            self.pace.slow,
+                            o.slow_retries,
+                            self.record,
                         )
-                        held = capacity.holds(window, o.slo_ms, o.shortfall)
-                        self.record({**window, "held": held})
-                        return held
 
                     return capacity.verdict(measure, o.confirm)
 
@@ -525,7 +533,7 @@ class Bench:
     def design(self, mode: Mode, check_us: float | None) -> Design:
         name = mode.name
         mine = [w for w in self.windows if w["design"] == name]
-        cpu = [w for w in mine if w["phase"] == "cpu" and not w["generator_limited"]]
+        cpu = model.usable(mine, "cpu")
         knees = [k for k in self.knees.get(name, []) if k is not None]
         # Beside each run's knee, whether the load generator ended its search and the rate
         # above it that did not hold: for the runs that found a knee, as `runs` is.
@@ -535,8 +543,8 @@ class Bench:
         o = self.options
         marginal = [
             [w["served_rps"], w["cpu_ms_per_s"]]
-            for w in mine
-            if (w["phase"] == "cpu" or w.get("held")) and not w["generator_limited"]
+            for w in [*cpu, *model.usable(mine, "capacity")]
+            if w["phase"] == "cpu" or w.get("held")
         ]
         by_process: dict[str, float] = {}
         for process in sorted({p for w in cpu for p in w["cpu_by_process"]}):
@@ -597,14 +605,7 @@ class Bench:
     def hop_points(self, name: str) -> dict[str, Any]:
         points: dict[str, Any] = {}
         for hops in HOPS:
-            chain = [
-                w
-                for w in self.windows
-                if w["phase"] == "chain"
-                and w["design"] == name
-                and w.get("hops") == hops
-                and not w["generator_limited"]
-            ]
+            chain = [w for w in model.usable(self.windows, "chain", name) if w.get("hops") == hops]
             if not chain:
                 continue
             points[str(hops)] = {
@@ -620,11 +621,7 @@ class Bench:
         """A request type of its own (`phase`'s windows of design `name`, taken at
         `offered_rps`): CPU per request of each repeat, latency of every request of them
         together, failures; None where none was taken."""
-        found = [
-            w
-            for w in self.windows
-            if w["phase"] == phase and w["design"] == name and not w["generator_limited"]
-        ]
+        found = model.usable(self.windows, phase, name)
         if not found:
             return None
         latency = merged_latency(found, offered_rps)
@@ -652,9 +649,8 @@ class Bench:
     def distance_points(self, name: str) -> list[dict[str, float]]:
         """One point per distance: the median of its windows (the repeats)."""
         by_rtt: dict[float, list[Window]] = {}
-        for w in self.windows:
-            if w["phase"] == "distance" and w["design"] == name and not w["generator_limited"]:
-                by_rtt.setdefault(float(w.get("added_rtt_ms", 0.0)), []).append(w)
+        for w in model.usable(self.windows, "distance", name):
+            by_rtt.setdefault(float(w.get("added_rtt_ms", 0.0)), []).append(w)
 
         def median(windows: list[Window], key: str) -> float:
             values = (cast(float | None, w.get(key)) or 0.0 for w in windows)

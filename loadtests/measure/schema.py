@@ -124,6 +124,12 @@ class Window(TypedDict):
     spin_us_per_lap: NotRequired[float]
     # capacity: served within 2 % of offered, p99 within the SLO; None: the generator's limit
     held: NotRequired[bool | None]
+    # The window's lap over its run's usual by more than method.slow_pct (gauge.Pace); recorded
+    # on every window from the run's MIN_SEEN-th with a lap on.
+    machine_slow: NotRequired[bool]
+    # capacity: a window that failed while the machine ran slow, measured again (no figure uses
+    # it: capacity.retried)
+    replaced: NotRequired[bool]
     hops: NotRequired[int]  # chain: verifying services behind the gateway
     added_rtt_ms: NotRequired[float]  # distance
     measured_rtt_ms: NotRequired[float]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.measure.capacity import holds, search, verdict
+from loadtests.measure.capacity import holds, retried, search, verdict
+from loadtests.measure.gauge import Pace
 from loadtests.measure.schema import Window
 
 
@@ -94,3 +95,48 @@ def test_a_rate_holds_only_within_the_slo_the_shortfall_and_without_failures() -
     assert holds(window(failures=1), 50.0, 0.02) is False
     assert holds(window(p99_ms=None), 50.0, 0.02) is False
     assert holds(window(generator_limited=True), 50.0, 0.02) is None
+
+
+@pytest.mark.parametrize(
+    ("laps", "p99s", "expected", "replaced"),
+    [
+        # a failure on a slow machine (lap 5 % over the usual 1,000 us) is measured again ...
+        ([1100.0, 1000.0], [80.0, 20.0], True, [True, False]),
+        ([1100.0, 1000.0], [80.0, 80.0], False, [True, False]),
+        # ... up to twice; the third slow failure stands
+        ([1100.0, 1100.0, 1100.0], [80.0, 80.0, 80.0], False, [True, True, False]),
+        ([1100.0, 1100.0, 1000.0], [80.0, 80.0, 20.0], True, [True, True, False]),
+        # a window that held on a slow machine held; a failure on a usual one stands
+        ([1100.0], [20.0], True, [False]),
+        ([1040.0], [80.0], False, [False]),
+        # a window without a lap (no gaps for the spinners) is not judged slow
+        ([None], [80.0], False, [False]),
+    ],
+)
+def test_a_window_that_failed_while_the_machine_ran_slow_is_measured_again(
+    laps: list[float | None], p99s: list[float], expected: bool, replaced: list[bool]
+) -> None:
+    pace = Pace(slow_pct=5.0, min_seen=3)
+    for _ in range(3):
+        pace.saw({"spin_us_per_lap": 1000.0})
+    given = iter(zip(laps, p99s, strict=True))
+    kept: list[Window] = []
+
+    def take() -> Window:
+        lap, p99 = next(given)
+        return window(p99_ms=p99, **({} if lap is None else {"spin_us_per_lap": lap}))
+
+    held = retried(take, lambda w: holds(w, 50.0, 0.02), pace.slow, 2, kept.append)
+    assert held is expected
+    assert [w["replaced"] for w in kept] == replaced
+    assert [w["machine_slow"] for w in kept] == [lap is not None and lap > 1050 for lap in laps]
+    assert [w["held"] for w in kept] == [p99 <= 50 for p99 in p99s]
+
+
+def test_a_window_the_load_generator_limited_is_not_measured_again_for_the_machine() -> None:
+    pace = Pace(slow_pct=5.0, min_seen=1)
+    pace.saw({"spin_us_per_lap": 1000.0})
+    kept: list[Window] = []
+    limited = window(generator_limited=True, spin_us_per_lap=1200.0)
+    held = retried(lambda: limited, lambda w: holds(w, 50.0, 0.02), pace.slow, 2, kept.append)
+    assert held is None and len(kept) == 1 and kept[0]["replaced"] is False

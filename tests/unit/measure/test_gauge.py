@@ -95,3 +95,32 @@ def test_a_machine_that_did_not_move_has_no_correlation_to_report() -> None:
     found = gauge.machine(synthetic.build(Truth(noise=0.01, lap_step=0.0))["windows"])
     assert found is not None and found["lap_cv_pct"] == 0.0
     assert found["r"] is None and found["elasticity"] is None
+
+
+def test_pace_judges_a_window_against_the_median_lap_of_those_before_it() -> None:
+    pace = gauge.Pace(slow_pct=5.0, min_seen=4)
+    for lap in (1000.0, 990.0, 1010.0):
+        pace.saw({"spin_us_per_lap": lap})
+    assert pace.usual() is None and not pace.slow({"spin_us_per_lap": 5000.0})  # too few yet
+    pace.saw({"spin_us_per_lap": 1400.0})  # one slow window moves the median little
+    assert pace.usual() == pytest.approx(1005.0)
+    assert not pace.slow({"spin_us_per_lap": 1055.0})
+    assert pace.slow({"spin_us_per_lap": 1056.0})
+    assert not pace.slow({})  # no lap: not judged
+    pace.saw({})  # and not counted
+    assert len(pace.laps) == 4
+
+
+def test_the_machine_counts_the_windows_judged_slow_and_those_measured_again() -> None:
+    result = analysed(Truth(noise=0.01, lap_step=0.03, lap_elasticity=2.5))
+    windows = result["windows"]
+    for i, w in enumerate(windows):
+        w["machine_slow"] = i % 3 == 0
+    windows[0]["replaced"] = True
+    windows[1]["replaced"] = True
+    del windows[2]["machine_slow"]
+    found = gauge.machine(windows)
+    assert found is not None
+    assert found["judged_windows"] == len(windows) - 1
+    assert found["slow_windows"] == sum(1 for i in range(len(windows)) if i % 3 == 0)
+    assert found["replaced_windows"] == 2

@@ -473,6 +473,13 @@ def test_the_machine_is_a_table_of_its_numbers(tmp_path: Path) -> None:
     # The truth moved CPU per request 2.5 % per 1 % of lap, under 1 % noise.
     assert float(table[1][4]) > 0.9 and 2.3 < float(table[1][5]) < 2.7
     assert md_table_after(markdown, "### The machine during the windows") == table
+    # Pace's counts beside it, once the run judged windows (the synthetic run's did not).
+    assert "windows judged" not in markdown
+    results["machine"] = {**found, "judged_windows": 40, "slow_windows": 7, "replaced_windows": 3}
+    results["method"]["slow_pct"] = 5.0
+    _page, markdown = render(results, tmp_path)
+    assert "40 windows judged" in markdown and "7 were measured" in markdown
+    assert "over 5 % slower" in markdown and "3 capacity windows" in markdown
     # A run without the laps has no such table.
     results["machine"] = None
     page, markdown = render(results, tmp_path)
