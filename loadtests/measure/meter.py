@@ -231,6 +231,11 @@ class Meter:
             "cpu_by_process": by_process,
             "store_ops_per_request": round(max(ops, 0.0) / store_requests, 3),
             "generator_limited": measured.generator_limited,
+            # The load generator's own CPU per request it was to send (settle included: its
+            # CPU is read over the whole schedule), on its own CPUs.
+            "load_cpu_us_per_request": round(
+                measured.generator_cpu_seconds / max(rate * (settle + seconds), 1.0) * 1e6, 1
+            ),
             "rest_s": round(rested, 2),
             "steal_pct": round(steal / max(wall, 1e-9) / max(len(system_cpus), 1) * 100, 1),
         }

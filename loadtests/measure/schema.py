@@ -114,6 +114,8 @@ class Window(TypedDict):
     cpu_by_process: dict[str, float]  # us per request: gateway, auth, orders, relay, stores
     store_ops_per_request: float  # session store commands per request
     generator_limited: bool  # the load generator was the limit: the window is not used
+    # The load generator's CPU per request scheduled, us (its whole schedule, settle included)
+    load_cpu_us_per_request: NotRequired[float]
     # The latency histogram (HdrHistogram's encoding; CPU windows only): latency_ms merges them.
     histogram: NotRequired[str]
     rest_s: NotRequired[float]  # seconds waited before the window for the services to be at rest
