@@ -56,11 +56,27 @@ def verdict(measure: Callable[[], bool | None], confirm: int) -> bool | None:
     return True
 
 
+@dataclass(slots=True)
+class Retries:
+    """How often a window may be measured again (`per_window`), and how many more windows the
+    run may measure again in all (`left`): a bound on the time the machine's slow moments add
+    to a run."""
+
+    per_window: int
+    left: int
+
+    def take(self, attempt: int) -> bool:
+        if attempt >= self.per_window or self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
 def retried(
     take: Callable[[], Window],
     judge: Callable[[Window], bool | None],
     slow: Callable[[Window], bool],
-    retries: int,
+    retries: Retries,
     keep: Callable[[Window], object],
 ) -> bool | None:
     """One window's verdict, measured again when it failed while the machine ran slow.
@@ -74,14 +90,17 @@ def retried(
     the capacity windows taken while the spinners' lap ran over 5 % slow failed, against 21 %
     of the others (run G, 2026-12-07), and one such failure sends the search down a step it
     then has to climb back (session run 2: 806 req/s, against 939-1,362 in the other four).
-    After `retries` slow failures in a row the last one stands: the machine was slow for that
-    long, and the search goes on rather than wait for it."""
+    Of 36 windows measured again in a run on that host (run H), 18 then held. A window is
+    measured again at most `retries.per_window` times, and the run's windows at most
+    `retries.left` times in all (each costs a window and the services' rest after it); past
+    either, the failure stands: the machine was slow for that long, and the search goes on
+    rather than wait for it."""
     attempt = 0
     while True:
         window = take()
         held = judge(window)
         was_slow = slow(window)
-        again = held is False and was_slow and attempt < retries
+        again = held is False and was_slow and retries.take(attempt)
         keep({**window, "held": held, "machine_slow": was_slow, "replaced": again})
         if not again:
             return held

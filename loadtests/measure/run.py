@@ -143,6 +143,7 @@ class Bench:
         self.store = store
         self.windows: list[Window] = [] if windows is None else windows
         self.pace = gauge.Pace(options.slow_pct)  # the machine's usual lap so far
+        self.retries = capacity.Retries(options.slow_retries, options.slow_budget)
         self.revocation: dict[str, Any] = {}
         self.outage: dict[str, Any] = {}
         self.notes: list[str] = []
@@ -348,7 +349,7 @@ class Bench:
                             ),
                             lambda window: capacity.holds(window, o.slo_ms, o.shortfall),
                             self.pace.slow,
-                            o.slow_retries,
+                            self.retries,
                             self.record,
                         )
 

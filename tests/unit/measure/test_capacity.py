@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.measure.capacity import holds, retried, search, verdict
+from loadtests.measure.capacity import Retries, holds, retried, search, verdict
 from loadtests.measure.gauge import Pace
 from loadtests.measure.schema import Window
 
@@ -100,6 +100,7 @@ def test_a_rate_holds_only_within_the_slo_the_shortfall_and_without_failures() -
 @pytest.mark.parametrize(
     ("laps", "p99s", "expected", "replaced"),
     [
+        # (two retries a window allowed here; the bench's default is one)
         # a failure on a slow machine (lap 5 % over the usual 1,000 us) is measured again ...
         ([1100.0, 1000.0], [80.0, 20.0], True, [True, False]),
         ([1100.0, 1000.0], [80.0, 80.0], False, [True, False]),
@@ -126,8 +127,10 @@ def test_a_window_that_failed_while_the_machine_ran_slow_is_measured_again(
         lap, p99 = next(given)
         return window(p99_ms=p99, **({} if lap is None else {"spin_us_per_lap": lap}))
 
-    held = retried(take, lambda w: holds(w, 50.0, 0.02), pace.slow, 2, kept.append)
+    retries = Retries(per_window=2, left=10)
+    held = retried(take, lambda w: holds(w, 50.0, 0.02), pace.slow, retries, kept.append)
     assert held is expected
+    assert retries.left == 10 - sum(replaced)
     assert [w["replaced"] for w in kept] == replaced
     assert [w["machine_slow"] for w in kept] == [lap is not None and lap > 1050 for lap in laps]
     assert [w["held"] for w in kept] == [p99 <= 50 for p99 in p99s]
@@ -138,5 +141,34 @@ def test_a_window_the_load_generator_limited_is_not_measured_again_for_the_machi
     pace.saw({"spin_us_per_lap": 1000.0})
     kept: list[Window] = []
     limited = window(generator_limited=True, spin_us_per_lap=1200.0)
-    held = retried(lambda: limited, lambda w: holds(w, 50.0, 0.02), pace.slow, 2, kept.append)
+    held = retried(
+        lambda: limited, lambda w: holds(w, 50.0, 0.02), pace.slow, Retries(2, 10), kept.append
+    )
     assert held is None and len(kept) == 1 and kept[0]["replaced"] is False
+
+
+def test_the_run_measures_windows_again_within_its_budget() -> None:
+    pace = Pace(slow_pct=5.0, min_seen=1)
+    pace.saw({"spin_us_per_lap": 1000.0})
+    retries = Retries(per_window=1, left=3)
+    kept: list[Window] = []
+    slow_failure = window(p99_ms=80.0, spin_us_per_lap=1200.0)
+    verdicts = [
+        retried(
+            lambda: slow_failure, lambda w: holds(w, 50.0, 0.02), pace.slow, retries, kept.append
+        )
+        for _ in range(3)
+    ]
+    assert verdicts == [False, False, False]
+    # one retry each for the first and the second window, the budget's last for the third's
+    # first failure; then it is spent and the failure stands
+    assert [w["replaced"] for w in kept] == [True, False, True, False, True, False]
+    assert retries.left == 0
+    kept.clear()
+    assert (
+        retried(
+            lambda: slow_failure, lambda w: holds(w, 50.0, 0.02), pace.slow, retries, kept.append
+        )
+        is False
+    )
+    assert [w["replaced"] for w in kept] == [False]
