@@ -664,6 +664,7 @@ def check_machine_steady(found: gauge.Machine | None, repeats: int) -> Check:
             f", following the lap with r = {found['r']:.2f} ({found['elasticity']:.1f} % more "
             f"CPU per 1 % slower lap, {found['explained_pct']:.0f} % of its variance)"
         )
+    detail += _load_gauge(found, repeats)
     if found["lap_cv_pct"] <= gauge.STEADY_LAP_CV_PCT:
         return _check(name, True, detail)
     if repeats >= 2 and found["elasticity"] is not None and found["elasticity"] > 0:
@@ -676,6 +677,26 @@ def check_machine_steady(found: gauge.Machine | None, repeats: int) -> Check:
             f"about +-{alone:.0f} %, whatever the designs did"
         )
     return _check(name, False, "NOT " + detail)
+
+
+def _load_gauge(found: gauge.Machine, repeats: int) -> str:
+    """What the load generator's CPU per request (the other gauge) says, where measured."""
+    load_r, residual = found.get("load_r"), found.get("residual_cv_pct")
+    if load_r is None or found.get("load_cv_pct") is None:
+        return ""
+    text = (
+        f"; the load generator's own CPU per request, on its CPU, CV {found['load_cv_pct']:.1f} "
+        f"%, r = {load_r:.2f} with CPU per request"
+    )
+    if residual is not None and found.get("both_explained_pct") is not None:
+        text += (
+            f"; the two together {found['both_explained_pct']:.0f} % of its variance, leaving "
+            f"a CV of {residual:.1f} %"
+        )
+        if repeats >= 2:
+            width = stats.t975(repeats - 1) * residual / math.sqrt(repeats)
+            text += f" (+-{width:.0f} % on {repeats} repeats)"
+    return text
 
 
 def check_model(designs: Mapping[str, Mapping[str, Any]], built: bottom_up.Output) -> Check:

@@ -61,6 +61,17 @@ class Machine(TypedDict):
     r: float | None  # within-design correlation; None where either did not move at all
     elasticity: float | None  # within-design slope of log(CPU per request) on log(lap)
     explained_pct: float | None  # r^2, %
+    # The same of the load generator's CPU per request (load_cpu_us_per_request: its own CPU,
+    # the same work each time); None for a run without it.
+    load_us: float | None
+    load_cv_pct: float | None
+    load_r: float | None
+    load_elasticity: float | None
+    load_explained_pct: float | None
+    # Lap and load generator together (a within-design regression on both): the share of CPU
+    # per request's variance they explain, and the CV left over (n - designs - 2 df).
+    both_explained_pct: float | None
+    residual_cv_pct: float | None
     # Over every window of the run (every phase), as it was measured (Pace):
     judged_windows: int  # judged slow or not (from the run's MIN_SEEN-th window with a lap)
     slow_windows: int  # measured while the machine ran slow
@@ -118,24 +129,76 @@ def _machine(windows: Iterable[Window]) -> dict[str, Any] | None:
         return None
     laps, cpus = _within(kept, "spin_us_per_lap"), _within(kept, "cpu_us_per_request")
     df = len(kept) - designs
-    sxx = sum(x * x for x in laps)
     syy = sum(y * y for y in cpus)
-    sxy = sum(x * y for x, y in zip(laps, cpus, strict=True))
-    r = elasticity = explained = None
-    if sxx > 0 and syy > 0:
-        r = sxy / math.sqrt(sxx * syy)
-        elasticity = sxy / sxx
-        explained = r * r * 100
-    return {
+    lap = _follows(laps, cpus)
+    out: dict[str, Any] = {
         "phase": PHASE,
         "windows": len(kept),
         "lap_us": round(statistics.median(w["spin_us_per_lap"] for w in kept), 2),
-        "lap_cv_pct": round(math.sqrt(sxx / df) * 100, 2),
+        "lap_cv_pct": round(math.sqrt(sum(x * x for x in laps) / df) * 100, 2),
         "cpu_cv_pct": round(math.sqrt(syy / df) * 100, 2),
-        "r": None if r is None else round(r, 3),
-        "elasticity": None if elasticity is None else round(elasticity, 3),
-        "explained_pct": None if explained is None else round(explained, 1),
+        "r": lap[0],
+        "elasticity": lap[1],
+        "explained_pct": lap[2],
+        **dict.fromkeys(LOAD_FIELDS),
     }
+    if all((w.get("load_cpu_us_per_request") or 0) > 0 for w in kept):
+        loads = _within(kept, LOAD_FIGURE)
+        load = _follows(loads, cpus)
+        out |= {
+            "load_us": round(
+                statistics.median(float(w["load_cpu_us_per_request"]) for w in kept), 1
+            ),
+            "load_cv_pct": round(math.sqrt(sum(x * x for x in loads) / df) * 100, 2),
+            "load_r": load[0],
+            "load_elasticity": load[1],
+            "load_explained_pct": load[2],
+        }
+        both = _explained_by_both(laps, loads, cpus)
+        if both is not None and df > 2:
+            out["both_explained_pct"] = round(both * 100, 1)
+            out["residual_cv_pct"] = round(math.sqrt(syy * (1 - both) / (df - 2)) * 100, 2)
+    return out
+
+
+LOAD_FIGURE = "load_cpu_us_per_request"
+LOAD_FIELDS = (
+    "load_us",
+    "load_cv_pct",
+    "load_r",
+    "load_elasticity",
+    "load_explained_pct",
+    "both_explained_pct",
+    "residual_cv_pct",
+)
+
+
+def _follows(xs: Sequence[float], ys: Sequence[float]) -> tuple[float | None, ...]:
+    """r, the slope of ys on xs and r^2 (%), of values already centred; Nones where either
+    did not move."""
+    sxx = sum(x * x for x in xs)
+    syy = sum(y * y for y in ys)
+    sxy = sum(x * y for x, y in zip(xs, ys, strict=True))
+    if sxx <= 0 or syy <= 0:
+        return None, None, None
+    r = sxy / math.sqrt(sxx * syy)
+    return round(r, 3), round(sxy / sxx, 3), round(r * r * 100, 1)
+
+
+def _explained_by_both(a: Sequence[float], b: Sequence[float], ys: Sequence[float]) -> float | None:
+    """R^2 of the least-squares regression of ys on a and b together (all centred)."""
+    saa = sum(x * x for x in a)
+    sbb = sum(x * x for x in b)
+    sab = sum(x * y for x, y in zip(a, b, strict=True))
+    say = sum(x * y for x, y in zip(a, ys, strict=True))
+    sby = sum(x * y for x, y in zip(b, ys, strict=True))
+    syy = sum(y * y for y in ys)
+    det = saa * sbb - sab * sab
+    if det <= 0 or syy <= 0:
+        return None
+    ka = (say * sbb - sby * sab) / det
+    kb = (sby * saa - say * sab) / det
+    return (ka * say + kb * sby) / syy
 
 
 def lapped(windows: Iterable[Window]) -> list[Window]:

@@ -337,39 +337,60 @@ def machine_blocks(results: Results) -> list[Block]:
     def number(value: float | None, fmt: str) -> str:
         return "-" if value is None else fmt.format(value)
 
+    rows = [
+        (
+            "the spinners' lap (the system's CPUs)",
+            f"{found['lap_us']:,.1f}",
+            f"{found['lap_cv_pct']:.1f}",
+            number(found["r"], "{:.2f}"),
+            number(found["elasticity"], "{:.2f}"),
+            number(found["explained_pct"], "{:.0f}"),
+        )
+    ]
+    if found.get("load_us") is not None:
+        rows += [
+            (
+                "the load generator's CPU per request (its own CPU)",
+                number(found.get("load_us"), "{:,.1f}"),
+                number(found.get("load_cv_pct"), "{:.1f}"),
+                number(found.get("load_r"), "{:.2f}"),
+                number(found.get("load_elasticity"), "{:.2f}"),
+                number(found.get("load_explained_pct"), "{:.0f}"),
+            ),
+            ("both", "-", "-", "-", "-", number(found.get("both_explained_pct"), "{:.0f}")),
+        ]
     blocks: list[Block] = [
         Heading(3, "The machine during the windows"),
         Para(
             "The idle-priority spinners that keep the system's CPUs awake run one empty loop "
             "in the gaps the system leaves them and count their laps; each window records "
-            "their CPU time per lap. Over the CPU-per-request windows, within designs (each "
-            "design's own level taken out, on the log scale): how much the lap moved, how "
-            "much CPU per request moved, and how closely the second followed the first "
-            "(machine_steady: the lap's CV within "
-            f"{gauge.STEADY_LAP_CV_PCT:g} %)."
+            "their CPU time per lap, and the load generator's own CPU per request on its CPU "
+            "(the same work each time). Over the CPU-per-request windows, within designs (each "
+            "design's own level taken out, on the log scale): how much each gauge moved, and "
+            "how closely CPU per request followed it (machine_steady: the lap's CV within "
+            f"{gauge.STEADY_LAP_CV_PCT:g} %). A correlation, not a proof of cause."
         ),
         Table.of(
             (
-                "windows",
-                "lap us (median)",
-                "lap CV %",
-                "CPU per request CV %",
-                "r",
-                "% CPU per 1 % lap",
+                "gauge",
+                "median us",
+                "CV %",
+                "r with CPU per request",
+                "% CPU per 1 %",
                 "variance explained %",
             ),
-            [
-                (
-                    str(found["windows"]),
-                    f"{found['lap_us']:,.1f}",
-                    f"{found['lap_cv_pct']:.1f}",
-                    f"{found['cpu_cv_pct']:.1f}",
-                    number(found["r"], "{:.2f}"),
-                    number(found["elasticity"], "{:.2f}"),
-                    number(found["explained_pct"], "{:.0f}"),
-                )
-            ],
+            rows,
             id="machine",
+        ),
+        Para(
+            f"Over {found['windows']} windows, CPU per request moved by a CV of "
+            f"{found['cpu_cv_pct']:.1f} % within designs"
+            + (
+                ""
+                if found.get("residual_cv_pct") is None
+                else f"; what moved with neither gauge, {found['residual_cv_pct']:.1f} %"
+            )
+            + "."
         ),
     ]
     if found.get("judged_windows"):  # a run from before Pace judged none

@@ -130,6 +130,12 @@ class Truth:
     lap_us: float = 1200.0
     lap_step: float = 0.01
     lap_elasticity: float = 0.0
+    # ... and the load generator's CPU per request (0: not recorded), us, times 1 + load_step,
+    # 1 and 1 - load_step in repeats 1, 2 and 3 (and so on); CPU per request moves
+    # load_elasticity times as much.
+    load_us: float = 0.0
+    load_step: float = 0.0
+    load_elasticity: float = 0.0
     seed: int = 20261205
 
     def checks_us(self, design: str, hops: float) -> float:
@@ -271,7 +277,15 @@ def build(truth: Truth | None = None) -> dict[str, Any]:
                     )
                 )
             step = truth.lap_step * (1 if repeat % 2 == 0 else -1)
-            cpu = noise(truth.cpu_us[name] * (1 + truth.lap_elasticity * step))
+            load_step = truth.load_step * (1, 0, -1)[(repeat - 1) % 3]
+            cpu = noise(
+                truth.cpu_us[name]
+                * (1 + truth.lap_elasticity * step)
+                * (1 + truth.load_elasticity * load_step)
+            )
+            load = {}
+            if truth.load_us:
+                load["load_cpu_us_per_request"] = round(truth.load_us * (1 + load_step), 2)
             cpus.append(cpu)
             windows.append(
                 _window(
@@ -285,6 +299,7 @@ def build(truth: Truth | None = None) -> dict[str, Any]:
                     store_ops_per_request=common_ops,
                     store_us=noise(common_ops * truth.store_us_per_op),
                     spin_us_per_lap=round(truth.lap_us * (1 + step), 2),
+                    **load,
                 )
             )
         distance = []

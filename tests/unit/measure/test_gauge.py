@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -124,3 +125,45 @@ def test_the_machine_counts_the_windows_judged_slow_and_those_measured_again() -
     assert found["judged_windows"] == len(windows) - 1
     assert found["slow_windows"] == sum(1 for i in range(len(windows)) if i % 3 == 0)
     assert found["replaced_windows"] == 2
+
+
+def test_the_load_generators_cpu_is_a_second_gauge_and_both_leave_the_noise() -> None:
+    truth = Truth(
+        noise=0.01,
+        lap_step=0.03,
+        lap_elasticity=1.0,
+        load_us=300.0,
+        load_step=0.05,
+        load_elasticity=1.5,
+    )
+    result = analysed(truth)
+    windows = [w for w in result["windows"] if w["phase"] == gauge.PHASE]
+    found = result["machine"]
+    designs = [w["design"] for w in windows]
+    loads = within([w["load_cpu_us_per_request"] for w in windows], designs)
+    cpus = within([w["cpu_us_per_request"] for w in windows], designs)
+    df = len(windows) - 6
+    assert found["load_us"] == 300.0  # repeats 1, 2, 3: x1.05, x1, x0.95
+    assert found["load_cv_pct"] == pytest.approx(
+        math.sqrt(sum(x * x for x in loads) / df) * 100, abs=0.01
+    )
+    assert found["load_r"] == pytest.approx(statistics.correlation(loads, cpus), abs=1e-3)
+    assert found["load_elasticity"] == pytest.approx(
+        statistics.linear_regression(loads, cpus).slope, abs=1e-3
+    )
+    # Lap and load together explain all but the 1 % noise: what is left is about 1 %.
+    assert found["both_explained_pct"] > max(found["explained_pct"], found["load_explained_pct"])
+    assert found["both_explained_pct"] > 90
+    assert 0.5 < found["residual_cv_pct"] < 1.6
+    check = steady_check(result)
+    width = stats.t975(2) * found["residual_cv_pct"] / math.sqrt(3)
+    assert (
+        f"leaving a CV of {found['residual_cv_pct']:.1f} % (+-{width:.0f} % on 3 repeats)"
+        in (check["detail"])
+    )
+    # Without noise, the two explain everything.
+    exact = gauge.machine(synthetic.build(replace(truth, noise=0))["windows"])
+    assert exact is not None and exact["both_explained_pct"] == pytest.approx(100, abs=0.1)
+    assert exact["residual_cv_pct"] == pytest.approx(0, abs=0.05)
+    # A run without the figure has none of these.
+    assert analysed(replace(truth, load_us=0.0))["machine"]["load_r"] is None

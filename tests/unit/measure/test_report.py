@@ -460,18 +460,17 @@ def test_the_machine_is_a_table_of_its_numbers(tmp_path: Path) -> None:
     assert found is not None
     assert table[1:] == [
         [
-            str(found["windows"]),
+            "the spinners' lap (the system's CPUs)",
             f"{found['lap_us']:,.1f}",
             f"{found['lap_cv_pct']:.1f}",
-            f"{found['cpu_cv_pct']:.1f}",
             f"{found['r']:.2f}",
             f"{found['elasticity']:.2f}",
             f"{found['explained_pct']:.0f}",
         ]
     ]
-    assert table[1][:2] == ["18", "1,164.0"]
+    assert table[1][1] == "1,164.0"
     # The truth moved CPU per request 2.5 % per 1 % of lap, under 1 % noise.
-    assert float(table[1][4]) > 0.9 and 2.3 < float(table[1][5]) < 2.7
+    assert float(table[1][3]) > 0.9 and 2.3 < float(table[1][4]) < 2.7
     assert md_table_after(markdown, "### The machine during the windows") == table
     # Pace's counts beside it, once the run judged windows (the synthetic run's did not).
     assert "windows judged" not in markdown
@@ -480,6 +479,27 @@ def test_the_machine_is_a_table_of_its_numbers(tmp_path: Path) -> None:
     _page, markdown = render(results, tmp_path)
     assert "40 windows judged" in markdown and "7 were measured" in markdown
     assert "over 5 % slower" in markdown and "3 capacity windows" in markdown
+    # With the load generator's figure, its row and both together.
+    loaded = analysis.analyse(
+        cast(
+            Results,
+            synthetic.build(
+                Truth(noise=0.01, lap_step=0.03, load_us=300.0, load_step=0.05, load_elasticity=1)
+            ),
+        )
+    )
+    with_load = loaded["machine"]
+    assert with_load is not None
+    rows = parsed(render(loaded, tmp_path)[0]).tables["machine"][1:]
+    assert rows[1] == [
+        "the load generator's CPU per request (its own CPU)",
+        "300.0",
+        f"{with_load['load_cv_pct']:.1f}",
+        f"{with_load['load_r']:.2f}",
+        f"{with_load['load_elasticity']:.2f}",
+        f"{with_load['load_explained_pct']:.0f}",
+    ]
+    assert rows[2] == ["both", "-", "-", "-", "-", f"{with_load['both_explained_pct']:.0f}"]
     # A run without the laps has no such table.
     results["machine"] = None
     page, markdown = render(results, tmp_path)
