@@ -29,11 +29,24 @@ timed before each window, tried first and removed in 047ec31: it read the same C
 15.8 ms for minutes on end and had no relation to the windows' costs, r = 0.09 over run E's 30
 windows.)
 
+The second gauge is the load generator's own CPU per request (`load_cpu_us_per_request`), on
+its own CPU: the same work each time, and real work (an HTTP client's), where the lap is an
+empty loop. `machine` reads it the same way (`load_*`), and both together (`both_explained_pct`:
+a within-design regression of log CPU per request on both; `residual_cv_pct`: what is left).
+Runs I and J (2026-12-07, a lap CV of 8.4-8.5 %): the load generator's r with CPU per request
+0.78 and 0.67 (60 and 45 % of its variance), the lap's 0.55 and 0.67, the two gauges' with each
+other 0.2-0.4; together 76 and 63 %, leaving a CV of 5.8 and 6.4 % of CPU per request's 11.3 and
+10.1 %. Something slows real work on both CPUs together that an empty loop hardly sees.
+
+`Pace` judges each window as it is recorded: slow when its lap runs more than `slow_pct` %
+over the run's usual (capacity.retried measures a capacity window that failed so again).
+
 The check `analysis.check_machine_steady`: the lap's CV within STEADY_LAP_CV_PCT. With the
 elasticities seen here (about 2), 2 % of lap is 4-5 % of CPU per request, and five repeats
 make that +-5-6 % of a figure's 95 % interval (t(4) / sqrt(5) = 1.24 times the CV): more than
 half of the +-10 % the issue allows, before any design has varied at all. No run on the AMD
-host has met it (3.5-4.3 %).
+host has met it (2.2-8.5 %). It is judged on the lap alone: no run has shown what the load
+generator's CV is on a machine that holds still.
 """
 
 from __future__ import annotations
