@@ -664,9 +664,8 @@ def check_machine_steady(found: gauge.Machine | None, repeats: int) -> Check:
             f", following the lap with r = {found['r']:.2f} ({found['elasticity']:.1f} % more "
             f"CPU per 1 % slower lap, {found['explained_pct']:.0f} % of its variance)"
         )
-    detail += _load_gauge(found, repeats)
     if found["lap_cv_pct"] <= gauge.STEADY_LAP_CV_PCT:
-        return _check(name, True, detail)
+        return _check(name, True, detail + _load_gauge(found, repeats))
     if repeats >= 2 and found["elasticity"] is not None and found["elasticity"] > 0:
         # What the machine alone does to a figure of `repeats` runs: t * CV / sqrt(n).
         alone = (
@@ -676,7 +675,7 @@ def check_machine_steady(found: gauge.Machine | None, repeats: int) -> Check:
             f": the machine alone widens a CPU figure's 95 % interval of {repeats} repeats to "
             f"about +-{alone:.0f} %, whatever the designs did"
         )
-    return _check(name, False, "NOT " + detail)
+    return _check(name, False, "NOT " + detail + _load_gauge(found, repeats))
 
 
 def _load_gauge(found: gauge.Machine, repeats: int) -> str:
@@ -690,12 +689,15 @@ def _load_gauge(found: gauge.Machine, repeats: int) -> str:
     )
     if residual is not None and found.get("both_explained_pct") is not None:
         text += (
-            f"; the two together {found['both_explained_pct']:.0f} % of its variance, leaving "
-            f"a CV of {residual:.1f} %"
+            f"; the two together {found['both_explained_pct']:.0f} % of its variance (in "
+            f"sample), leaving a CV of {residual:.1f} %"
         )
         if repeats >= 2:
             width = stats.t975(repeats - 1) * residual / math.sqrt(repeats)
-            text += f" (+-{width:.0f} % on {repeats} repeats)"
+            text += (
+                f": were the figures corrected for both (they are not), +-{width:.0f} % on "
+                f"{repeats} repeats"
+            )
     return text
 
 

@@ -58,9 +58,9 @@ def verdict(measure: Callable[[], bool | None], confirm: int) -> bool | None:
 
 @dataclass(slots=True)
 class Retries:
-    """How often a window may be measured again (`per_window`), and how many more windows the
-    run may measure again in all (`left`): a bound on the time the machine's slow moments add
-    to a run."""
+    """How often a window may be measured again (`per_window`), and how many more windows may
+    be in all (`left`): one per design (every design the same chance, whenever in the run its
+    searches fall), a bound on the time the machine's slow moments add to a run."""
 
     per_window: int
     left: int
@@ -75,33 +75,38 @@ class Retries:
 def retried(
     take: Callable[[], Window],
     judge: Callable[[Window], bool | None],
-    slow: Callable[[Window], bool],
+    slow: Callable[[Window], bool | None],
     retries: Retries,
     keep: Callable[[Window], object],
 ) -> bool | None:
     """One window's verdict, measured again when it failed while the machine ran slow.
 
     `take()` measures a window, `judge` says whether it held, `slow` whether the machine ran
-    slow while it was measured (`gauge.Pace`); `keep` records every window taken, with `held`,
-    `machine_slow` and `replaced` (true on a window measured again: no figure uses it).
+    slow while it was measured (`gauge.Pace`; None: not judged); `keep` records every window
+    taken, with `held`, `machine_slow` (where judged) and `replaced` (true on a window measured
+    again: no figure uses it).
 
     One-sided on purpose. A window that held on a slow machine held: the system kept up with
-    less. A window that failed on one says nothing of the system: on the AMD EPYC host 74 % of
-    the capacity windows taken while the spinners' lap ran over 5 % slow failed, against 21 %
-    of the others (run G, 2026-12-07), and one such failure sends the search down a step it
-    then has to climb back (session run 2: 806 req/s, against 939-1,362 in the other four).
-    Of 36 windows measured again in a run on that host (run H), 18 then held. A window is
-    measured again at most `retries.per_window` times, and the run's windows at most
-    `retries.left` times in all (each costs a window and the services' rest after it); past
-    either, the failure stands: the machine was slow for that long, and the search goes on
-    rather than wait for it."""
+    less. A window that failed on one says little of the system: on the AMD EPYC host 74 % and
+    65 % of the capacity windows taken while the spinners' lap ran over 5 % slow failed, against
+    21 % of the others (runs G and H, 2026-12-07), and one such failure sends the search down a
+    step it then has to climb back (G's session run 2: 806 req/s, against 939-1,362 in the other
+    four). The slow lap is not the window's own load: windows far past the knee ran at the
+    usual lap (gauge.Pace). In run H (two retries a window, no bound) 18 of the 36 windows
+    measured again then held. A window is measured again at most `retries.per_window` times,
+    and its design's windows at most `retries.left` times in all (each costs a window and the
+    services' rest after it); past either, the failure stands: the machine was slow for that
+    long, and the search goes on rather than wait for it."""
     attempt = 0
     while True:
         window = take()
         held = judge(window)
         was_slow = slow(window)
-        again = held is False and was_slow and retries.take(attempt)
-        keep({**window, "held": held, "machine_slow": was_slow, "replaced": again})
+        again = held is False and was_slow is True and retries.take(attempt)
+        kept: Window = {**window, "held": held, "replaced": again}
+        if was_slow is not None:
+            kept["machine_slow"] = was_slow
+        keep(kept)
         if not again:
             return held
         attempt += 1

@@ -31,11 +31,11 @@ class Options:
     refine_to: float = 0.05
     confirm: int = 2  # windows in a row that must hold for a rate to hold
     # A capacity window that failed while the machine ran over slow_pct % slower than its
-    # usual (gauge.Pace) is measured again, once, and at most slow_budget windows a run
+    # usual (gauge.Pace) is measured again, once, and at most slow_budget windows a design
     # (capacity.retried): each costs about 1.5 s, and a default run has no more to spare.
     slow_pct: float = 5.0
     slow_retries: int = 1
-    slow_budget: int = 20
+    slow_budget: int = 2
     settle_s: float = 0.3  # load before the measured part of every window near capacity
     # ... and of every window at a low fixed rate (the write, the login, the chain, the
     # distance; 50-150 req/s, under two fifths of the common rate): a few requests reach its

@@ -397,12 +397,14 @@ def machine_blocks(results: Results) -> list[Block]:
         blocks.append(
             Para(
                 f"Of the run's {found['judged_windows']} windows judged (from its "
-                f"{gauge.MIN_SEEN}th with a lap on), {found['slow_windows']} were measured "
+                f"{gauge.MIN_SEEN}th with a lap on, warm-ups counted), {found['slow_windows']} "
+                "were measured "
                 "while the spinners' lap ran over "
                 f"{plain(results['method'].get('slow_pct'))} % slower than the run's usual "
                 "(its median so far); "
                 f"{found['replaced_windows']} capacity windows that failed then were measured "
-                "again and count in no figure (a window that held on a slow machine held)."
+                "again and count in no figure, nor in the latency chart (a window that held on "
+                "a slow machine held)."
             )
         )
     return blocks

@@ -143,7 +143,10 @@ class Bench:
         self.store = store
         self.windows: list[Window] = [] if windows is None else windows
         self.pace = gauge.Pace(options.slow_pct)  # the machine's usual lap so far
-        self.retries = capacity.Retries(options.slow_retries, options.slow_budget)
+        # Each design's capacity windows measured again (capacity.retried), by design.
+        self.retries = {
+            m.name: capacity.Retries(options.slow_retries, options.slow_budget) for m in modes
+        }
         self.revocation: dict[str, Any] = {}
         self.outage: dict[str, Any] = {}
         self.notes: list[str] = []
@@ -287,7 +290,9 @@ class Bench:
         o = self.options
         for name, index in where.items():
             # Not a figure: the services' pools and caches grow here.
-            meters[index].window("warmup", name, ORDERS, o.warmup_rps, o.warmup_s, o.settle_s)
+            self.pace.saw(
+                meters[index].window("warmup", name, ORDERS, o.warmup_rps, o.warmup_s, o.settle_s)
+            )
         for _index, config, stack in starts:
             running(stack, [self.by_name[n] for n in config.designs])
         self.capacities(meters, where)
@@ -313,7 +318,9 @@ class Bench:
         where = "distant store" if config.distant else "local store"
         self.placed(isolation, f"configuration {index + 1}: {', '.join(config.designs)} ({where})")
         for name in config.designs:
-            meter.window("warmup", name, ORDERS, o.warmup_rps, o.warmup_s, o.settle_s)
+            self.pace.saw(
+                meter.window("warmup", name, ORDERS, o.warmup_rps, o.warmup_s, o.settle_s)
+            )
         self.distance(meter, config)
 
     # -- the windows ------------------------------------------------------------------------
@@ -322,8 +329,8 @@ class Bench:
         """Keep a window (its `config`, the start of the services it measured, is its
         meter's), with whether the machine ran slow while it was measured (unless its taker
         judged that already: capacity.retried)."""
-        if "machine_slow" not in window:
-            window = {**window, "machine_slow": self.pace.slow(window)}
+        if "machine_slow" not in window and (slow := self.pace.slow(window)) is not None:
+            window = {**window, "machine_slow": slow}
         self.pace.saw(window)
         self.windows.append(window)
         return window
@@ -349,7 +356,7 @@ class Bench:
                             ),
                             lambda window: capacity.holds(window, o.slo_ms, o.shortfall),
                             self.pace.slow,
-                            self.retries,
+                            self.retries[name],
                             self.record,
                         )
 
@@ -459,8 +466,10 @@ class Bench:
         o = self.options
         names = ((CONTROL,) if config.control else ()) + config.designs
         for name in names:  # the relays' pools to one another grow here, not in a window
-            meter.window(
-                "warmup", name, chain_path(name, max(HOPS)), o.chain_rps, o.warmup_s, o.settle_s
+            self.pace.saw(
+                meter.window(
+                    "warmup", name, chain_path(name, max(HOPS)), o.chain_rps, o.warmup_s, o.settle_s
+                )
             )
         for repeat in range(1, o.chain_repeats + 1):
             for hops in HOPS:

@@ -102,12 +102,12 @@ def test_pace_judges_a_window_against_the_median_lap_of_those_before_it() -> Non
     pace = gauge.Pace(slow_pct=5.0, min_seen=4)
     for lap in (1000.0, 990.0, 1010.0):
         pace.saw({"spin_us_per_lap": lap})
-    assert pace.usual() is None and not pace.slow({"spin_us_per_lap": 5000.0})  # too few yet
+    assert pace.usual() is None and pace.slow({"spin_us_per_lap": 5000.0}) is None  # too few
     pace.saw({"spin_us_per_lap": 1400.0})  # one slow window moves the median little
     assert pace.usual() == pytest.approx(1005.0)
-    assert not pace.slow({"spin_us_per_lap": 1055.0})
-    assert pace.slow({"spin_us_per_lap": 1056.0})
-    assert not pace.slow({})  # no lap: not judged
+    assert pace.slow({"spin_us_per_lap": 1055.0}) is False
+    assert pace.slow({"spin_us_per_lap": 1056.0}) is True
+    assert pace.slow({}) is None  # no lap: not judged
     pace.saw({})  # and not counted
     assert len(pace.laps) == 4
 
@@ -151,15 +151,30 @@ def test_the_load_generators_cpu_is_a_second_gauge_and_both_leave_the_noise() ->
     assert found["load_elasticity"] == pytest.approx(
         statistics.linear_regression(loads, cpus).slope, abs=1e-3
     )
-    # Lap and load together explain all but the 1 % noise: what is left is about 1 %.
+    # Lap and load together: R^2 as an independent fit computes it (Frisch-Waugh: the
+    # residuals of CPU and of load, each regressed on the lap, regressed on one another).
+    laps = within([w["spin_us_per_lap"] for w in windows], designs)
+
+    def residuals(ys: list[float], xs: list[float]) -> list[float]:
+        slope = statistics.linear_regression(xs, ys, proportional=True).slope
+        return [y - slope * x for x, y in zip(xs, ys, strict=True)]
+
+    cpu_left, load_left = residuals(cpus, laps), residuals(loads, laps)
+    rest = residuals(cpu_left, load_left)
+    r2 = 1 - sum(e * e for e in rest) / sum(y * y for y in cpus)
+    assert found["both_explained_pct"] == pytest.approx(r2 * 100, abs=0.1)
+    assert found["residual_cv_pct"] == pytest.approx(
+        math.sqrt(sum(e * e for e in rest) / (df - 2)) * 100, abs=0.01
+    )
+    # ... all but the 1 % noise: what is left is about 1 %.
     assert found["both_explained_pct"] > max(found["explained_pct"], found["load_explained_pct"])
     assert found["both_explained_pct"] > 90
     assert 0.5 < found["residual_cv_pct"] < 1.6
     check = steady_check(result)
     width = stats.t975(2) * found["residual_cv_pct"] / math.sqrt(3)
     assert (
-        f"leaving a CV of {found['residual_cv_pct']:.1f} % (+-{width:.0f} % on 3 repeats)"
-        in (check["detail"])
+        f"leaving a CV of {found['residual_cv_pct']:.1f} %: were the figures corrected for both "
+        f"(they are not), +-{width:.0f} % on 3 repeats" in (check["detail"])
     )
     # Without noise, the two explain everything.
     exact = gauge.machine(synthetic.build(replace(truth, noise=0))["windows"])
