@@ -40,7 +40,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--out", type=Path, default=None, help="default reports/<timestamp>/")
     parser.add_argument("--designs", default="", help="comma-separated designs (default all)")
-    parser.add_argument("--rtts", default=None, help="store RTTs in ms (default 0,0.5,1,2,5)")
+    parser.add_argument("--rtts", default=None, help="store RTTs in ms (default 0,1,2,5)")
     parser.add_argument(
         "--traced-designs", default="", help="--long: designs traced (default every one run)"
     )
