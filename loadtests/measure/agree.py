@@ -11,8 +11,12 @@ runs measured different machines (this virtual machine's speed moves by 15-20 % 
 hour to the next), and their absolute figures cannot agree however good the method; the ratios
 between designs are what to compare then.
 
-Prints a Markdown table, the control's ratio and the verdict; exit status 0 where every figure
-agrees, 1 where one does not, 2 where the files cannot be compared.
+The control chain runs minutes after the CPU-per-request windows; the gauges recorded in those
+windows (gauge.GAUGES: the spinners' lap, the load generator's own CPU per request) say how
+fast the machine ran during them, B over A.
+
+Prints a Markdown table, the control's and the gauges' ratios and the verdict; exit status 0
+where every figure agrees, 1 where one does not, 2 where the files cannot be compared.
 """
 
 from __future__ import annotations
@@ -131,11 +135,14 @@ def speed(a: Mapping[str, Any], b: Mapping[str, Any]) -> Speed | None:
     return Speed(math.exp(statistics.fmean(logs)), (math.exp(lo), math.exp(hi)), len(logs))
 
 
-def lapped(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float, list[float]] | None:
-    """The spinners' lap in B's CPU-per-request windows over A's (gauge.py), design by design
-    (each design's median lap in each run), with its 95 % interval (stats.ratio over the
-    designs both runs measured); None where fewer than two designs have laps in both."""
-    la, lb = gauge.laps(a), gauge.laps(b)
+def lapped(
+    a: Mapping[str, Any], b: Mapping[str, Any], figure: str = "spin_us_per_lap"
+) -> tuple[float, list[float]] | None:
+    """A gauge (gauge.GAUGES: the spinners' lap, the load generator's CPU per request) in B's
+    CPU-per-request windows over A's, design by design (each design's median in each run),
+    with its 95 % interval (stats.ratio over the designs both runs measured); None where fewer
+    than two designs have the figure in both."""
+    la, lb = gauge.laps(a, figure), gauge.laps(b, figure)
     shared = sorted(set(la) & set(lb))
     if len(shared) < 2:
         return None
@@ -186,13 +193,14 @@ def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -
                 else "the machine ran at another speed, and absolute figures cannot agree."
             )
         )
-    lap = lapped(a, b)
-    if lap is not None:
-        value, (lo, hi) = lap
-        lines.append(
-            f"The spinners' lap on the system's CPUs in the CPU-per-request windows cost "
-            f"{value:.2f}x in B what it cost in A (95 % CI {lo:.2f}-{hi:.2f})."
-        )
+    for figure, what in gauge.GAUGES.items():
+        lap = lapped(a, b, figure)
+        if lap is not None:
+            value, (lo, hi) = lap
+            lines.append(
+                f"{what[0].upper()}{what[1:]} in the CPU-per-request windows cost "
+                f"{value:.2f}x in B what it cost in A (95 % CI {lo:.2f}-{hi:.2f})."
+            )
     return "\n".join(lines)
 
 

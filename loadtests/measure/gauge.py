@@ -221,13 +221,22 @@ def lapped(windows: Iterable[Window]) -> list[Window]:
     return [w for w in usable(windows, PHASE) if (w.get("spin_us_per_lap") or 0) > 0]
 
 
-def laps(results: Mapping[str, Any]) -> dict[str, float]:
-    """Each design's median lap over its PHASE windows (those `machine` reads): to compare two
-    runs' machines design by design, not window by window (the windows of one repeat move
-    together, and are not independent)."""
+# The gauges a window records, and what each is (agree.py compares two runs by each).
+GAUGES = {
+    "spin_us_per_lap": "the spinners' lap on the system's CPUs",
+    "load_cpu_us_per_request": "the load generator's own CPU per request on its CPU",
+}
+
+
+def laps(results: Mapping[str, Any], figure: str = "spin_us_per_lap") -> dict[str, float]:
+    """Each design's median `figure` (one of GAUGES) over its PHASE windows (those `machine`
+    reads): to compare two runs' machines design by design, not window by window (the windows
+    of one repeat move together, and are not independent)."""
     found: dict[str, list[float]] = {}
-    for w in lapped(results.get("windows", ())):
-        found.setdefault(w["design"], []).append(float(w["spin_us_per_lap"]))
+    for w in usable(results.get("windows", ()), PHASE):
+        value = w.get(figure)
+        if isinstance(value, int | float) and value > 0:
+            found.setdefault(w["design"], []).append(float(value))
     return {design: statistics.median(values) for design, values in found.items()}
 
 

@@ -33,6 +33,7 @@ def slower(base: Truth) -> Truth:
         cpu_us={k: v * SLOWER for k, v in base.cpu_us.items()},
         capacity_rps={k: v / SLOWER for k, v in base.capacity_rps.items()},
         lap_us=base.lap_us * SLOWER,
+        load_us=base.load_us * SLOWER,
     )
 
 
@@ -91,6 +92,21 @@ def test_a_slower_machine_shows_in_the_control_and_its_figures_disagree() -> Non
     assert lo <= ratio <= hi  # every design's lap 1.2x: no spread between designs
     same = agree.lapped(a, run(base))
     assert same is not None and same[0] == pytest.approx(1.0)
+    # ... and the load generator's CPU per request, where the runs recorded it.
+    assert agree.lapped(a, b, "load_cpu_us_per_request") is None  # neither did here
+    loaded = Truth(load_us=300.0)
+    la, lb = run(loaded), run(slower(loaded))
+    load = agree.lapped(la, lb, "load_cpu_us_per_request")
+    assert load is not None and load[0] == pytest.approx(SLOWER, rel=1e-9)
+    text = agree.report(la, lb, ("a", "b"))
+    assert (
+        "The load generator's own CPU per request on its CPU in the CPU-per-request windows "
+        f"cost {SLOWER:.2f}x in B" in text
+    )
+    assert (
+        f"The spinners' lap on the system's CPUs in the CPU-per-request windows cost {SLOWER:.2f}x"
+        in text
+    )
 
 
 def test_main_exits_by_the_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
