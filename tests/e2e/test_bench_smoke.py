@@ -114,9 +114,7 @@ def test_the_quick_bench_writes_every_figure(quick_long: tuple[Path, float]) -> 
         assert ops(name) < 0.1, (name, ops(name))
     for k in HOPS:
         chain = designs["session"]["hops"][str(k)]["store_ops_per_request"]
-        # Within 5 %: a --quick chain window is 40 requests, and one more or less in it (where
-        # the window's edges fall among them) is 2.5 %; k + 1 against k or k + 2 is 14 % or more.
-        assert abs(chain - (k + 1)) <= 0.05 * (k + 1), (k, chain)
+        assert k + 1 - 0.2 <= chain <= k + 1 + 0.2, (k, chain)
         assert designs[CONTROL]["hops"][str(k)]["store_ops_per_request"] < 0.05
         assert designs["jwt-push"]["hops"][str(k)]["store_ops_per_request"] < 0.05
 
