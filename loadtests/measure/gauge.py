@@ -251,9 +251,8 @@ class Pace:
     slow stretch moves it only once it is most of the run. A window is slow when its lap exceeds
     that median by more than `slow_pct` %: on the AMD EPYC host the laps of ordinary windows lie
     within 2-3 % of their run's median, and 15-29 % of windows ran over 5 % slower (runs E, F
-    and G). Nothing is
-    judged before MIN_SEEN windows have a lap, nor a window without one (under meter.MIN_LAPS
-    laps: the system left its spinners no gaps): `slow` says None for those.
+    and G). Nothing is judged before MIN_SEEN windows have a lap, nor a window without one
+    (under meter.MIN_LAPS laps: the system left its spinners no gaps): `slow` says None then.
 
     Not the window's own load: a window far past its design's knee (over 1.1 times its median
     capacity) that failed ran its spinners at the usual lap (median 1.00-1.06 of the run's, runs
