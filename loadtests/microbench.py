@@ -8,8 +8,8 @@ and the Verifier's session path on a cache hit (SESSION_CACHE=push, the push str
 plus the two login primitives (RS256 signing vs creating a session). Each figure is the median
 of several rounds. The rows "(paced)" make the checks the bench's designs run one every
 `--gap-ms` (a relay's pace in the bench's chain), the process idle between as a service's is,
-less the same loop with no check: the bench's per-check figure (check_us; a JWT carried by a
-cookie is its check and the Cookie field's read).
+each call timed on its own less the same timing around no call: the bench's per-check figure
+(check_us; a JWT carried by a cookie is its check and the Cookie field's read).
 
 A session check and the bare GET it is compared with both wait for redis-server, which shares
 the machine's cores: measured one after the other, a change in the machine's speed between the
@@ -174,17 +174,24 @@ async def _measure_paced(
     calls: Mapping[str, Callable[[], Awaitable[object]]], gap_s: float, n: int, rounds: int
 ) -> dict[str, tuple[float, float]]:
     """Wall-clock and CPU us of each of `calls` made `gap_s` apart, the process idle between
-    (as a service's is between the requests it serves), less the same loop making no call.
+    (as a service's is between the requests it serves): each call timed on its own, from just
+    before it to its answer, less the same timing around no call (the clocks' own cost).
 
     In a tight loop every call finds the caches, the branch predictors and the event loop as the
     previous call left them; in a service each check follows a wait. Each round runs a block of
-    `n` calls of every kind and of the empty loop, the order rotated each round; a call's figure
-    is the median over the rounds of its block less that round's empty block."""
+    `n` calls of every kind and of the empty call, the order rotated each round; a call's
+    figure is the median over the rounds of its block's mean less that round's empty block's.
+
+    Timed around the call alone, not over the whole block less an empty block: a block's
+    wake-ups from the waits cost 140-180 us a call here, and the machine's speed moving by a
+    few per cent between two blocks moved a cached JWT check's figure from -32 to +44 us in
+    three runs of one hour (timed alone: 10-16 us). What a call costs in the event loop before
+    its answer comes back (a session check's read of the store's reply) is inside its timing."""
 
     async def nothing() -> None:
         return None
 
-    empty_name = object()  # the empty loop's key: no call's name can be it
+    empty_name = object()  # the empty call's key: no call's name can be it
     series: list[tuple[object, Callable[[], Awaitable[object]]]] = [
         (empty_name, nothing),
         *calls.items(),
@@ -193,13 +200,14 @@ async def _measure_paced(
     for turn in range(rounds):
         shift = turn % len(series)
         for name, call in series[shift:] + series[:shift]:
-            w, c = time.perf_counter(), time.process_time()
+            wall = cpu = 0.0
             for _ in range(n):
                 await asyncio.sleep(gap_s)
+                w, c = time.perf_counter(), time.process_time()
                 await call()
-            figures[name].append(
-                ((time.perf_counter() - w) / n * 1e6, (time.process_time() - c) / n * 1e6)
-            )
+                cpu += time.process_time() - c
+                wall += time.perf_counter() - w
+            figures[name].append((wall / n * 1e6, cpu / n * 1e6))
     empty = figures.pop(empty_name)
     return {
         cast(str, name): (

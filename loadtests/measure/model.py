@@ -123,9 +123,10 @@ class Output:
 
 
 def check_cost(measured: float) -> float:
-    """What a check measured in-process costs: a figure below zero (a cached check of about a
-    microsecond, less the empty loop's own scatter of a microsecond or two) is a check too
-    cheap to resolve, and costs nothing: no part of the model is negative."""
+    """What a check measured in-process costs: a figure below zero (a cached check, less the
+    clocks' own cost measured apart; runs before 2026-12-07 timed whole blocks and read such
+    checks at -32 to +44 us) is a check too cheap to resolve, and costs nothing: no part of the
+    model is negative."""
     return max(float(measured), 0.0)
 
 

@@ -299,9 +299,9 @@ def microbench_blocks(results: Results) -> list[Block]:
     )
     gap = placement.get("gap_ms")
     paced = (
-        f" Rows marked (paced): one call every {gap:g} ms, the chain's pace, less the same loop "
-        "making no call; a paced figure near zero (a cached check) is within that loop's "
-        "scatter of a microsecond or two, and the model counts one below zero as 0. Each "
+        f" Rows marked (paced): one call every {gap:g} ms, the chain's pace, each call timed "
+        "on its own less the same timing around no call; the model counts a figure below zero "
+        "(a check too cheap to resolve) as 0. Each "
         "design's check_us is its paced row (a JWT carried by a cookie: the JWT's row and the "
         "Cookie field's read)."
         if gap

@@ -758,11 +758,12 @@ def check_costs(n: int, gap_s: float, keep_awake: bool) -> CheckCosts:
     """The per-check micro-benchmark, in-process CPU us per call, run as the checks run in the
     windows: this process and the benchmark's redis-server on the system's CPUs (kept awake
     where the windows' are), and each design's check made `gap_s` apart, the rate one relay
-    of the chain checks at, less the same loop with no check (microbench._measure_paced).
+    of the chain checks at, each timed on its own (microbench._measure_paced).
 
-    Made back to back, a session check costs two thirds to five sixths of what it costs at the
-    chain's pace (both rows are in method.microbench): the tight loop under-priced every
-    session hop of the chain, and the model's session chains with it."""
+    Made back to back, a session check costs a fraction of what it costs at the chain's pace
+    (both rows are in method.microbench; 105 against 413 us on 2026-12-07, two thirds to five
+    sixths in earlier runs): the tight loop under-priced every session hop of the chain, and the
+    model's session chains with it."""
     with microbench.placed_as_the_system(keep_awake) as placement:
         rows = asyncio.run(microbench.run(n=n, rounds=5, instruction_calls=0, gap_s=gap_s))
     by_row = {r.name: r.cpu_us for r in rows}
