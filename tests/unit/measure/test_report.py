@@ -70,6 +70,13 @@ def render(results: Results, out: Path) -> tuple[str, str]:
     return (out / "report.html").read_text(), (out / "report.md").read_text()
 
 
+def text(results: Results) -> tuple[str, str]:
+    """The report's two files without drawing its charts (report.html, report.md), for the
+    tests of its tables and sentences; the charts are drawn by `render`'s tests."""
+    content = report.blocks(results, ())
+    return report.to_html(content, {}), report.to_markdown(content, {})
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     out = tmp_path_factory.mktemp("report")
@@ -113,10 +120,10 @@ def test_the_headline_shows_each_designs_capacity_and_cpu_median(
     assert shown == 6
 
 
-def test_per_core_is_capacity_over_the_systems_cpus(tmp_path: Path) -> None:
+def test_per_core_is_capacity_over_the_systems_cpus() -> None:
     results = fixture()
     results["environment"]["system_cpus"] = [1, 2, 3]
-    page, _ = render(results, tmp_path)
+    page, _ = text(results)
     rows = {row[0]: row for row in parsed(page).tables["headline"][1:]}
     for name, design in results["designs"].items():
         if design["capacity_rps"]:
@@ -135,17 +142,17 @@ def test_the_banner_lists_exactly_the_failed_checks(rendered: tuple[Path, str, s
     assert listed == failed
 
 
-def test_all_checks_passing_gives_the_green_line(tmp_path: Path) -> None:
+def test_all_checks_passing_gives_the_green_line() -> None:
     results = fixture()
     for check in results.get("checks", []):
         check["ok"] = True
-    page, markdown = render(results, tmp_path)
+    page, markdown = text(results)
     assert "banner failed" not in page
     assert f'class="banner passed" id="self-checks">All {len(results["checks"])} self' in page
     assert "self-checks passed" in markdown and "failed" not in markdown.split("##")[0]
 
 
-def test_checks_not_judged_are_listed_apart_from_failed_ones(tmp_path: Path) -> None:
+def test_checks_not_judged_are_listed_apart_from_failed_ones() -> None:
     """A one-run file (--quick): the checks it had no intervals for are neither red nor
     green, and its headline prints no interval (a single run's ci95 is [x, x])."""
     raw = synthetic.build(Truth(noise=0.01, repeats=1))
@@ -153,7 +160,7 @@ def test_checks_not_judged_are_listed_apart_from_failed_ones(tmp_path: Path) -> 
     unjudged = {c["name"] for c in results["checks"] if not analysis.judged(c)}
     failed = {c["name"] for c in results["checks"] if analysis.judged(c) and not c["ok"]}
     assert unjudged >= {"intervals_tight", "same_check_agree"}
-    page, markdown = render(results, tmp_path)
+    page, markdown = text(results)
     apart = re.search(r'<div class="banner none" id="unjudged-checks">(.*?)</div>', page, re.S)
     assert apart is not None
     assert set(re.findall(r'class="check">([^<]*)<', apart.group(1))) == unjudged
@@ -229,11 +236,11 @@ def test_comparisons_advice_and_environment_are_printed(rendered: tuple[Path, st
     assert markdown.index("## The model") < markdown.index("## Method and environment")
 
 
-def test_the_report_knows_no_design_by_name(tmp_path: Path) -> None:
+def test_the_report_knows_no_design_by_name() -> None:
     results = fixture()
     renamed = copy.deepcopy(results["designs"]["session"])
     results["designs"] = {"made-up": renamed, CONTROL: results["designs"][CONTROL]}
-    page, _ = render(results, tmp_path)
+    page, _ = text(results)
     rows = [row[0] for row in parsed(page).tables["headline"][1:]]
     assert rows == ["made-up", CONTROL]
 
@@ -336,10 +343,10 @@ LONG = {
 }
 
 
-def test_the_long_experiments_are_a_section_with_their_numbers(tmp_path: Path) -> None:
+def test_the_long_experiments_are_a_section_with_their_numbers() -> None:
     results = fixture()
     results["long"] = copy.deepcopy(LONG)  # type: ignore[typeddict-item]
-    page, markdown = render(results, tmp_path)
+    page, markdown = text(results)
     tables = parsed(page).tables
     assert tables["long-nginx"][1:] == [
         ["nginx", "62", "0.6 / 1.9", "1200", "0"],
@@ -353,15 +360,15 @@ def test_the_long_experiments_are_a_section_with_their_numbers(tmp_path: Path) -
     assert "long-failover" not in tables  # null: skipped, with its reason listed
     assert "redis-cli is not on PATH" in page and "redis-cli is not on PATH" in markdown
     # A default run's file has no such section.
-    assert not any(key.startswith("long-") for key in parsed(render(fixture(), tmp_path)[0]).tables)
+    assert not any(key.startswith("long-") for key in parsed(text(fixture())[0]).tables)
 
 
-def test_the_credential_and_the_login_are_a_table_with_their_numbers(tmp_path: Path) -> None:
+def test_the_credential_and_the_login_are_a_table_with_their_numbers() -> None:
     truth = Truth(noise=0)
     results = analysis.analyse(cast(Results, synthetic.build(truth)))
     results["designs"]["jwt-off"]["login"]["failures"] = 3  # type: ignore[index]
     results["method"]["argon2"] = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "2048"}
-    page, markdown = render(results, tmp_path)
+    page, markdown = text(results)
     table = parsed(page).tables["credentials"]
     rows = {row[0]: row[1:] for row in table[1:]}
     assert set(rows) == set(truth.credential_bytes)  # the control holds no credential: no row
@@ -384,13 +391,13 @@ def test_the_credential_and_the_login_are_a_table_with_their_numbers(tmp_path: P
     assert markdown.index("## Comparisons") < section < markdown.index("## Charts")
 
 
-def test_a_file_without_credential_or_login_figures_has_no_such_section(tmp_path: Path) -> None:
-    page, markdown = render(fixture(), tmp_path)  # recorded before they were measured
+def test_a_file_without_credential_or_login_figures_has_no_such_section() -> None:
+    page, markdown = text(fixture())  # recorded before they were measured
     assert "credentials" not in parsed(page).tables
     assert "The credential and the login" not in markdown
 
 
-def test_the_micro_benchmark_is_a_table_of_its_rows_not_a_setting(tmp_path: Path) -> None:
+def test_the_micro_benchmark_is_a_table_of_its_rows_not_a_setting() -> None:
     results = analysis.analyse(cast(Results, synthetic.build(Truth(noise=0))))
     results["method"]["microbench"] = [
         {"name": "Verifier JWT, cache hit", "wall_us": 0.35, "cpu_us": 0.35, "baseline": None},
@@ -410,7 +417,7 @@ def test_the_micro_benchmark_is_a_table_of_its_rows_not_a_setting(tmp_path: Path
         },
     ]
     results["method"]["microbench_placement"] = {"cpus": [0], "kept_awake": True, "gap_ms": 6.667}
-    page, markdown = render(results, tmp_path)
+    page, markdown = text(results)
     table = parsed(page).tables["microbench"]
     assert table[1:] == [
         ["Verifier JWT, cache hit", "0.35", "0.35", "-", "-"],
@@ -424,9 +431,7 @@ def test_the_micro_benchmark_is_a_table_of_its_rows_not_a_setting(tmp_path: Path
     assert not {"microbench", "microbench_placement"} & {row[0] for row in settings}
 
 
-def test_the_write_is_a_table_of_its_repeats_and_an_old_single_window_reads_as_one_run(
-    tmp_path: Path,
-) -> None:
+def test_the_write_is_a_table_of_its_repeats_and_an_old_single_window_reads_as_one_run() -> None:
     results = analysis.analyse(cast(Results, synthetic.build(Truth(noise=0))))
     new = {"runs": [1500.0, 1600.0, 1700.0], "offered_rps": 100.0}
     for name, design in results["designs"].items():
@@ -442,7 +447,7 @@ def test_the_write_is_a_table_of_its_repeats_and_an_old_single_window_reads_as_o
             }
     # a file from before the repeats: a bare number
     results["designs"]["jwt-off"]["post"]["cpu_us_per_request"] = 2153.0  # type: ignore[index,arg-type]
-    _page, markdown = render(results, tmp_path)
+    _page, markdown = text(results)
     rows = {row[0]: row[1:] for row in md_table_after(markdown, "## The write")[1:]}
     half = stats.t975(2) * 100.0 / 3**0.5  # sd 100 over three runs
     assert rows["session"][:3] == ["100", "1,600", f"{1600 - half:,.0f} to {1600 + half:,.0f}"]
@@ -450,11 +455,11 @@ def test_the_write_is_a_table_of_its_repeats_and_an_old_single_window_reads_as_o
     assert rows["jwt-push"][1:3] == ["1,000", "one run, no interval"]
 
 
-def test_the_machine_is_a_table_of_its_numbers(tmp_path: Path) -> None:
+def test_the_machine_is_a_table_of_its_numbers() -> None:
     results = analysis.analyse(
         cast(Results, synthetic.build(Truth(noise=0.01, lap_step=0.03, lap_elasticity=2.5)))
     )
-    page, markdown = render(results, tmp_path)
+    page, markdown = text(results)
     table = parsed(page).tables["machine"]
     found = results["machine"]
     assert found is not None
@@ -476,7 +481,7 @@ def test_the_machine_is_a_table_of_its_numbers(tmp_path: Path) -> None:
     assert "windows judged" not in markdown
     results["machine"] = {**found, "judged_windows": 40, "slow_windows": 7, "replaced_windows": 3}
     results["method"]["slow_pct"] = 5.0
-    _page, markdown = render(results, tmp_path)
+    _page, markdown = text(results)
     assert "40 windows judged" in markdown and "7 were measured" in markdown
     assert "over 5 % slower" in markdown and "3 capacity windows" in markdown
     # With the load generator's figure, its row and both together.
@@ -490,7 +495,7 @@ def test_the_machine_is_a_table_of_its_numbers(tmp_path: Path) -> None:
     )
     with_load = loaded["machine"]
     assert with_load is not None
-    rows = parsed(render(loaded, tmp_path)[0]).tables["machine"][1:]
+    rows = parsed(text(loaded)[0]).tables["machine"][1:]
     assert rows[1] == [
         "the load generator's CPU per request (its own CPU)",
         "300.0",
@@ -502,6 +507,6 @@ def test_the_machine_is_a_table_of_its_numbers(tmp_path: Path) -> None:
     assert rows[2] == ["both", "-", "-", "-", "-", f"{with_load['both_explained_pct']:.0f}"]
     # A run without the laps has no such table.
     results["machine"] = None
-    page, markdown = render(results, tmp_path)
+    page, markdown = text(results)
     assert "machine" not in parsed(page).tables
     assert "### The machine during the windows" not in markdown
