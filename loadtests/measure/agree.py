@@ -67,9 +67,17 @@ def _triple(figure: Mapping[str, Any]) -> tuple[float, float, float]:
     return float(figure["median"]), float(lo), float(hi)
 
 
+def _rates_differ(x: Mapping[str, Any], y: Mapping[str, Any]) -> bool:
+    """Two figures measured at different offered rates (CPU per request's `offered_rps`: the
+    common rate, lowered on a slow machine, plan.common_rate): what a request costs depends on
+    the rate it is offered at, so they are not the same figure."""
+    return x.get("offered_rps") != y.get("offered_rps")
+
+
 def agreements(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Agreement]:
-    """Every design both runs measured, each headline figure both have, in A's order; a figure
-    of one run (a --quick run's) has no interval, so it is shown and never agrees."""
+    """Every design both runs measured, each headline figure both have at the same rate, in A's
+    order; a figure of one run (a --quick run's) has no interval, so it is shown and never
+    agrees."""
     out: list[Agreement] = []
     for name, mine in a["designs"].items():
         theirs = b["designs"].get(name)
@@ -77,21 +85,35 @@ def agreements(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Agreement]:
             continue
         for figure in FIGURES:
             x, y = mine.get(figure), theirs.get(figure)
-            if x and y and x.get("ci95") and y.get("ci95"):
+            if x and y and x.get("ci95") and y.get("ci95") and not _rates_differ(x, y):
                 judged = stats.has_interval(x) and stats.has_interval(y)
                 out.append(Agreement(name, figure, _triple(x), _triple(y), judged))
     return out
 
 
 def unmatched(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """The design figures one run has and the other has not: they cannot agree."""
+    """The design figures one run has and the other has not, or has at another rate: they
+    cannot agree."""
     found = {(r.design, r.figure) for r in agreements(a, b)}
     out = []
-    for label, one in (("only in A", a), ("only in B", b)):
+    for one, other, label in ((a, b, "only in A"), (b, a, "only in B")):
         for name, design in one["designs"].items():
             for figure in FIGURES:
-                if name != CONTROL and design.get(figure) and (name, figure) not in found:
+                x, y = design.get(figure), other["designs"].get(name, {}).get(figure)
+                if name == CONTROL or not x or (name, figure) in found:
+                    continue
+                if not y:
                     out.append(f"{name} {figure} ({label})")
+                elif one is a:  # in both: said once
+                    ra, rb = (
+                        "no rate" if r is None else f"{r:g} req/s"
+                        for r in (x.get("offered_rps"), y.get("offered_rps"))
+                    )
+                    out.append(
+                        f"{name} {figure} (at {ra} in A, {rb} in B)"
+                        if _rates_differ(x, y)
+                        else f"{name} {figure} (no interval)"
+                    )
     return out
 
 

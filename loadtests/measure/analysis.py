@@ -31,6 +31,7 @@ from typing import Any, cast
 from loadtests import microbench, modes
 from loadtests.measure import gauge, stats
 from loadtests.measure import model as bottom_up
+from loadtests.measure.plan import COMMON_RATE_SHARE
 from loadtests.measure.schema import (
     CONTROL,
     HOPS,
@@ -578,9 +579,6 @@ def check_capacity_cross_check(results: Mapping[str, Any]) -> Check:
     if not parts:
         return _check(name, False, "no capacity measured: cannot judge")
     return _check(name, ok, f"capacity / prediction within {low:g}-{high:g}: " + "; ".join(parts))
-
-
-COMMON_RATE_SHARE = 0.6  # of a design's lowest capacity run: "well inside every capacity"
 
 
 def check_common_rate_inside(designs: Mapping[str, Mapping[str, Any]]) -> Check:

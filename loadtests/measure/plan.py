@@ -13,6 +13,25 @@ from services.common.settings import REPO_ROOT
 REPORTS = REPO_ROOT / "reports"
 
 
+# "Well inside every capacity": the common rate is at most this share of each design's lowest
+# capacity run (nearer the knee, queueing and the batching it brings change what one request
+# costs); chosen below `common_rps` in steps of COMMON_RATE_STEP, so that runs on one machine
+# pick the same rate unless its speed moved by a step.
+COMMON_RATE_SHARE = 0.6
+COMMON_RATE_STEP = 50.0
+
+
+def common_rate(ceiling: float, knees: Sequence[float | None]) -> float:
+    """The rate of CPU per request: `ceiling` (Options.common_rps), or COMMON_RATE_SHARE of the
+    lowest knee held (every design's every capacity run), rounded down to a multiple of
+    COMMON_RATE_STEP (at least one step), where that is lower. No knee held: `ceiling`."""
+    held = [k for k in knees if k]
+    if not held:
+        return ceiling
+    steps = int(COMMON_RATE_SHARE * min(held) // COMMON_RATE_STEP)
+    return min(ceiling, max(steps, 1) * COMMON_RATE_STEP)
+
+
 @dataclass(frozen=True)
 class Options:
     out: Path | None = None  # default: reports/<timestamp>/
@@ -49,7 +68,8 @@ class Options:
     warmup_s: float = 0.7
     window_s: float = 1.0
     idle_s: float = 1.0  # each start's idle baseline: its services' and stores' CPU at rest
-    # CPU per request: one rate common to every design, well inside every capacity.
+    # CPU per request: one rate common to every design, well inside every capacity: this, or
+    # lower where the run's slowest knee asks for it (common_rate).
     common_rps: float = 400.0
     cpu_repeats: int = 5
     cpu_window_s: float = 1.2

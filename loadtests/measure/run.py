@@ -40,7 +40,14 @@ from loadtests.measure.cpu import group_of
 from loadtests.measure.meter import LISTED, NEW_ORDER, ORDERS, Meter, at_rest, chain_path
 from loadtests.measure.netns import RemoteStore, remote_store
 from loadtests.measure.outage import store_outage
-from loadtests.measure.plan import REPORTS, Config, Options, configs
+from loadtests.measure.plan import (
+    COMMON_RATE_SHARE,
+    REPORTS,
+    Config,
+    Options,
+    common_rate,
+    configs,
+)
 from loadtests.measure.revocation import revocation_lags
 from loadtests.measure.schema import (
     CONTROL,
@@ -152,6 +159,7 @@ class Bench:
         self.notes: list[str] = []
         self.credential_bytes: dict[str, int] = {}
         self.knees: dict[str, list[float | None]] = {}
+        self.common_rps = options.common_rps  # the rate of CPU per request (common_rate)
         self.bounds: dict[str, list[bool]] = {}  # per run: the load generator ended the search
         self.not_held: dict[str, list[float | None]] = {}  # per run: the lowest rate failed
         self.idle: list[dict[str, Any]] = []
@@ -388,9 +396,18 @@ class Bench:
                 self.not_held.setdefault(name, []).append(knee.failed_rps)
 
     def cpu(self, meters: dict[int, Meter], where: dict[str, int]) -> None:
-        """CPU per request at the common rate, `cpu_repeats` times, the designs in turn."""
+        """CPU per request at the common rate, `cpu_repeats` times, the designs in turn: the
+        option's rate, or lower where a design's slowest knee asks for it (common_rate)."""
         o = self.options
         names = tuple(where)
+        knees = [k for n in names for k in self.knees.get(n, [])]
+        self.common_rps = common_rate(o.common_rps, knees)
+        if self.common_rps != o.common_rps:
+            self.say(
+                f"CPU per request at {self.common_rps:g} req/s, not {o.common_rps:g}: "
+                f"{COMMON_RATE_SHARE:.0%} of the lowest knee held, {min(k for k in knees if k):g}"
+                " req/s, rounded down"
+            )
         for repeat in range(1, o.cpu_repeats + 1):
             order = names if repeat % 2 else tuple(reversed(names))
             for name in order:
@@ -399,7 +416,7 @@ class Bench:
                         "cpu",
                         name,
                         ORDERS,
-                        o.common_rps,
+                        self.common_rps,
                         o.cpu_window_s,
                         o.settle_s,
                         repeat,
@@ -408,7 +425,7 @@ class Bench:
                 )
                 self.say(
                     f"cpu {name} run {repeat}: {window['cpu_us_per_request']:.0f} us/request at "
-                    f"{o.common_rps:g} req/s, p50 {window['p50_ms']} ms"
+                    f"{self.common_rps:g} req/s, p50 {window['p50_ms']} ms"
                 )
 
     def requests(self, meters: dict[int, Meter], where: dict[str, int]) -> None:
@@ -582,12 +599,12 @@ class Bench:
                     "median": 0.0,
                     "ci95": [],
                     "runs": [w["cpu_us_per_request"] for w in cpu],
-                    "offered_rps": o.common_rps,
+                    "offered_rps": self.common_rps,
                 }
                 if cpu
                 else None
             ),
-            "latency_ms": merged_latency(cpu, o.common_rps),
+            "latency_ms": merged_latency(cpu, self.common_rps),
             "hops": self.hop_points(name),
             "auth_cpu_us_per_hop": None,
             "store_ops_per_request": _median([w["store_ops_per_request"] for w in cpu]) or 0.0,
@@ -902,6 +919,8 @@ def measure(
             "(Authorization, or Cookie and X-CSRF-Token), `name: value` and CRLF each; the "
             "median over the bench's users",
             "keys": f"verifiers take keys from auth's JWKS, refetch cooldown {JWKS_COOLDOWN_S:g} s",
+            # The rate the CPU-per-request windows ran at: common_rps, or lower (common_rate).
+            "common_rps_used": bench.common_rps,
             # The distance request (GET /orders) passes one verifying service behind the
             # gateway, as the chain at k = 1 does.
             "distance_hops": 1,

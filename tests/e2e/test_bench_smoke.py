@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.measure import gauge
+from loadtests.measure.plan import COMMON_RATE_SHARE, COMMON_RATE_STEP, common_rate
 from loadtests.measure.schema import CONTROL, HOPS, SCHEMA_VERSION, load
 from loadtests.modes import JWT_PUSH, MODES, settings_groups
 from services.common.settings import REPO_ROOT
@@ -95,6 +96,20 @@ def test_the_quick_bench_writes_every_figure(quick_long: tuple[Path, float]) -> 
         assert login["cpu_us_per_request"]["median"] > 0, login
         assert login["cpu_by_process"]["auth"] > 0, login
         assert (design.get("credential_bytes") or 0) > 0, name
+
+    # CPU per request at one rate for every design, well inside every capacity run: the
+    # option's, or lower where a knee asks for it (plan.common_rate).
+    method = results["method"]
+    knees = [k for d in designs.values() if d["capacity_rps"] for k in d["capacity_rps"]["runs"]]
+    used = method["common_rps_used"]
+    assert used == common_rate(method["common_rps"], knees)
+    cpus = [d["cpu_us_per_request"] for n, d in designs.items() if n != CONTROL]
+    assert {c["offered_rps"] if c else None for c in cpus} == {used}
+    assert all(
+        used <= COMMON_RATE_SHARE * k
+        for k in knees
+        if k and k * COMMON_RATE_SHARE >= COMMON_RATE_STEP
+    )
 
     # A JWT (claims and an RS256 signature) is larger than a session id and its CSRF token.
     session_bytes = designs["session"].get("credential_bytes") or 0

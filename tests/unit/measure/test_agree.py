@@ -144,3 +144,20 @@ def test_a_figure_only_one_run_has_cannot_agree() -> None:
     assert "9 of 12 figures agree; not: session cpu_us_per_request (only in A)" in agree.report(
         a, b, ("A", "B")
     )
+
+
+def test_cpu_measured_at_another_rate_is_not_compared() -> None:
+    """Run B lowered the common rate to 250 req/s (plan.common_rate: a slower machine's knees):
+    its CPU per request is another figure, listed apart and never compared, even where equal."""
+    a, b = run(Truth()), run(Truth())
+    b["designs"]["session"]["cpu_us_per_request"] = {
+        **a["designs"]["session"]["cpu_us_per_request"],
+        "offered_rps": 250.0,
+    }
+    rate = a["designs"]["session"]["cpu_us_per_request"]["offered_rps"]
+    found = {(r.design, r.figure) for r in agree.agreements(a, b)}
+    assert ("session", "cpu_us_per_request") not in found
+    assert ("session", "capacity_rps") in found and len(found) == 11
+    assert agree.unmatched(a, b) == [
+        f"session cpu_us_per_request (at {rate:g} req/s in A, 250 req/s in B)"
+    ]
