@@ -186,7 +186,10 @@ async def _measure_paced(
     wake-ups from the waits cost 140-180 us a call here, and the machine's speed moving by a
     few per cent between two blocks moved a cached JWT check's figure from -32 to +44 us in
     three runs of one hour (timed alone: 10-16 us). What a call costs in the event loop before
-    its answer comes back (a session check's read of the store's reply) is inside its timing."""
+    its answer comes back (a session check's read of the store's reply) is inside its timing;
+    what it leaves for later is not: a task it spawns that runs in the next wait (the session
+    check's sliding-expiry EXPIRE, once a minute a session: nothing at this pace), a garbage
+    collection its allocations start in the wait, what it costs the next wake-up in caches."""
 
     async def nothing() -> None:
         return None
@@ -231,6 +234,7 @@ COOKIE_READ = "Cookie field read, a JWT in it (aiohttp's parser)"
 
 
 PACED_CHECKS = (JWT_HIT, COOKIE_READ, SESSION_LOOKUP, SESSION_HIT)  # what `run` also paces
+PACED_TIMING = "per call"  # how _measure_paced times (MicrobenchPlacement.timing)
 
 
 def paced(name: str) -> str:
@@ -244,6 +248,9 @@ class MicrobenchPlacement(TypedDict):
     cpus: list[int]  # the CPUs it was pinned to; empty where nothing could be pinned
     kept_awake: bool  # an idle-priority spinner on each of them
     gap_ms: NotRequired[float]  # the paced rows' wait between calls
+    # How a paced row was timed: "per call" (PACED_TIMING, from 2026-12-07); absent: each
+    # block whole, waits included, less an empty block.
+    timing: NotRequired[str]
 
 
 async def run(

@@ -138,6 +138,15 @@ def _chain_rate(results: Mapping[str, Any]) -> float | None:
     return None if rate is None else float(rate)
 
 
+def _cpu_rates(results: Mapping[str, Any]) -> set[float]:
+    """The rates the run's CPU-per-request windows ran at (one, the common rate)."""
+    return {
+        float(cpu["offered_rps"])
+        for name, design in results["designs"].items()
+        if name != CONTROL and (cpu := design.get("cpu_us_per_request")) and "offered_rps" in cpu
+    }
+
+
 def speed(a: Mapping[str, Any], b: Mapping[str, Any]) -> Speed | None:
     """None where either run has no control chain over two hop counts, or the two chains ran
     at different rates (`method.chain_rps`): a request's CPU depends on the rate it is offered
@@ -163,7 +172,10 @@ def lapped(
     """A gauge (gauge.GAUGES: the spinners' lap, the load generator's CPU per request) in B's
     CPU-per-request windows over A's, design by design (each design's median in each run),
     with its 95 % interval (stats.ratio over the designs both runs measured); None where fewer
-    than two designs have the figure in both."""
+    than two designs have the figure in both, or the two runs' CPU windows ran at different
+    rates (a gauge's reading depends on the rate: the wake-ups between requests)."""
+    if _cpu_rates(a) != _cpu_rates(b):
+        return None
     la, lb = gauge.laps(a, figure), gauge.laps(b, figure)
     shared = sorted(set(la) & set(lb))
     if len(shared) < 2:
@@ -214,6 +226,12 @@ def report(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -
                 if control.same_machine
                 else "the machine ran at another speed, and absolute figures cannot agree."
             )
+        )
+    if _cpu_rates(a) != _cpu_rates(b):
+        shown = [", ".join(f"{r:g}" for r in sorted(_cpu_rates(x))) or "-" for x in (a, b)]
+        lines.append(
+            f"The two ran their CPU-per-request windows at different rates ({shown[0]} and "
+            f"{shown[1]} req/s): their gauges are not compared."
         )
     for figure, what in gauge.GAUGES.items():
         lap = lapped(a, b, figure)

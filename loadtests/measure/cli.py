@@ -17,7 +17,11 @@ TUNING: dict[str, tuple[type, str]] = {
     "slo_ms": (float, "p99 SLO of capacity in ms (default 50)"),
     "repeats": (int, "capacity runs per design (default 5)"),
     "window_s": (float, "measured seconds per capacity window"),
-    "common_rps": (float, "the rate of CPU per request, common to every design"),
+    "common_rps": (
+        float,
+        "the rate of CPU per request, common to every design: at most this (lower where a "
+        "knee under it / 0.6 asks; pin it to compare runs on machines of other speeds)",
+    ),
     "cpu_repeats": (int, "CPU windows per design"),
     "chain_rps": (float, "offered rate of the chain windows"),
     "chain_repeats": (int, "chain runs (k = 1..5 each)"),

@@ -57,7 +57,7 @@ class Options:
     slow_budget: int = 2
     settle_s: float = 0.3  # load before the measured part of every window near capacity
     # ... and of every window at a low fixed rate (the write, the login, the chain, the
-    # distance; 50-150 req/s, under two fifths of the common rate): a few requests reach its
+    # distance; 50-150 req/s, at most three fifths of the common rate): a few requests reach its
     # steady state, where the capacity windows' queues need the longer settle.
     low_settle_s: float = 0.15
     # Unrecorded load on each design after every start of the services, near the capacities

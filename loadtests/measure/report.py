@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from loadtests import microbench
 from loadtests.measure import gauge, stats
 from loadtests.measure.analysis import judged, request_type_spread, type_cpu
 from loadtests.measure.charts import CHARTS, draw, per_core
@@ -298,10 +299,14 @@ def microbench_blocks(results: Results) -> list[Block]:
         else "not pinned"
     )
     gap = placement.get("gap_ms")
+    timed = (
+        "each call timed on its own less the same timing around no call"
+        if placement.get("timing") == microbench.PACED_TIMING
+        else "less the same loop making no call (each block timed whole, its waits included)"
+    )
     paced = (
-        f" Rows marked (paced): one call every {gap:g} ms, the chain's pace, each call timed "
-        "on its own less the same timing around no call; the model counts a figure below zero "
-        "(a check too cheap to resolve) as 0. Each "
+        f" Rows marked (paced): one call every {gap:g} ms, the chain's pace, {timed}; the "
+        "model counts a figure below zero (a check too cheap to resolve) as 0. Each "
         "design's check_us is its paced row (a JWT carried by a cookie: the JWT's row and the "
         "Cookie field's read)."
         if gap

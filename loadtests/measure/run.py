@@ -403,11 +403,13 @@ class Bench:
         knees = [k for n in names for k in self.knees.get(n, [])]
         self.common_rps = common_rate(o.common_rps, knees)
         if self.common_rps != o.common_rps:
-            self.say(
+            lowered = (
                 f"CPU per request at {self.common_rps:g} req/s, not {o.common_rps:g}: "
                 f"{COMMON_RATE_SHARE:.0%} of the lowest knee held, {min(k for k in knees if k):g}"
-                " req/s, rounded down"
+                " req/s, rounded down (plan.common_rate)"
             )
+            self.notes.append(lowered)
+            self.say(lowered)
         for repeat in range(1, o.cpu_repeats + 1):
             order = names if repeat % 2 else tuple(reversed(names))
             for name in order:
@@ -796,7 +798,7 @@ def check_costs(n: int, gap_s: float, keep_awake: bool) -> CheckCosts:
     return CheckCosts(
         {design: summed(names) for design, names in CHECK_ROWS.items()},
         [dict(r.as_dict()) for r in rows],
-        {**placement, "gap_ms": round(gap_s * 1e3, 3)},
+        {**placement, "gap_ms": round(gap_s * 1e3, 3), "timing": microbench.PACED_TIMING},
     )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtests import microbench
 from loadtests.measure import gauge
 from loadtests.measure.plan import COMMON_RATE_SHARE, COMMON_RATE_STEP, common_rate
 from loadtests.measure.schema import CONTROL, HOPS, SCHEMA_VERSION, load
@@ -103,6 +104,11 @@ def test_the_quick_bench_writes_every_figure(quick_long: tuple[Path, float]) -> 
     knees = [k for d in designs.values() if d["capacity_rps"] for k in d["capacity_rps"]["runs"]]
     used = method["common_rps_used"]
     assert used == common_rate(method["common_rps"], knees)
+    # A lowered rate is a note of the run (the report prints its notes).
+    lowered = any("plan.common_rate" in note for note in results.get("notes", []))
+    assert lowered is (used < method["common_rps"])
+    # The paced checks were timed call by call (the report says how, by this).
+    assert method["microbench_placement"].get("timing") == microbench.PACED_TIMING
     cpus = [d["cpu_us_per_request"] for n, d in designs.items() if n != CONTROL]
     assert {c["offered_rps"] if c else None for c in cpus} == {used}
     assert all(
@@ -128,8 +134,15 @@ def test_the_quick_bench_writes_every_figure(quick_long: tuple[Path, float]) -> 
     for name in ("session-cached", "hybrid", "jwt-push", "jwt-off", "jwt-cookie"):
         assert ops(name) < 0.1, (name, ops(name))
     for k in HOPS:
-        chain = designs["session"]["hops"][str(k)]["store_ops_per_request"]
-        assert k + 1 - 0.2 <= chain <= k + 1 + 0.2, (k, chain)
+        point = designs["session"]["hops"][str(k)]
+        chain = point["store_ops_per_request"]
+        # Operations over requests, each counted in its own reading around the window: exact
+        # but for one request either way (a quick window holds 40) and the requests in flight
+        # at its edges (meter.served_in: about p50 / window of them). Quick runs read k = 5 at
+        # 5.79-6.17 (p50 6-7 ms), and 6.21 in a window the machine stalled in (p50 34 ms).
+        window_s = method["chain_window_s"]
+        share = 1 / (method["chain_rps"] * window_s) + point["p50_ms"] / 1e3 / window_s
+        assert abs(chain - (k + 1)) <= (k + 1) * share, (k, chain, point["p50_ms"])
         assert designs[CONTROL]["hops"][str(k)]["store_ops_per_request"] < 0.05
         assert designs["jwt-push"]["hops"][str(k)]["store_ops_per_request"] < 0.05
 

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from loadtests.measure import agree, analysis, stats
+from loadtests.measure import agree, analysis, gauge, stats
 from loadtests.measure.schema import CONTROL, HOPS, Results
 from tests.unit.measure import synthetic
 from tests.unit.measure.synthetic import Truth
@@ -149,7 +149,8 @@ def test_a_figure_only_one_run_has_cannot_agree() -> None:
 def test_cpu_measured_at_another_rate_is_not_compared() -> None:
     """Run B lowered the common rate to 250 req/s (plan.common_rate: a slower machine's knees):
     its CPU per request is another figure, listed apart and never compared, even where equal."""
-    a, b = run(Truth()), run(Truth())
+    truth = Truth(load_us=40.0)  # both gauges recorded
+    a, b = run(truth), run(truth)
     b["designs"]["session"]["cpu_us_per_request"] = {
         **a["designs"]["session"]["cpu_us_per_request"],
         "offered_rps": 250.0,
@@ -161,3 +162,8 @@ def test_cpu_measured_at_another_rate_is_not_compared() -> None:
     assert agree.unmatched(a, b) == [
         f"session cpu_us_per_request (at {rate:g} req/s in A, 250 req/s in B)"
     ]
+    # The gauges read in the CPU windows depend on their rate: not compared either.
+    for figure in gauge.GAUGES:
+        assert agree.lapped(a, a, figure) is not None
+        assert agree.lapped(a, b, figure) is None
+    assert "at different rates" in agree.report(a, b, ("A", "B"))
