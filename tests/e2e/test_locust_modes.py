@@ -13,12 +13,13 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from devstack.processes import free_port, stop_process
-from devstack.stack import Stack
+from devstack.stack import Ports, Stack
 from loadtests.measure.client import PASSWORD, Gateway
 from loadtests.measure.servers import answered
 from loadtests.modes import (
@@ -32,7 +33,7 @@ from loadtests.modes import (
     settings_groups,
 )
 from services.common.settings import REPO_ROOT
-from tests.stackutil import running
+from tests.stackutil import launch
 
 LOCUSTFILE = str(REPO_ROOT / "loadtests" / "locustfile.py")
 ENV = {
@@ -166,12 +167,40 @@ def test_distributed_master_and_worker(
 
 
 @pytest.fixture(scope="module")
-def design_stack(
+def group_stacks(
     tmp_path_factory: pytest.TempPathFactory, redis_available: None
-) -> Iterator[Stack]:
-    """A stack of its own, reconfigured group by group; access tokens live 32 s, so the JWT
-    classes refresh (30 s before expiry) every 2 s of a short run."""
-    yield from running(tmp_path_factory.mktemp("designs"), ACCESS_TOKEN_SECONDS="32")
+) -> Iterator[dict[str, Stack]]:
+    """A stack per settings group (by its first mode's name), started at once with the group's
+    settings; access tokens live 32 s, so the JWT classes refresh (30 s before expiry) every
+    2 s of a short run."""
+    groups = settings_groups(MODES)
+    # Every stack's ports chosen here, before any starts: none can take another's.
+    ports = {group[0].name: Ports.free() for group in groups}
+    root = tmp_path_factory.mktemp("designs")
+    for group in groups:
+        (root / group[0].name).mkdir()
+    with ThreadPoolExecutor(len(groups)) as pool:
+        starting = {
+            group[0].name: pool.submit(
+                launch,
+                root / group[0].name,
+                ports[group[0].name],
+                ACCESS_TOKEN_SECONDS="32",
+                **group[0].settings,
+            )
+            for group in groups
+        }
+        stacks: dict[str, Stack] = {}
+        try:
+            for name, future in starting.items():
+                stacks[name] = future.result(timeout=120)
+            yield stacks
+        finally:
+            for future in starting.values():
+                if future.done() and future.exception() is None:
+                    stack = future.result()
+                    stack.stop()
+                    stack.log.close()
 
 
 def start_headless(
@@ -218,57 +247,65 @@ def failures(prefix: Path) -> list[tuple[str, str]]:
         ]
 
 
-@pytest.mark.timeout(600)  # four restarts, eight Locust runs (a group's at once)
+@pytest.mark.timeout(600)  # four stacks, eight Locust runs at once
 def test_every_class_runs_against_a_stack_with_its_settings(
-    design_stack: Stack, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    group_stacks: dict[str, Stack], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     # Where a group's settings are not another class's, that class runs against it too and
     # must stop at its settings check.
     strangers = {HYBRID.name: SESSION, JWT_OFF.name: JWT_PUSH}
-    # Each run logs in with accounts of its own, made beforehand: runs side by side never sign
-    # up, nor count failed logins, on the same account at once.
-    gateway = Gateway(design_stack.gateway_url)
-    for name in [m.name for m in MODES] + [f"{m.name}-on-{g}" for g, m in strangers.items()]:
-        for index in range(2):
-            gateway.ensure_user(f"locust-{name}-{index}")
+    groups = settings_groups(MODES)
+    # Each run logs in with accounts of its own, made beforehand on the stack it runs against:
+    # runs side by side never sign up, nor count failed logins, on the same account at once.
+    for group in groups:
+        stack = group_stacks[group[0].name]
+        gateway = Gateway(stack.gateway_url)
+        names = [m.name for m in group]
+        if group[0].name in strangers:
+            names.append(f"{strangers[group[0].name].name}-on-{group[0].name}")
+        for name in names:
+            for index in range(2):
+                gateway.ensure_user(f"locust-{name}-{index}")
 
-    def start(mode: Mode, seconds: int, label: str) -> tuple[subprocess.Popen[bytes], int, Path]:
-        run = start_headless(design_stack, mode.user_class, seconds, tmp_path / label)
+    def start(
+        stack: Stack, mode: Mode, seconds: int, label: str
+    ) -> tuple[subprocess.Popen[bytes], int, Path]:
+        run = start_headless(stack, mode.user_class, seconds, tmp_path / label)
         processes.append(run[0])
         return run
 
-    for group in settings_groups(MODES):
-        design_stack.reconfigure(60.0, **group[0].settings)
-        # The group's classes run side by side, each in a Locust of its own.
-        runs = {mode.name: start(mode, 5, mode.name) for mode in group}
-        stranger = strangers.get(group[0].name)
-        if stranger is not None:
-            # It starts once the group's class is served: the gateway has then shown, in its
-            # /metrics, the settings the stranger's first check (before it logs in) reads.
-            served(design_stack.gateway_url, 20)
-            runs["stranger"] = start(stranger, 4, f"{stranger.name}-on-{group[0].name}")
-        table = {name: finish_headless(*run) for name, run in runs.items()}
-        for mode in group:
-            rows = table[mode.name]
-            log = (tmp_path / f"{mode.name}.log").read_text()[-3000:]
-            # Only a shed login (503 when password hashing is saturated: the contract's answer
-            # on an overloaded machine, retried by the class) may fail.
-            failed = failures(tmp_path / mode.name)
-            assert all(error == "login answered 503" for _, error in failed), (mode.name, failed)
-            total = rows["Aggregated"]
-            assert int(total["Request Count"]) >= 20, (mode.name, log)
-            assert int(rows["/orders"]["Request Count"]) >= 2, (mode.name, rows)
-            if mode.credential.kind == "jwt":
-                # The access token lives 32 s: the class refreshed it, by its carrier.
-                name = "/auth/refresh (cookie)" if mode is JWT_COOKIE else "/auth/refresh"
-                assert int(rows[name]["Request Count"]) >= 1, (mode.name, rows)
-        if group[0] is HYBRID:
-            # A class against a stack with other settings stops at its settings check.
-            rows = table["stranger"]
-            check = rows["/metrics (settings check)"]
-            assert int(check["Failure Count"]) >= 1, rows
-            assert int(rows["Aggregated"]["Request Count"]) < 20, rows
-        if group[0] is JWT_OFF:
-            rows = table["stranger"]
-            assert int(rows["/metrics (settings check)"]["Failure Count"]) >= 1, rows
-            assert "/orders" not in rows, rows
+    # Every group's classes at once, each in a Locust of its own, against its group's stack.
+    runs = {
+        mode.name: start(group_stacks[group[0].name], mode, 5, mode.name)
+        for group in groups
+        for mode in group
+    }
+    for group_name, stranger in strangers.items():
+        # It starts once the group's class is served: the gateway has then shown, in its
+        # /metrics, the settings the stranger's first check (before it logs in) reads.
+        served(group_stacks[group_name].gateway_url, 20)
+        label = f"{stranger.name}-on-{group_name}"
+        runs[label] = start(group_stacks[group_name], stranger, 4, label)
+    table = {name: finish_headless(*run) for name, run in runs.items()}
+    for mode in MODES:
+        rows = table[mode.name]
+        log = (tmp_path / f"{mode.name}.log").read_text()[-3000:]
+        # Only a shed login (503 when password hashing is saturated: the contract's answer
+        # on an overloaded machine, retried by the class) may fail.
+        failed = failures(tmp_path / mode.name)
+        assert all(error == "login answered 503" for _, error in failed), (mode.name, failed)
+        total = rows["Aggregated"]
+        assert int(total["Request Count"]) >= 20, (mode.name, log)
+        assert int(rows["/orders"]["Request Count"]) >= 2, (mode.name, rows)
+        if mode.credential.kind == "jwt":
+            # The access token lives 32 s: the class refreshed it, by its carrier.
+            name = "/auth/refresh (cookie)" if mode is JWT_COOKIE else "/auth/refresh"
+            assert int(rows[name]["Request Count"]) >= 1, (mode.name, rows)
+    # A class against a stack with other settings stops at its settings check.
+    rows = table[f"{SESSION.name}-on-{HYBRID.name}"]
+    check = rows["/metrics (settings check)"]
+    assert int(check["Failure Count"]) >= 1, rows
+    assert int(rows["Aggregated"]["Request Count"]) < 20, rows
+    rows = table[f"{JWT_PUSH.name}-on-{JWT_OFF.name}"]
+    assert int(rows["/metrics (settings check)"]["Failure Count"]) >= 1, rows
+    assert "/orders" not in rows, rows
