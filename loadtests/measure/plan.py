@@ -133,7 +133,7 @@ class Options:
             confirm=1,
             settle_s=0.15,
             warmup_s=0.3,
-            window_s=0.5,
+            window_s=0.4,
             idle_s=0.5,
             common_rps=200.0,
             cpu_repeats=1,
@@ -142,9 +142,9 @@ class Options:
             post_window_s=0.5,
             login_window_s=0.4,
             chain_repeats=1,
-            # 40 requests a window: at 25 the store operations per request read up to 6 % low
-            # (the stores are read at the edges of the measured part, a few ms wider).
-            chain_window_s=0.4,
+            # 30 requests a window: the store operations per request are counted to one request
+            # and the requests in flight at the edges (meter.served_in), 4-6 % of 30.
+            chain_window_s=0.3,
             rtts_ms=(0.0, 2.0),
             distance_window_s=0.6,
             distance_repeats=1,

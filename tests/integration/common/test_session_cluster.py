@@ -23,9 +23,8 @@ from tests.conftest import KeyMaterial, RedisProcess
 from tests.integration.conftest import session_login, signup_and_login
 
 
-@pytest.fixture
-def cluster(redis_available: None, tmp_path: Path) -> Iterator[RedisClusterServers]:
-    servers = RedisClusterServers(tmp_path / "cluster")
+def _cluster(workdir: Path) -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(workdir)
     try:
         servers.start()
         yield servers
@@ -33,8 +32,21 @@ def cluster(redis_available: None, tmp_path: Path) -> Iterator[RedisClusterServe
         servers.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_cluster(
+    redis_available: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisClusterServers]:
+    """One cluster for the tests that leave it whole (their users and keys their own)."""
+    yield from _cluster(tmp_path_factory.mktemp("cluster"))
+
+
 @pytest.fixture
-async def auth(
+def cluster(redis_available: None, tmp_path: Path) -> Iterator[RedisClusterServers]:
+    """A cluster of the test's own: for a test that fails one of its nodes."""
+    yield from _cluster(tmp_path / "cluster")
+
+
+async def _auth(
     aiohttp_client: Any,
     cluster: RedisClusterServers,
     make_redis: Any,
@@ -50,6 +62,28 @@ async def auth(
     client: TestClient[Any, Any] = await aiohttp_client(create_auth(AuthSettings.from_env(env)))
     client.session.cookie_jar.clear()
     return client
+
+
+@pytest.fixture
+async def auth(
+    aiohttp_client: Any,
+    shared_cluster: RedisClusterServers,
+    make_redis: Any,
+    key_material: KeyMaterial,
+) -> TestClient[Any, Any]:
+    """auth on the shared cluster."""
+    return await _auth(aiohttp_client, shared_cluster, make_redis, key_material)
+
+
+@pytest.fixture
+async def auth_alone(
+    aiohttp_client: Any,
+    cluster: RedisClusterServers,
+    make_redis: Any,
+    key_material: KeyMaterial,
+) -> TestClient[Any, Any]:
+    """auth on a cluster of the test's own."""
+    return await _auth(aiohttp_client, cluster, make_redis, key_material)
 
 
 async def primary_holding(cluster: RedisClusterServers, key: str) -> int:
@@ -68,8 +102,9 @@ async def primary_holding(cluster: RedisClusterServers, key: str) -> int:
 
 
 async def test_sessions_spread_over_the_shards_and_work(
-    auth: TestClient[Any, Any], cluster: RedisClusterServers
+    auth: TestClient[Any, Any], shared_cluster: RedisClusterServers
 ) -> None:
+    cluster = shared_cluster
     await signup_and_login(auth, "spread")
     sids = [(await session_login(auth, "spread"))[0] for _ in range(24)]
     owners = {await primary_holding(cluster, session_key(sid)) for sid in sids}
@@ -81,7 +116,6 @@ async def test_sessions_spread_over_the_shards_and_work(
 
 async def test_revocations_and_login_limits_on_a_cluster(
     auth: TestClient[Any, Any],
-    cluster: RedisClusterServers,
     key_material: KeyMaterial,
     make_redis: Any,
 ) -> None:
@@ -103,8 +137,9 @@ async def test_revocations_and_login_limits_on_a_cluster(
 
 
 async def test_a_failed_primary_costs_its_slots_a_503_until_the_replica_takes_over(
-    auth: TestClient[Any, Any], cluster: RedisClusterServers
+    auth_alone: TestClient[Any, Any], cluster: RedisClusterServers
 ) -> None:
+    auth = auth_alone
     pair = await signup_and_login(auth, "survivor")
     bearer = {"Authorization": f"Bearer {pair['access_token']}"}
     sids = [(await session_login(auth, "survivor"))[0] for _ in range(12)]
