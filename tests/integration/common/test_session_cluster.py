@@ -75,17 +75,6 @@ async def auth(
     return await _auth(aiohttp_client, shared_cluster, make_redis, key_material)
 
 
-@pytest.fixture
-async def auth_alone(
-    aiohttp_client: Any,
-    cluster: RedisClusterServers,
-    make_redis: Any,
-    key_material: KeyMaterial,
-) -> TestClient[Any, Any]:
-    """auth on a cluster of the test's own."""
-    return await _auth(aiohttp_client, cluster, make_redis, key_material)
-
-
 async def primary_holding(cluster: RedisClusterServers, key: str) -> int:
     """The port of the primary that owns the key's slot."""
     for node in cluster.nodes:
@@ -137,9 +126,12 @@ async def test_revocations_and_login_limits_on_a_cluster(
 
 
 async def test_a_failed_primary_costs_its_slots_a_503_until_the_replica_takes_over(
-    auth_alone: TestClient[Any, Any], cluster: RedisClusterServers
+    aiohttp_client: Any,
+    cluster: RedisClusterServers,
+    make_redis: Any,
+    key_material: KeyMaterial,
 ) -> None:
-    auth = auth_alone
+    auth = await _auth(aiohttp_client, cluster, make_redis, key_material)  # its own cluster
     pair = await signup_and_login(auth, "survivor")
     bearer = {"Authorization": f"Bearer {pair['access_token']}"}
     sids = [(await session_login(auth, "survivor"))[0] for _ in range(12)]
