@@ -137,10 +137,9 @@ def test_the_quick_bench_writes_every_figure(quick_long: tuple[Path, float]) -> 
         point = designs["session"]["hops"][str(k)]
         chain = point["store_ops_per_request"]
         # Operations over requests, each counted in its own reading around the window: exact
-        # but for a request either way in each (a quick window holds 30) and the requests in flight
-        # at its edges (meter.served_in: about p50 / window of them). Quick runs of 40 requests
-        # read k = 5 at 5.79-6.17 (p50 6-7 ms), and 6.21 in a window the machine stalled in
-        # (p50 34 ms).
+        # but for a request either way in each (a quick window holds 40) and the requests in flight
+        # at its edges (meter.served_in: about p50 / window of them). Quick runs read k = 5 at
+        # 5.79-6.17 (p50 6-7 ms), and 6.21 in a window the machine stalled in (p50 34 ms).
         window_s = method["chain_window_s"]
         share = 2 / (method["chain_rps"] * window_s) + point["p50_ms"] / 1e3 / window_s
         assert abs(chain - (k + 1)) <= (k + 1) * share, (k, chain, point["p50_ms"])
