@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -343,6 +344,18 @@ class Bench:
         self.windows.append(window)
         return window
 
+    def fixed(self, take: Callable[[], Window], **extra: Any) -> Window:
+        """A window at a fixed rate (CPU, write, login, chain, distance), recorded with `extra`.
+        One the load generator limited (a stall on its CPU: one send 10 ms late is enough in a
+        window of 40 requests) is kept, `replaced`, and measured once more: its figures are the
+        generator's, and a --quick run has no other window for its point (CI's smoke test lost
+        the session chain's k = 1 so)."""
+        window: Window = {**take(), **extra}  # type: ignore[typeddict-item]
+        if window["generator_limited"]:
+            self.record({**window, "replaced": True})
+            window = {**take(), **extra}  # type: ignore[typeddict-item]
+        return self.record(window)
+
     def capacities(self, meters: dict[int, Meter], where: dict[str, int]) -> None:
         """Each design's knee, `repeats` times, the designs in turn (`where`: the start of the
         services each one's windows go to)."""
@@ -413,8 +426,9 @@ class Bench:
         for repeat in range(1, o.cpu_repeats + 1):
             order = names if repeat % 2 else tuple(reversed(names))
             for name in order:
-                window = self.record(
-                    meters[where[name]].window(
+                window = self.fixed(
+                    partial(
+                        meters[where[name]].window,
                         "cpu",
                         name,
                         ORDERS,
@@ -445,8 +459,9 @@ class Bench:
             order = names if repeat % 2 else tuple(reversed(names))
             for name in order:
                 meter = meters[where[name]]
-                post = self.record(
-                    meter.window(
+                post = self.fixed(
+                    partial(
+                        meter.window,
                         "post",
                         name,
                         path,
@@ -460,8 +475,9 @@ class Bench:
                     )
                 )
                 # Each bench user logging in in turn, through the gateway.
-                login = self.record(
-                    meter.window(
+                login = self.fixed(
+                    partial(
+                        meter.window,
                         "login",
                         name,
                         self.by_name[name].credential.login_path,
@@ -494,16 +510,19 @@ class Bench:
             for hops in HOPS:
                 order = names if (repeat + hops) % 2 else tuple(reversed(names))
                 for name in order:
-                    window = meter.window(
-                        "chain",
-                        name,
-                        chain_path(name, hops),
-                        o.chain_rps,
-                        o.chain_window_s,
-                        o.low_settle_s,
-                        repeat,
+                    self.fixed(
+                        partial(
+                            meter.window,
+                            "chain",
+                            name,
+                            chain_path(name, hops),
+                            o.chain_rps,
+                            o.chain_window_s,
+                            o.low_settle_s,
+                            repeat,
+                        ),
+                        hops=hops,
                     )
-                    self.record({**window, "hops": hops})
             self.say(f"chain run {repeat}: {', '.join(names)} at k = 1..{max(HOPS)}")
 
     def distance(self, meter: Meter, config: Config) -> None:
@@ -517,16 +536,20 @@ class Bench:
                     self.store.set_rtt(rtt)
                     measured = round(self.store.measured_rtt_ms(), 3)
                     for name in config.designs:
-                        window = meter.window(
-                            "distance",
-                            name,
-                            ORDERS,
-                            o.distance_rps,
-                            o.distance_window_s,
-                            o.low_settle_s,
-                            repeat,
+                        self.fixed(
+                            partial(
+                                meter.window,
+                                "distance",
+                                name,
+                                ORDERS,
+                                o.distance_rps,
+                                o.distance_window_s,
+                                o.low_settle_s,
+                                repeat,
+                            ),
+                            added_rtt_ms=rtt,
+                            measured_rtt_ms=measured,
                         )
-                        self.record({**window, "added_rtt_ms": rtt, "measured_rtt_ms": measured})
                     self.say(
                         f"distance {rtt:g} ms run {repeat} (measured RTT {measured} ms): "
                         f"{', '.join(config.designs)}"
